@@ -1,0 +1,5 @@
+"""`groot data ...` sub-commands."""
+
+
+def register(subparsers) -> None:
+    """Placeholder until the data commands land."""

@@ -1,0 +1,5 @@
+"""`groot eval ...` sub-commands."""
+
+
+def register(subparsers) -> None:
+    """Placeholder until the eval commands land."""

@@ -1,0 +1,5 @@
+"""`groot train ...` sub-commands."""
+
+
+def register(subparsers) -> None:
+    """Placeholder until the train commands land."""
