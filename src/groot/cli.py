@@ -34,8 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "_handler", None)
-    if handler is None:
-        (parser if args.command is None else parser._subparsers._group_actions[0].choices[args.command]).print_help()
+    if handler is None:  # a group without its sub-command: show that group's help
+        group = getattr(args, "_group_parser", parser)
+        group.print_help()
         return 2
     result = handler(args)
     return int(result or 0)

@@ -84,3 +84,10 @@ def add_command(subparsers: Any, name: str, cls: type, run: Any, help: str) -> a
     add_dataclass_arguments(parser, cls)
     parser.set_defaults(_handler=lambda ns: run(dataclass_from_args(cls, ns)))
     return parser
+
+
+def add_group(subparsers: Any, name: str, help: str) -> Any:
+    """A command group (`groot data ...`); returns the subparsers to add its commands to."""
+    parser = subparsers.add_parser(name, help=help, description=help)
+    parser.set_defaults(_group_parser=parser)
+    return parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND")
