@@ -1,0 +1,174 @@
+"""Flow-matching action head of GR00T N1.5 (`action_head.*`, spec 3).
+
+Per-embodiment ("category") MLPs encode the state and the noisy action chunk and decode the DiT output
+into a velocity. Token order into the DiT: [1 state | 32 future tokens | 16 action tokens] (spec 3.4).
+
+Embodiment ids are resolved once per call (`resolve_category`): a batch holding a single embodiment
+uses the shared weight matrix directly (a plain GEMM, no per-sample weight copies); mixed batches
+gather `W[ids]` once per layer call.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from groot.model.config import ActionHeadConfig
+from groot.model.dit import DiT, SelfAttentionTransformer
+
+Category = int | torch.Tensor  # one embodiment index for the whole batch, or int64 [B]
+
+
+def resolve_category(embodiment_id: torch.Tensor) -> Category:
+    """int64 [B] -> a Python int when every sample has the same embodiment, else the tensor itself."""
+    first = embodiment_id[:1]
+    if bool((embodiment_id == first).all()):
+        return int(first.item())
+    return embodiment_id
+
+
+class CategorySpecificLinear(nn.Module):
+    """y = x @ W[c] + b[c] with W [C, in, out] (input-major layout, as in the checkpoint)."""
+
+    def __init__(self, num_categories: int, in_dim: int, out_dim: int):
+        super().__init__()
+        self.W = nn.Parameter(0.02 * torch.randn(num_categories, in_dim, out_dim))
+        self.b = nn.Parameter(torch.zeros(num_categories, out_dim))
+
+    def forward(self, x: torch.Tensor, category: Category) -> torch.Tensor:
+        """x: [B, T, in] -> [B, T, out]"""
+        if isinstance(category, int):
+            return torch.matmul(x, self.W[category]) + self.b[category]
+        return torch.bmm(x, self.W[category]) + self.b[category][:, None]
+
+
+class CategorySpecificMLP(nn.Module):
+    """layer1 -> ReLU -> layer2, each category-specific."""
+
+    def __init__(self, num_categories: int, in_dim: int, hidden_dim: int, out_dim: int):
+        super().__init__()
+        self.layer1 = CategorySpecificLinear(num_categories, in_dim, hidden_dim)
+        self.layer2 = CategorySpecificLinear(num_categories, hidden_dim, out_dim)
+
+    def forward(self, x: torch.Tensor, category: Category) -> torch.Tensor:
+        return self.layer2(F.relu(self.layer1(x, category)), category)
+
+
+def bucket_sinusoid(timesteps: torch.Tensor, dim: int) -> torch.Tensor:
+    """The action encoder's timestep features: [sin, cos] of bucket * exp(-ln(1e4) * k / (dim/2)).
+    timesteps: [B] integer buckets -> [B, dim] float32"""
+    half = dim // 2
+    k = torch.arange(half, dtype=torch.float32, device=timesteps.device)
+    angles = timesteps.float()[:, None] * torch.exp(-k * (math.log(10000.0) / half))[None, :]
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
+
+
+class MultiEmbodimentActionEncoder(nn.Module):
+    """y = W3(swish(W2([W1(a), sinusoid(bucket)])))."""
+
+    def __init__(self, action_dim: int, width: int, num_categories: int):
+        super().__init__()
+        self.width = width
+        self.W1 = CategorySpecificLinear(num_categories, action_dim, width)
+        self.W2 = CategorySpecificLinear(num_categories, 2 * width, width)
+        self.W3 = CategorySpecificLinear(num_categories, width, width)
+
+    def forward(self, actions: torch.Tensor, timesteps: torch.Tensor, category: Category) -> torch.Tensor:
+        """actions: [B, T, action_dim], timesteps: [B] buckets -> [B, T, width]"""
+        a = self.W1(actions, category)
+        tau = bucket_sinusoid(timesteps, self.width).to(a.dtype)[:, None].expand(-1, a.shape[1], -1)
+        x = F.silu(self.W2(torch.cat([a, tau], dim=-1), category))
+        return self.W3(x, category)
+
+
+class FlowMatchingActionHead(nn.Module):
+    """Backbone features + state -> flow-matching loss (training) or an action chunk (sampling)."""
+
+    def __init__(self, cfg: ActionHeadConfig):
+        super().__init__()
+        self.cfg = cfg
+        width, num_cat = cfg.input_embedding_dim, cfg.max_num_embodiments
+        # registration order = the checkpoint's key order
+        self.model = DiT(cfg.diffusion_model_cfg)
+        self.state_encoder = CategorySpecificMLP(num_cat, cfg.max_state_dim, cfg.hidden_size, width)
+        self.action_encoder = MultiEmbodimentActionEncoder(cfg.action_dim, width, num_cat)
+        self.action_decoder = CategorySpecificMLP(num_cat, cfg.hidden_size, cfg.hidden_size, cfg.action_dim)
+        self.future_tokens = nn.Embedding(cfg.num_target_vision_tokens, width)
+        nn.init.normal_(self.future_tokens.weight, mean=0.0, std=0.02)
+        self.vlln = nn.LayerNorm(cfg.backbone_embedding_dim) if cfg.use_vlln else nn.Identity()
+        self.vl_self_attention = (SelfAttentionTransformer(cfg.vl_self_attention_cfg) if cfg.use_vlln
+                                  else nn.Identity())
+        if cfg.add_pos_embed:
+            self.position_embedding = nn.Embedding(cfg.max_seq_len, width)
+            nn.init.normal_(self.position_embedding.weight, mean=0.0, std=0.02)
+
+    # ---- pieces shared by training and sampling ---------------------------------------------------
+    def encode_vl(self, features: torch.Tensor) -> torch.Tensor:
+        """features: [B, L, backbone_embedding_dim] -> [B, L, backbone_embedding_dim]"""
+        return self.vl_self_attention(self.vlln(features))
+
+    def _velocity(self, state_tokens: torch.Tensor, actions: torch.Tensor, timesteps: torch.Tensor,
+                  category: Category, vl: torch.Tensor | None = None, cross_kv=None) -> torch.Tensor:
+        """state_tokens [B, 1, W], actions [B, T, A], timesteps [B] buckets -> velocity [B, T, A]"""
+        action_tokens = self.action_encoder(actions, timesteps, category)  # [B, T, W]
+        if self.cfg.add_pos_embed:
+            action_tokens = action_tokens + self.position_embedding.weight[: actions.shape[1]]
+        future = self.future_tokens.weight[None].expand(actions.shape[0], -1, -1)  # [B, 32, W]
+        tokens = torch.cat([state_tokens, future.to(action_tokens.dtype), action_tokens], dim=1)
+        out = self.model(tokens, timesteps, vl_features=vl, cross_kv=cross_kv)  # [B, 49, hidden]
+        return self.action_decoder(out, category)[:, -actions.shape[1]:]
+
+    def sample_time(self, batch_size: int, device: torch.device) -> torch.Tensor:
+        """t = (s - u) / s with u ~ Beta(alpha, beta), drawn from the global CPU RNG. -> [B] float32"""
+        beta = torch.distributions.Beta(torch.tensor(self.cfg.noise_beta_alpha),
+                                        torch.tensor(self.cfg.noise_beta_beta))
+        u = beta.sample((batch_size,))
+        return ((self.cfg.noise_s - u) / self.cfg.noise_s).to(device)
+
+    def time_bucket(self, t: torch.Tensor) -> torch.Tensor:
+        """t in [-0.001, 1] -> int64 bucket, truncated toward zero. [B] -> [B]"""
+        return (t * self.cfg.num_timestep_buckets).long()
+
+    # ---- training ------------------------------------------------------------------------------------
+    def forward(self, features: torch.Tensor, state: torch.Tensor, action: torch.Tensor,
+                action_mask: torch.Tensor, embodiment_id: torch.Tensor) -> torch.Tensor:
+        """features [B, L, D], state [B, 1, 64], action / action_mask [B, 16, 32], embodiment_id [B]
+        -> scalar loss: masked MSE between predicted and true velocity (spec 3.5)."""
+        category = resolve_category(embodiment_id)
+        vl = self.encode_vl(features)
+        state_tokens = self.state_encoder(state, category)  # [B, 1, W]
+        noise = torch.randn(action.shape, device=action.device, dtype=action.dtype)
+        t = self.sample_time(action.shape[0], action.device).to(action.dtype)[:, None, None]  # [B, 1, 1]
+        noisy = (1 - t) * noise + t * action
+        target = action - noise
+        pred = self._velocity(state_tokens, noisy, self.time_bucket(t[:, 0, 0]), category, vl=vl)
+        mask = action_mask.to(torch.float32)
+        squared = F.mse_loss(pred.float(), target.float(), reduction="none") * mask
+        return squared.sum() / mask.sum()
+
+    # ---- inference -----------------------------------------------------------------------------------
+    def sample(self, features: torch.Tensor, state: torch.Tensor, embodiment_id: torch.Tensor,
+               num_steps: int | None = None, noise: torch.Tensor | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Euler integration from noise (t=0) to data (t=1) in `num_steps` steps (spec 3.6).
+        features [B, L, D], state [B, 1, 64], embodiment_id [B] -> normalized actions [B, 16, 32].
+        VL features, state tokens and the DiT's cross-attention K/V are computed once."""
+        steps = num_steps or self.cfg.num_inference_timesteps
+        batch = features.shape[0]
+        category = resolve_category(embodiment_id)
+        vl = self.encode_vl(features)
+        cross_kv = self.model.precompute_cross_kv(vl)
+        state_tokens = self.state_encoder(state, category)
+        if noise is None:
+            noise = torch.randn((batch, self.cfg.action_horizon, self.cfg.action_dim), dtype=vl.dtype,
+                                device=vl.device, generator=generator)
+        actions = noise
+        for k in range(steps):
+            bucket = int(k / steps * self.cfg.num_timestep_buckets)
+            timesteps = torch.full((batch,), bucket, dtype=torch.long, device=vl.device)
+            velocity = self._velocity(state_tokens, actions, timesteps, category, cross_kv=cross_kv)
+            actions = actions + (1.0 / steps) * velocity
+        return actions
