@@ -1,0 +1,101 @@
+"""Light client of the inference server: numpy, msgpack and pyzmq only (importing it never imports torch).
+
+    with InferenceClient("localhost", 5555) as client:
+        action = client.get_action({"video.ego_view": frame, "state.left_arm": q, ...})
+
+Every call has a timeout. A REQ socket whose request got no reply is stuck (it may not send again),
+so after a timeout the socket is rebuilt and the next call works normally.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import zmq
+
+from groot.errors import GrootError
+from groot.serve import protocol
+
+DEFAULT_TIMEOUT_MS = 15_000
+
+
+class ServerError(GrootError, RuntimeError):
+    """The server answered `{"error": ...}`."""
+
+
+class ServerTimeoutError(GrootError, TimeoutError):
+    """The server did not answer in time (down, busy, or it dropped a message over its size limit)."""
+
+
+class InferenceClient:
+    """Talks to `groot serve` (or the official inference service) over ZeroMQ REQ/REP."""
+
+    def __init__(self, host: str = "localhost", port: int = 5555, api_token: str | None = None,
+                 timeout_ms: int = DEFAULT_TIMEOUT_MS, max_message_bytes: int | None = None):
+        self.address = f"tcp://{host}:{port}"
+        self.api_token = api_token
+        self.timeout_ms = timeout_ms
+        self.max_message_bytes = max_message_bytes  # refuse to send larger requests (None: no check)
+        self._context = zmq.Context()
+        self._socket = self._connect()
+
+    # ---- lifecycle -------------------------------------------------------------------------------------
+    def __enter__(self) -> InferenceClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._socket.close(linger=0)
+        self._context.term()
+
+    def _connect(self) -> zmq.Socket:
+        socket = self._context.socket(zmq.REQ)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.RCVTIMEO, self.timeout_ms)
+        socket.setsockopt(zmq.SNDTIMEO, self.timeout_ms)
+        socket.connect(self.address)
+        return socket
+
+    # ---- endpoints -------------------------------------------------------------------------------------
+    def ping(self) -> bool:
+        """True when the server answers; False when it does not answer within the timeout."""
+        try:
+            self.call("ping")
+        except ServerTimeoutError:
+            return False
+        return True
+
+    def get_action(self, observation: dict[str, Any]) -> dict[str, Any]:
+        """observation {"video.<k>": uint8 [T,H,W,3], "state.<k>": [T,D], "<language key>": [str]}
+        -> {"action.<k>": [16, D]} (leading batch dim on both sides when batched)."""
+        return self.call("get_action", observation)
+
+    def get_modality_config(self) -> dict[str, Any]:
+        """{"video"|"state"|"action"|"language": ModalityConfig}"""
+        return self.call("get_modality_config")
+
+    def kill_server(self) -> None:
+        self.call("kill")
+
+    def call(self, endpoint: str, data: dict[str, Any] | None = None) -> Any:
+        """Send one request and return the decoded answer; raises ServerError on `{"error": ...}`."""
+        message = protocol.pack_request(endpoint, data, self.api_token)
+        if self.max_message_bytes is not None and len(message) > self.max_message_bytes:
+            raise protocol.ProtocolError(f"{endpoint} request is {len(message)} bytes, over the "
+                                         f"{self.max_message_bytes}-byte message size limit")
+        try:
+            self._socket.send(message)
+            reply = self._socket.recv()
+        except zmq.Again as e:
+            self._socket.close(linger=0)
+            self._socket = self._connect()
+            raise ServerTimeoutError(
+                f"no answer from {self.address} to {endpoint!r} within {self.timeout_ms} ms: the server is "
+                f"down or busy, or it dropped this {len(message)}-byte request for exceeding its message "
+                f"size limit (groot serve --max-message-mb)") from e
+        response = protocol.unpack(reply)
+        if isinstance(response, dict) and "error" in response:
+            raise ServerError(f"{endpoint}: {response['error']}")
+        return response

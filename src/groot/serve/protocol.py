@@ -1,0 +1,162 @@
+"""Wire format of the inference service: msgpack with the official custom encodings (spec 9).
+
+Light on purpose (numpy, msgpack and the torch-free `groot.data.modality` only), so a robot-side
+client never imports torch.
+
+- numpy array  <-> `{"__ndarray_class__": True, "as_npy": <bytes of np.save(..., allow_pickle=False)>}`
+- ModalityConfig <-> `{"__ModalityConfig_class__": True, "as_json": '{"delta_indices": [...],
+  "modality_keys": [...]}'}`
+- request  `{"endpoint": str, "data": dict (get_action only), "api_token": str (when one is set)}`;
+  a request without "endpoint" means `get_action`.
+- response the endpoint's result, or `{"error": str}`.
+
+Decoding never unpickles: `.npy` payloads are parsed header-first, object dtypes are refused and the
+payload length must match the declared shape exactly.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from groot.data.modality import ModalityConfig
+from groot.errors import DatasetError, GrootError
+
+NDARRAY_TAG = "__ndarray_class__"
+MODALITY_CONFIG_TAG = "__ModalityConfig_class__"
+DEFAULT_ENDPOINT = "get_action"
+ENDPOINTS_WITH_DATA = ("get_action",)
+
+_NPY_HEADER_READERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
+
+
+class ProtocolError(GrootError, ValueError):
+    """A message that is not valid msgpack or does not follow the service's wire format."""
+
+
+# ---- values ---------------------------------------------------------------------------------------
+def _encode_custom(obj: Any) -> Any:
+    """msgpack `default` hook: called for every object msgpack cannot pack natively."""
+    if isinstance(obj, np.ndarray):
+        buffer = io.BytesIO()
+        np.save(buffer, obj, allow_pickle=False)  # object arrays raise ValueError here
+        return {NDARRAY_TAG: True, "as_npy": buffer.getvalue()}
+    if isinstance(obj, ModalityConfig):
+        return {MODALITY_CONFIG_TAG: True, "as_json": obj.to_json()}
+    if isinstance(obj, np.generic):  # numpy scalars (np.float32(1.0), np.bool_) -> Python scalars
+        return obj.item()
+    raise TypeError(f"cannot encode a value of type {type(obj).__name__} for the inference service")
+
+
+def _decode_ndarray(payload: Any) -> np.ndarray:
+    if not isinstance(payload, bytes):
+        raise ProtocolError(f"'as_npy' must be bytes of an .npy file, found {type(payload).__name__}")
+    buffer = io.BytesIO(payload)
+    try:
+        version = np.lib.format.read_magic(buffer)
+    except ValueError as e:
+        raise ProtocolError(f"'as_npy' is not an .npy file: {e}") from e
+    reader = _NPY_HEADER_READERS.get(version)
+    if reader is None:
+        raise ProtocolError(f"'as_npy' has .npy format version {version}; expected 1.0 or 2.0")
+    try:
+        shape, fortran_order, dtype = reader(buffer)
+    except ValueError as e:
+        raise ProtocolError(f"'as_npy' has a malformed .npy header: {e}") from e
+    if dtype.hasobject:
+        raise ProtocolError(f"'as_npy' holds an object array (dtype {dtype}); only plain dtypes are accepted")
+    data = payload[buffer.tell():]
+    expected = math.prod(shape) * dtype.itemsize
+    if len(data) != expected:
+        raise ProtocolError(f"'as_npy' declares shape {shape} of {dtype} ({expected} bytes of data), "
+                            f"found {len(data)} bytes")
+    flat = np.frombuffer(data, dtype=dtype)
+    return flat.reshape(shape, order="F" if fortran_order else "C").copy()
+
+
+def _decode_modality_config(payload: Any) -> ModalityConfig:
+    if not isinstance(payload, str):
+        raise ProtocolError(f"'as_json' of a ModalityConfig must be a JSON string, "
+                            f"found {type(payload).__name__}")
+    try:
+        fields = json.loads(payload)
+    except json.JSONDecodeError as e:
+        raise ProtocolError(f"'as_json' of a ModalityConfig is not JSON: {e}") from e
+    if not isinstance(fields, dict):
+        raise ProtocolError(f"'as_json' of a ModalityConfig must be a JSON object, found {payload[:80]!r}")
+    try:
+        return ModalityConfig.from_dict(fields)
+    except DatasetError as e:
+        raise ProtocolError(f"malformed ModalityConfig: {e}") from e
+
+
+def _decode_custom(obj: dict) -> Any:
+    """msgpack `object_hook`: called for every decoded map, innermost first."""
+    if obj.get(NDARRAY_TAG) is True:
+        return _decode_ndarray(obj.get("as_npy"))
+    if obj.get(MODALITY_CONFIG_TAG) is True:
+        return _decode_modality_config(obj.get("as_json"))
+    return obj
+
+
+def pack(value: Any) -> bytes:
+    """Any msgpack-able value, numpy arrays and ModalityConfigs included -> bytes."""
+    return msgpack.packb(value, default=_encode_custom, use_bin_type=True)
+
+
+def unpack(message: bytes) -> Any:
+    """bytes -> value, decoding arrays and ModalityConfigs; raises ProtocolError on anything malformed."""
+    try:
+        return msgpack.unpackb(message, object_hook=_decode_custom, raw=False)
+    except ProtocolError:
+        raise
+    except (ValueError, TypeError, msgpack.UnpackException) as e:
+        raise ProtocolError(f"malformed msgpack message ({len(message)} bytes): {e}") from e
+
+
+# ---- requests and responses ----------------------------------------------------------------------
+@dataclass
+class Request:
+    endpoint: str
+    data: dict | None
+    api_token: str | None
+
+
+def pack_request(endpoint: str, data: dict | None = None, api_token: str | None = None) -> bytes:
+    message: dict[str, Any] = {"endpoint": endpoint}
+    if data is not None:
+        message["data"] = data
+    if api_token is not None:
+        message["api_token"] = api_token
+    return pack(message)
+
+
+def parse_request(message: bytes) -> Request:
+    """Decode and check the envelope of a request (not the observation inside it)."""
+    request = unpack(message)
+    if not isinstance(request, dict):
+        raise ProtocolError(f"a request must be a map with an 'endpoint' key, found {type(request).__name__}")
+    endpoint = request.get("endpoint", DEFAULT_ENDPOINT)
+    if not isinstance(endpoint, str):
+        raise ProtocolError(f"'endpoint' must be a string, found {type(endpoint).__name__}")
+    token = request.get("api_token")
+    if token is not None and not isinstance(token, str):
+        raise ProtocolError(f"'api_token' must be a string, found {type(token).__name__}")
+    data = request.get("data")
+    if endpoint in ENDPOINTS_WITH_DATA and not isinstance(data, dict):
+        raise ProtocolError(f"endpoint {endpoint!r} needs 'data': a map of observation keys to values, "
+                            f"found {type(data).__name__}")
+    return Request(endpoint=endpoint, data=data, api_token=token)
+
+
+def error_response(message: str) -> bytes:
+    return pack({"error": message})
