@@ -1,0 +1,267 @@
+"""GR00T N1.5 checkpoints: HF-style (sharded) safetensors + config.json + experiment_cfg/.
+
+Layout (docs/ARCHITECTURE.md): `config.json`, `model.safetensors` or `model-0000k-of-0000n.safetensors`
+with `model.safetensors.index.json`, `experiment_cfg/metadata.json`, `experiment_cfg/data_config.json`,
+`tokenizer/`. Loading builds the model on the meta device and assigns the stored tensors straight into
+it, so nothing is initialised twice and the 3B model loads at disk speed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from groot.errors import CheckpointError
+from groot.model.config import GR00TN15Config
+from groot.model.gr00t_n15 import GR00TN15
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+SINGLE_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+METADATA_FILE = "experiment_cfg/metadata.json"
+DATA_CONFIG_FILE = "experiment_cfg/data_config.json"
+TOKENIZER_DIR = "tokenizer"
+HUB_PATTERNS = ["*.json", "*.safetensors", f"{TOKENIZER_DIR}/*"]
+POOLING_HEAD_PREFIX = "backbone.eagle_model.vision_model.vision_model.head."
+TIED_LM_HEAD_KEY = "backbone.eagle_model.language_model.lm_head.weight"
+
+_SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+               "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+# ---- key reports -------------------------------------------------------------------------------------
+def describe_keys(keys: list[str], limit: int = 8) -> str:
+    """Group parameter names by pattern (layer indices -> `*`): 'N keys: pattern (xcount), ...'."""
+    patterns = Counter(re.sub(r"\.\d+\.", ".*.", key) for key in keys)
+    shown = [f"{pattern} (x{count})" if count > 1 else pattern
+             for pattern, count in list(patterns.items())[:limit]]
+    more = len(patterns) - len(shown)
+    tail = f", ... and {more} more pattern(s)" if more > 0 else ""
+    return f"{len(keys)} key(s): " + ", ".join(shown) + tail
+
+
+# ---- saving ------------------------------------------------------------------------------------------
+def parse_size(size: int | str) -> int:
+    """'2GB' -> 2_000_000_000, '500MiB' -> 524_288_000, 1234 -> 1234."""
+    if isinstance(size, int):
+        return size
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?I?B?)\s*", size.upper())
+    if not match:
+        raise ValueError(f"max_shard_size: expected a byte count like '2GB' or '500MiB', found {size!r}")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+
+
+def _unique_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop tensors that share storage with an earlier one (the tied lm_head is stored once)."""
+    seen: set[tuple[int, tuple[int, ...]]] = set()
+    unique = {}
+    for name, tensor in state.items():
+        ident = (tensor.untyped_storage().data_ptr() + tensor.storage_offset() * tensor.element_size(),
+                 tuple(tensor.shape))
+        if tensor.numel() > 0 and ident in seen:
+            continue
+        seen.add(ident)
+        unique[name] = tensor
+    return unique
+
+
+def _shards(state: dict[str, torch.Tensor], max_bytes: int) -> list[dict[str, torch.Tensor]]:
+    """Greedy split in key order; a tensor larger than max_bytes gets a shard of its own."""
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    used = 0
+    for name, tensor in state.items():
+        size = tensor.numel() * tensor.element_size()
+        if shards[-1] and used + size > max_bytes:
+            shards.append({})
+            used = 0
+        shards[-1][name] = tensor
+        used += size
+    return shards
+
+
+def _dtype_name(model: torch.nn.Module) -> str:
+    return str(next(model.parameters()).dtype).removeprefix("torch.")
+
+
+def _to_json(obj: Any) -> Any:
+    """DatasetMetadata / DataConfig objects (anything with to_dict) -> plain JSON values."""
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    if isinstance(obj, dict):
+        return {key: _to_json(value) for key, value in obj.items()}
+    return obj
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_to_json(obj), indent=2) + "\n")
+
+
+def _write_weights(model: torch.nn.Module, out: Path, max_shard_size: int | str) -> None:
+    state = _unique_tensors(model.state_dict())
+    shards = _shards(state, parse_size(max_shard_size))
+    if len(shards) == 1:
+        names = [SINGLE_FILE]
+    else:
+        names = [f"model-{k + 1:05d}-of-{len(shards):05d}.safetensors" for k in range(len(shards))]
+    for name, shard in zip(names, tqdm(shards, desc="saving shards", disable=len(shards) == 1), strict=True):
+        save_file({k: v.detach().to("cpu").contiguous() for k, v in shard.items()}, str(out / name),
+                  metadata={"format": "pt"})
+    if len(shards) > 1:
+        index = {
+            "metadata": {"total_size": sum(t.numel() * t.element_size() for t in state.values())},
+            "weight_map": {key: name for name, shard in zip(names, shards, strict=True) for key in shard},
+        }
+        _write_json(out / INDEX_FILE, index)
+
+
+def save_pretrained(model: GR00TN15, directory: str | Path, metadata: dict[str, Any] | None = None,
+                    data_config: Any = None, max_shard_size: int | str = "2GB",
+                    tokenizer: Any = None) -> Path:
+    """Write a checkpoint directory atomically (temp dir + rename; an existing one is replaced).
+
+    metadata: {embodiment_tag: DatasetMetadata | dict} -> experiment_cfg/metadata.json;
+    data_config: DataConfig | dict -> experiment_cfg/data_config.json; tokenizer: saved under
+    tokenizer/ when it has `save_pretrained(dir)` (the built-in byte tokenizer needs no files)."""
+    out = Path(directory).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        config = model.config.to_dict()
+        config["torch_dtype"] = _dtype_name(model)
+        _write_json(tmp / CONFIG_FILE, config)
+        _write_weights(model, tmp, max_shard_size)
+        if metadata is not None:
+            _write_json(tmp / METADATA_FILE, metadata)
+        if data_config is not None:
+            _write_json(tmp / DATA_CONFIG_FILE, data_config)
+        if tokenizer is not None and hasattr(tokenizer, "save_pretrained"):
+            tokenizer.save_pretrained(tmp / TOKENIZER_DIR)
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    if not dst.exists():
+        src.rename(dst)
+        return
+    old = dst.parent / f".{dst.name}.old-{uuid.uuid4().hex[:8]}"
+    dst.rename(old)
+    src.rename(dst)
+    shutil.rmtree(old)
+
+
+# ---- loading -----------------------------------------------------------------------------------------
+def resolve_checkpoint_dir(path_or_hub_id: str | Path, revision: str | None = None) -> Path:
+    """A local directory as is; anything else is a hub repo id fetched (json + safetensors only)."""
+    path = Path(path_or_hub_id).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists() or str(path_or_hub_id).startswith((".", "/", "~")):
+        raise CheckpointError(f"{path}: expected a checkpoint directory, found "
+                              f"{'a file' if path.exists() else 'nothing'}")
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(str(path_or_hub_id), revision=revision, allow_patterns=HUB_PATTERNS))
+
+
+def weight_files(root: Path) -> list[Path]:
+    """The safetensors files of a checkpoint: from the shard index, else model.safetensors."""
+    index = root / INDEX_FILE
+    if index.is_file():
+        weight_map = json.loads(index.read_text()).get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise CheckpointError(f"{index}: key 'weight_map': expected a non-empty mapping, found "
+                                  f"{weight_map!r}")
+        files = [root / name for name in dict.fromkeys(weight_map.values())]
+    else:
+        files = [root / SINGLE_FILE]
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise CheckpointError(f"{root}: expected weight file(s) {missing} (from "
+                              f"{INDEX_FILE if index.is_file() else 'the default name'}), found none")
+    return files
+
+
+def read_config(root: Path) -> GR00TN15Config:
+    path = root / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path}: expected the model config, found no file")
+    return GR00TN15Config.from_dict(json.loads(path.read_text()))
+
+
+def stored_keys(files: list[Path]) -> list[str]:
+    keys: list[str] = []
+    for file in files:
+        with safe_open(str(file), framework="pt") as handle:
+            keys.extend(handle.keys())
+    return keys
+
+
+def _check_keys(root: Path, expected: dict[str, torch.Tensor], loaded: dict[str, torch.Tensor],
+                tie_lm_head: bool) -> None:
+    tolerated = {TIED_LM_HEAD_KEY} if tie_lm_head else set()
+    missing = [k for k in expected if k not in loaded and k not in tolerated]
+    unexpected = [k for k in loaded if k not in expected]
+    wrong_shape = [f"{k}: expected {tuple(expected[k].shape)}, found {tuple(loaded[k].shape)}"
+                   for k in expected if k in loaded and loaded[k].shape != expected[k].shape]
+    if unexpected:
+        log.warning("%s: ignoring %s", root, describe_keys(unexpected))
+        for key in unexpected:
+            del loaded[key]
+    if missing or wrong_shape:
+        problems = []
+        if missing:
+            problems.append(f"missing {describe_keys(missing)}")
+        if wrong_shape:
+            problems.append(f"{len(wrong_shape)} shape mismatch(es): " + "; ".join(wrong_shape[:5]))
+        raise CheckpointError(f"{root}: weights do not fit the model built from config.json: "
+                              + " | ".join(problems))
+
+
+def load_pretrained(path_or_hub_id: str | Path, dtype: torch.dtype | None = None,
+                    device: str | torch.device | None = None, revision: str | None = None) -> GR00TN15:
+    """Load a groot or official N1.5 checkpoint into a GR00TN15 in eval mode.
+
+    dtype: cast floating weights (None keeps the stored dtype); device: where the weights are read to
+    (default cpu). A missing tied lm_head is re-tied; an absent SigLIP pooling head is dropped from the
+    model; other missing keys raise CheckpointError, unexpected ones are reported and ignored."""
+    root = resolve_checkpoint_dir(path_or_hub_id, revision)
+    config = read_config(root)
+    files = weight_files(root)
+    config.backbone_cfg.vision.with_pooling_head = any(k.startswith(POOLING_HEAD_PREFIX)
+                                                       for k in stored_keys(files))
+    with torch.device("meta"):
+        model = GR00TN15(config)
+    target = str(torch.device(device)) if device is not None else "cpu"
+    loaded: dict[str, torch.Tensor] = {}
+    for file in tqdm(files, desc="loading shards", disable=len(files) == 1):
+        loaded.update(load_file(str(file), device=target))
+    _check_keys(root, model.state_dict(), loaded, config.backbone_cfg.llm.tie_word_embeddings)
+    if dtype is not None:
+        loaded = {k: v.to(dtype) if v.is_floating_point() else v for k, v in loaded.items()}
+    model.load_state_dict(loaded, strict=False, assign=True)
+    model.tie_weights()
+    still_meta = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if still_meta:
+        raise CheckpointError(f"{root}: no weights for {describe_keys(still_meta)}")
+    bb, ah = config.backbone_cfg, config.action_head_cfg
+    model.set_trainable(bb.tune_llm, bb.tune_visual, ah.tune_projector, ah.tune_diffusion_model)
+    return model.eval()

@@ -1,0 +1,140 @@
+"""GR00T N1.5: Eagle VL backbone + flow-matching action head (`backbone.*`, `action_head.*`).
+
+`forward(batch)` returns the training loss, `get_action(batch)` a normalized action chunk; the batch is
+the processor's output (docs/ARCHITECTURE.md). Weights stay in the dtype they were built / loaded in
+(fp32 by default); floating inputs are cast to the dtype of the module that consumes them, so a bf16
+model takes the processor's fp32 tensors as they are.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from groot.model.action_head import FlowMatchingActionHead
+from groot.model.config import GR00TN15Config, preset_config
+from groot.model.eagle import EagleBackbone
+
+
+def _param_dtype(module: nn.Module) -> torch.dtype:
+    return next(module.parameters()).dtype
+
+
+class GR00TN15(nn.Module):
+    def __init__(self, config: GR00TN15Config):
+        super().__init__()
+        self.config = config
+        self.backbone = EagleBackbone(config.backbone_cfg)
+        self.action_head = FlowMatchingActionHead(config.action_head_cfg)
+        self.set_trainable(config.backbone_cfg.tune_llm, config.backbone_cfg.tune_visual,
+                           config.action_head_cfg.tune_projector, config.action_head_cfg.tune_diffusion_model)
+
+    # ---- construction ------------------------------------------------------------------------------
+    @classmethod
+    def from_preset(cls, name: str) -> GR00TN15:
+        """Random weights for a named preset (`n1.5-3b`, `small`, `tiny`)."""
+        return cls(preset_config(name))
+
+    @classmethod
+    def from_pretrained(cls, path_or_hub_id: str | Path, dtype: torch.dtype | None = None,
+                        device: str | torch.device | None = None) -> GR00TN15:
+        """Load a checkpoint directory or hub id (see `groot.model.checkpoint.load_pretrained`)."""
+        from groot.model.checkpoint import load_pretrained
+
+        return load_pretrained(path_or_hub_id, dtype=dtype, device=device)
+
+    def save_pretrained(self, directory: str | Path, metadata: dict[str, Any] | None = None,
+                        data_config: Any = None, max_shard_size: int | str = "2GB") -> Path:
+        """Write a checkpoint directory (see `groot.model.checkpoint.save_pretrained`)."""
+        from groot.model.checkpoint import save_pretrained
+
+        return save_pretrained(self, directory, metadata=metadata, data_config=data_config,
+                               max_shard_size=max_shard_size)
+
+    def tie_weights(self) -> None:
+        """Point the LLM's `lm_head.weight` at `embed_tokens.weight` (after loading replaced either)."""
+        if self.config.backbone_cfg.llm.tie_word_embeddings:
+            lm = self.backbone.eagle_model.language_model
+            lm.lm_head.weight = lm.model.embed_tokens.weight
+
+    # ---- what trains (spec 2.3) --------------------------------------------------------------------
+    def set_trainable(self, tune_llm: bool, tune_visual: bool, tune_projector: bool,
+                      tune_diffusion_model: bool) -> None:
+        """Freeze / unfreeze the four groups; vlln, vl_self_attention and future_tokens always train.
+        The flags are recorded in the config, so a saved checkpoint remembers them."""
+        bb, ah = self.config.backbone_cfg, self.config.action_head_cfg
+        bb.tune_llm, bb.tune_visual = tune_llm, tune_visual
+        ah.tune_projector, ah.tune_diffusion_model = tune_projector, tune_diffusion_model
+        self.backbone.set_trainable(tune_llm=tune_llm, tune_visual=tune_visual)
+        self.action_head.requires_grad_(True)
+        for module in self._projector_modules():
+            module.requires_grad_(tune_projector)
+        self.action_head.model.requires_grad_(tune_diffusion_model)
+        self.train(self.training)
+
+    def _projector_modules(self) -> list[nn.Module]:
+        head = self.action_head
+        modules: list[nn.Module] = [head.state_encoder, head.action_encoder, head.action_decoder]
+        if self.config.action_head_cfg.add_pos_embed:
+            modules.append(head.position_embedding)
+        return modules
+
+    def _frozen_modules(self) -> list[nn.Module]:
+        bb, ah = self.config.backbone_cfg, self.config.action_head_cfg
+        eagle = self.backbone.eagle_model
+        frozen: list[nn.Module] = []
+        if not bb.tune_llm:
+            frozen.append(eagle.language_model)
+        if not bb.tune_visual:
+            frozen += [eagle.vision_model, eagle.mlp1]
+        if not ah.tune_projector:
+            frozen += self._projector_modules()
+        if not ah.tune_diffusion_model:
+            frozen.append(self.action_head.model)
+        return frozen
+
+    def train(self, mode: bool = True) -> GR00TN15:
+        """Like nn.Module.train, but frozen modules stay in eval mode (no dropout) while training."""
+        super().train(mode)
+        if mode:
+            for module in self._frozen_modules():
+                module.eval()
+        return self
+
+    def trainable_parameter_names(self) -> list[str]:
+        return [name for name, p in self.named_parameters() if p.requires_grad]
+
+    # ---- forward -----------------------------------------------------------------------------------
+    def backbone_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """pixel_values [N_img, 3, S, S], input_ids / attention_mask [B, L] -> features [B, L, D]
+        in the action head's dtype."""
+        pixels = batch["pixel_values"].to(_param_dtype(self.backbone.eagle_model.vision_model))
+        features = self.backbone(pixels, batch["input_ids"], batch["attention_mask"])
+        return features.to(_param_dtype(self.action_head))
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Processor batch with `action` / `action_mask` -> {"loss": scalar}"""
+        dtype = _param_dtype(self.action_head)
+        loss = self.action_head(
+            self.backbone_features(batch),
+            batch["state"].to(dtype),  # [B, 1, 64]
+            batch["action"].to(dtype),  # [B, 16, 32]
+            batch["action_mask"],  # [B, 16, 32]
+            batch["embodiment_id"],  # [B]
+        )
+        return {"loss": loss}
+
+    @torch.no_grad()
+    def get_action(self, batch: dict[str, torch.Tensor], num_steps: int | None = None,
+                   noise: torch.Tensor | None = None,
+                   generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Processor batch -> {"action_pred": normalized action chunk [B, 16, 32]}"""
+        dtype = _param_dtype(self.action_head)
+        actions = self.action_head.sample(
+            self.backbone_features(batch), batch["state"].to(dtype), batch["embodiment_id"],
+            num_steps=num_steps, noise=None if noise is None else noise.to(dtype), generator=generator,
+        )
+        return {"action_pred": actions}
