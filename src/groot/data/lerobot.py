@@ -1,0 +1,336 @@
+"""Read LeRobot datasets, layouts v2.0 / v2.1 (one parquet and one mp4 per episode) and v3.0 (many
+episodes per parquet / mp4 file, episode index in `meta/episodes/`), plus GR00T's `meta/modality.json`.
+
+Opening reads only `meta/`. Parquet and video files are opened on demand and closed right after, so a
+dataset object can be handed to forked DataLoader workers; each process keeps its own small caches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from groot.data import video
+from groot.data.modality import ModalitySpec
+from groot.errors import DatasetError
+
+SUPPORTED_VERSIONS = ("v2.0", "v2.1", "v3.0")
+NUMERIC_DTYPES = ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool")
+V3_EPISODE_COLUMNS = ("episode_index", "length", "tasks", "data/chunk_index", "data/file_index")
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoSegment:
+    """Where one episode of one camera lives: `from_s` is the episode's first frame time in the file."""
+
+    path: Path
+    from_s: float
+
+
+@dataclasses.dataclass(frozen=True)
+class EpisodeInfo:
+    index: int
+    length: int
+    tasks: list[str]
+    data_path: Path  # the parquet file holding this episode's rows
+    videos: dict[str, VideoSegment]  # original video key -> segment
+
+
+class LeRobotDataset:
+    """One LeRobot dataset on disk. `.episode_data(i)` gives its columns, `.decode_frames(i, key, t)` its
+    frames; `video_key`s are modality keys (`front`), not LeRobot keys (`observation.images.front`)."""
+
+    def __init__(self, root: str | Path, video_backend: video.VideoBackend = "pyav",
+                 cache_episodes: int = 64):
+        self.root = Path(root)
+        if video_backend not in video.VIDEO_BACKENDS:
+            raise ValueError(f"video_backend {video_backend!r} is not one of "
+                             f"{', '.join(video.VIDEO_BACKENDS)}")
+        self.video_backend = video_backend
+        self.info = _load_info(self.root)
+        self.version: str = self.info["codebase_version"]
+        self.fps = float(self.info["fps"])
+        self.modality = ModalitySpec.load(self.root / "meta" / "modality.json")
+        self.vector_widths = _vector_widths(self.info)  # {column: D} of every 1-D numeric feature
+        self.modality.check_columns(self.vector_widths, "meta/modality.json", "meta/info.json features")
+        self._check_video_features()
+        if self.version == "v3.0":
+            self.tasks = _load_tasks_v3(self.root)
+            self.episodes = _load_episodes_v3(self.root, self.info, self.modality)
+        else:
+            self.tasks = _load_tasks_v2(self.root)
+            self.episodes = _load_episodes_v2(self.root, self.info, self.modality, self.fps)
+        self._episode_by_index = {episode.index: episode for episode in self.episodes}
+        self._cache_size = cache_episodes
+        self._episode_cache: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
+        self._file_cache: OrderedDict[Path, Any] = OrderedDict()  # v3.0: last parquet files read
+
+    def __repr__(self) -> str:
+        return (f"LeRobotDataset({str(self.root)!r}, version={self.version}, episodes={len(self.episodes)}, "
+                f"frames={self.num_frames}, fps={self.fps:g})")
+
+    @property
+    def num_frames(self) -> int:
+        return sum(episode.length for episode in self.episodes)
+
+    def episode(self, episode_index: int) -> EpisodeInfo:
+        if episode_index not in self._episode_by_index:
+            raise KeyError(f"{self.root}: no episode {episode_index} (the dataset has {len(self.episodes)})")
+        return self._episode_by_index[episode_index]
+
+    def video_resolution(self, video_key: str) -> tuple[int, int]:
+        """(H, W) of a camera, from its info.json feature."""
+        feature = self.info["features"][self._original_video_key(video_key)]
+        names = list(feature["names"])
+        return int(feature["shape"][names.index("height")]), int(feature["shape"][names.index("width")])
+
+    def episode_data(self, episode_index: int) -> dict[str, np.ndarray]:
+        """Every parquet column of one episode; vector columns stacked to float32 [T, D], others [T]."""
+        if episode_index in self._episode_cache:
+            self._episode_cache.move_to_end(episode_index)
+            return self._episode_cache[episode_index]
+        episode = self.episode(episode_index)
+        table = self._read_episode_table(episode)
+        source = str(episode.data_path.relative_to(self.root))
+        if table.num_rows != episode.length:
+            raise DatasetError(source, "episode_index", f"{episode.length} rows for episode {episode.index} "
+                               "(its length in meta)", f"{table.num_rows} rows")
+        data = {name: column_to_numpy(table.column(name), source, name) for name in table.column_names}
+        for column, width in self.vector_widths.items():
+            found = data[column].shape[1] if column in data and data[column].ndim == 2 else 1
+            if column in data and found != width:
+                raise DatasetError(source, column, f"vectors of width {width} (meta/info.json)",
+                                   f"width {found}")
+        self._episode_cache[episode_index] = data
+        if len(self._episode_cache) > self._cache_size:
+            self._episode_cache.popitem(last=False)
+        return data
+
+    def decode_frames(self, episode_index: int, video_key: str,
+                      timestamps: Sequence[float] | np.ndarray) -> np.ndarray:
+        """Frames of camera `video_key` at in-episode times (the parquet `timestamp` values).
+        Returns uint8 [T, H, W, 3]."""
+        segment = self.episode(episode_index).videos[self._original_video_key(video_key)]
+        if not segment.path.is_file():
+            raise DatasetError(segment.path, None,
+                               f"the video of episode {episode_index}, camera {video_key!r}", "no such file")
+        times = segment.from_s + np.asarray(timestamps, dtype=np.float64)
+        frames = video.decode_frames(segment.path, times, backend=self.video_backend)
+        height, width = self.video_resolution(video_key)
+        return frames[:, :height, :width]  # odd sizes were padded to even for yuv420p
+
+    def _original_video_key(self, video_key: str) -> str:
+        if video_key not in self.modality.video:
+            raise KeyError(f"{self.root}: no camera {video_key!r}; modality.json has "
+                           f"{', '.join(self.modality.video) or 'none'}")
+        return self.modality.video[video_key]
+
+    def _check_video_features(self) -> None:
+        features = self.info["features"]
+        for key, original in self.modality.video.items():
+            feature = features.get(original)
+            if not isinstance(feature, Mapping) or feature.get("dtype") != "video":
+                found = "no such feature" if feature is None else f"dtype {feature.get('dtype')!r}"
+                raise DatasetError("meta/info.json", f"features.{original}",
+                                   f"a video feature (camera {key!r} of meta/modality.json)", found)
+            names, shape = feature.get("names"), feature.get("shape")
+            if not (isinstance(names, list) and isinstance(shape, list) and len(names) == len(shape) == 3
+                    and {"height", "width"} <= set(names) and ({"channel", "channels"} & set(names))):
+                raise DatasetError("meta/info.json", f"features.{original}",
+                                   "shape [3 ints] with names height, width, channel(s)",
+                                   f"shape {shape}, names {names}")
+
+    def _read_episode_table(self, episode: EpisodeInfo) -> Any:
+        table = self._read_parquet(episode.data_path)
+        if self.version != "v3.0":
+            return table
+        if "episode_index" not in table.column_names:
+            raise DatasetError(episode.data_path.relative_to(self.root), "episode_index", "a column", "none")
+        return table.filter(pc.equal(table.column("episode_index"), episode.index))
+
+    def _read_parquet(self, path: Path) -> Any:
+        """v2 files are read whole per episode; v3 files (many episodes) are kept for the next episode."""
+        if path in self._file_cache:
+            return self._file_cache[path]
+        if not path.is_file():
+            raise DatasetError(path, None, "the parquet file of an episode (data_path of meta/info.json)",
+                               "no such file")
+        table = pq.read_table(path)
+        if self.version == "v3.0":
+            self._file_cache[path] = table
+            if len(self._file_cache) > 2:
+                self._file_cache.popitem(last=False)
+        return table
+
+
+def column_to_numpy(column: Any, source: str, name: str) -> np.ndarray:
+    """pyarrow column -> numpy: list columns to float32 [T, D] (all rows of one width), scalars to [T]."""
+    array = column.combine_chunks()
+    if not (pa.types.is_list(array.type) or pa.types.is_large_list(array.type)
+            or pa.types.is_fixed_size_list(array.type)):
+        return array.to_numpy(zero_copy_only=False)
+    lengths = pc.list_value_length(array).to_numpy(zero_copy_only=False)
+    width = int(lengths[0]) if len(lengths) else 0
+    if len(lengths) and not (lengths == width).all():
+        raise DatasetError(source, name, f"vectors of one width ({width})",
+                           f"widths {sorted(set(lengths.tolist()))}")
+    values = array.flatten().to_numpy(zero_copy_only=False)
+    return values.astype(np.float32).reshape(len(array), width)
+
+
+def _read_json(path: Path, root: Path) -> Any:
+    if not path.is_file():
+        raise DatasetError(path, None, "a LeRobot metadata file", "no such file")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DatasetError(path.relative_to(root), None, "valid JSON", f"{type(e).__name__}: {e}") from e
+
+
+def _load_info(root: Path) -> dict[str, Any]:
+    source = "meta/info.json"
+    info = _read_json(root / "meta" / "info.json", root)
+    if not isinstance(info, dict):
+        raise DatasetError(source, None, "a JSON object", type(info).__name__)
+    if info.get("codebase_version") not in SUPPORTED_VERSIONS:
+        raise DatasetError(source, "codebase_version", f"one of {', '.join(SUPPORTED_VERSIONS)}",
+                           repr(info.get("codebase_version")))
+    fps = info.get("fps")
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or fps <= 0:
+        raise DatasetError(source, "fps", "a positive number", repr(fps))
+    chunks_size = info.get("chunks_size")
+    if isinstance(chunks_size, bool) or not isinstance(chunks_size, int) or chunks_size <= 0:
+        raise DatasetError(source, "chunks_size", "a positive integer", repr(chunks_size))
+    if not isinstance(info.get("data_path"), str):
+        raise DatasetError(source, "data_path", "a path pattern string", repr(info.get("data_path")))
+    if not isinstance(info.get("features"), dict):
+        raise DatasetError(source, "features", "an object of features", repr(info.get("features")))
+    return info
+
+
+def _vector_widths(info: Mapping[str, Any]) -> dict[str, int]:
+    widths = {}
+    for name, feature in info["features"].items():
+        if not isinstance(feature, Mapping):
+            raise DatasetError("meta/info.json", f"features.{name}", "an object with dtype and shape",
+                               repr(feature))
+        shape = feature.get("shape")
+        if feature.get("dtype") in NUMERIC_DTYPES and isinstance(shape, list) and len(shape) == 1:
+            widths[name] = int(shape[0])
+    return widths
+
+
+def _video_path_pattern(info: Mapping[str, Any], modality: ModalitySpec) -> str:
+    pattern = info.get("video_path")
+    if modality.video and not isinstance(pattern, str):
+        raise DatasetError("meta/info.json", "video_path", "a path pattern string (the dataset has cameras)",
+                           repr(pattern))
+    return pattern or ""
+
+
+def _read_jsonl(path: Path, root: Path) -> list[tuple[str, dict[str, Any]]]:
+    """[(where, record)] with where = 'line N' for error messages."""
+    if not path.is_file():
+        raise DatasetError(path, None, "a LeRobot metadata file", "no such file")
+    records = []
+    source = path.relative_to(root)
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DatasetError(source, f"line {number}", "one JSON object per line", str(e)) from e
+        if not isinstance(record, dict):
+            raise DatasetError(source, f"line {number}", "a JSON object", type(record).__name__)
+        records.append((f"line {number}", record))
+    return records
+
+
+def _require(record: Mapping[str, Any], field: str, kind: type | tuple[type, ...], source: Any,
+             where: str) -> Any:
+    value = record.get(field)
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise DatasetError(source, f"{where}: {field}", f"a value of type {names}", repr(value))
+    return value
+
+
+def _load_tasks_v2(root: Path) -> dict[int, str]:
+    path = root / "meta" / "tasks.jsonl"
+    source = "meta/tasks.jsonl"
+    return {_require(r, "task_index", int, source, where): _require(r, "task", str, source, where)
+            for where, r in _read_jsonl(path, root)}
+
+
+def _load_episodes_v2(root: Path, info: Mapping[str, Any], modality: ModalitySpec,
+                      fps: float) -> list[EpisodeInfo]:
+    source = "meta/episodes.jsonl"
+    video_pattern = _video_path_pattern(info, modality)
+    episodes = []
+    for where, record in _read_jsonl(root / "meta" / "episodes.jsonl", root):
+        index = _require(record, "episode_index", int, source, where)
+        length = _require(record, "length", int, source, where)
+        tasks = _require(record, "tasks", list, source, where)
+        chunk = index // info["chunks_size"]
+        data_path = root / info["data_path"].format(episode_chunk=chunk, episode_index=index)
+        videos = {original: VideoSegment(root / video_pattern.format(episode_chunk=chunk, video_key=original,
+                                                                     episode_index=index), 0.0)
+                  for original in modality.video.values()}
+        episodes.append(EpisodeInfo(index, length, [str(t) for t in tasks], data_path, videos))
+    return sorted(episodes, key=lambda e: e.index)
+
+
+def _parquet_columns(path: Path, root: Path, required: Sequence[str]) -> dict[str, list]:
+    if not path.is_file():
+        raise DatasetError(path, None, "a LeRobot metadata file", "no such file")
+    table = pq.read_table(path)
+    for column in required:
+        if column not in table.column_names:
+            raise DatasetError(path.relative_to(root), column, "a column", "none")
+    return table.to_pydict()
+
+
+def _load_tasks_v3(root: Path) -> dict[int, str]:
+    path = root / "meta" / "tasks.parquet"
+    # LeRobot writes the task string as the pandas index; groot writes it as a column named "task"
+    names = pq.read_schema(path).names if path.is_file() else []
+    task_column = "task" if "task" in names else "__index_level_0__"
+    columns = _parquet_columns(path, root, ("task_index", task_column))
+    return {int(i): str(t) for i, t in zip(columns["task_index"], columns[task_column], strict=True)}
+
+
+def _load_episodes_v3(root: Path, info: Mapping[str, Any], modality: ModalitySpec) -> list[EpisodeInfo]:
+    files = sorted((root / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
+    video_columns = tuple(f"videos/{original}/{field}" for original in modality.video.values()
+                          for field in ("chunk_index", "file_index", "from_timestamp"))
+    if not files:
+        raise DatasetError(root / "meta" / "episodes", None, "chunk-XXX/file-XXX.parquet episode files",
+                           "none")
+    video_pattern = _video_path_pattern(info, modality)
+    episodes = []
+    for path in files:
+        columns = _parquet_columns(path, root, V3_EPISODE_COLUMNS + video_columns)
+        for i in range(len(columns["episode_index"])):
+            row = {name: values[i] for name, values in columns.items()}
+            data_path = root / info["data_path"].format(chunk_index=row["data/chunk_index"],
+                                                        file_index=row["data/file_index"])
+            videos = {
+                original: VideoSegment(
+                    root / video_pattern.format(video_key=original,
+                                                chunk_index=row[f"videos/{original}/chunk_index"],
+                                                file_index=row[f"videos/{original}/file_index"]),
+                    float(row[f"videos/{original}/from_timestamp"]))
+                for original in modality.video.values()}
+            episodes.append(EpisodeInfo(int(row["episode_index"]), int(row["length"]),
+                                        [str(t) for t in row["tasks"]], data_path, videos))
+    return sorted(episodes, key=lambda e: e.index)
