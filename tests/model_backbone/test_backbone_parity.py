@@ -1,0 +1,103 @@
+"""Our SigLIP / Qwen3 equal transformers' reference modules given the same random weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from groot.model.config import LLMConfig, VisionConfig
+from groot.model.qwen3 import Qwen3LanguageModel
+from groot.model.siglip import SiglipVisionModel
+
+transformers = pytest.importorskip("transformers")
+
+VISION = VisionConfig(hidden_size=64, intermediate_size=96, num_layers=2, num_heads=4, patch_size=14,
+                      image_size=56, layer_norm_eps=1e-6, with_pooling_head=True)
+LLM = LLMConfig(vocab_size=300, hidden_size=64, intermediate_size=96, num_layers=2, num_heads=4,
+                num_kv_heads=2, head_dim=32, rms_norm_eps=1e-6, rope_theta=1_000_000.0)
+
+
+def _reference_siglip() -> torch.nn.Module:
+    hf_cfg = transformers.SiglipVisionConfig(
+        hidden_size=VISION.hidden_size, intermediate_size=VISION.intermediate_size,
+        num_hidden_layers=VISION.num_layers, num_attention_heads=VISION.num_heads,
+        patch_size=VISION.patch_size, image_size=VISION.image_size, layer_norm_eps=VISION.layer_norm_eps,
+        hidden_act="gelu_pytorch_tanh", vision_use_head=True)
+    torch.manual_seed(0)
+    ref = transformers.SiglipVisionModel(hf_cfg).eval()
+    with torch.no_grad():  # HF's own init leaves some tensors at 0 / 1; randomise everything
+        for p in ref.parameters():
+            p.normal_(0.0, 0.1)
+    return ref
+
+
+def _reference_qwen3() -> torch.nn.Module:
+    hf_cfg = transformers.Qwen3Config(
+        vocab_size=LLM.vocab_size, hidden_size=LLM.hidden_size, intermediate_size=LLM.intermediate_size,
+        num_hidden_layers=LLM.num_layers, num_attention_heads=LLM.num_heads,
+        num_key_value_heads=LLM.num_kv_heads, head_dim=LLM.head_dim, rms_norm_eps=LLM.rms_norm_eps,
+        rope_theta=LLM.rope_theta, max_position_embeddings=128, attention_bias=False,
+        tie_word_embeddings=True)
+    torch.manual_seed(0)
+    ref = transformers.Qwen3Model(hf_cfg).eval()
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.normal_(0.0, 0.1)
+        for name, p in ref.named_parameters():
+            if name.endswith("norm.weight"):
+                p.add_(1.0)
+    return ref
+
+
+def test_siglip_matches_transformers():
+    ref = _reference_siglip()
+    ours = SiglipVisionModel(VISION).eval()
+    # transformers 5 names the transformer's tensors without the wrapper prefix; the checkpoint has it
+    state = {k if k.startswith("vision_model.") else f"vision_model.{k}": v
+             for k, v in ref.state_dict().items()}
+    ours.load_state_dict(state, strict=True)
+    pixels = torch.rand(3, 3, VISION.image_size, VISION.image_size) * 2 - 1
+    with torch.no_grad():
+        expected = ref(pixel_values=pixels)
+        got = ours(pixels)
+        pooled = ours.vision_model.head(got)
+    assert got.shape == (3, VISION.num_patches, VISION.hidden_size)
+    assert (got - expected.last_hidden_state).abs().max() < 1e-4
+    assert (pooled - expected.pooler_output).abs().max() < 1e-4
+
+
+def test_qwen3_matches_transformers_with_left_padding():
+    ref = _reference_qwen3()
+    ours = Qwen3LanguageModel(LLM).eval()
+    state = {f"model.{k}": v for k, v in ref.state_dict().items()}
+    state["lm_head.weight"] = state["model.embed_tokens.weight"]
+    ours.load_state_dict(state, strict=True)
+    assert ours.lm_head.weight.data_ptr() == ours.model.embed_tokens.weight.data_ptr()
+
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, LLM.vocab_size, (3, 11), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, :4] = 0  # left padding
+    mask[2, :10] = 0  # only the last token is real
+    with torch.no_grad():
+        expected = ref(input_ids=ids, attention_mask=mask).last_hidden_state
+        got = ours(ours.model.embed_tokens(ids), mask)
+        unpadded = ours(ours.model.embed_tokens(ids[:1]))  # causal fast path, no mask
+    real = mask.bool()
+    assert got.shape == (3, 11, LLM.hidden_size)
+    assert (got[real] - expected[real]).abs().max() < 1e-4
+    assert torch.isfinite(got).all()  # pad rows are fully masked: they must not become NaN
+    assert (unpadded[0] - expected[0]).abs().max() < 1e-4
+
+
+def test_qwen3_pad_rows_depend_only_on_their_token():
+    model = Qwen3LanguageModel(LLM).eval()
+    g = torch.Generator().manual_seed(2)
+    ids = torch.randint(0, LLM.vocab_size, (2, 9), generator=g)
+    ids[:, :3] = 7  # same pad token in both rows, different real tokens afterwards
+    mask = torch.ones_like(ids)
+    mask[:, :3] = 0
+    with torch.no_grad():
+        out = model(model.model.embed_tokens(ids), mask)
+    assert torch.allclose(out[0, :3], out[1, :3], atol=1e-6)
+    assert torch.allclose(out[0, 0], out[0, 2], atol=1e-6)
