@@ -1,0 +1,298 @@
+"""Data configs: which keys and steps to sample, and how to transform them (spec 7.2).
+
+A `DataConfig` is plain data (JSON via `to_dict` / `from_dict`, stored in a checkpoint as
+`experiment_cfg/data_config.json`); `.modality_config()` gives the sampling plan and `.transform()`
+builds the transform chain. `get_data_config` knows the 12 official N1.5 configs, `libero_panda`, the
+GR1 aliases, and `"package.module:ClassOrObject"` for configs defined elsewhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
+
+from groot.data.modality import ModalityConfig
+from groot.data.transforms import (
+    NORMALIZATION_MODES,
+    ColorJitter,
+    ComposedTransform,
+    Concat,
+    GR00TPack,
+    StateActionSinCos,
+    StateActionTransform,
+    VideoTransform,
+)
+from groot.errors import DatasetError
+
+DEFAULT_COLOR_JITTER = dataclasses.asdict(ColorJitter())
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Full key names (`video.ego_view`, `state.left_arm`, `action.left_arm`, `annotation.<...>`)."""
+
+    name: str
+    video_keys: list[str]
+    state_keys: list[str]
+    action_keys: list[str]
+    language_keys: list[str]
+    observation_indices: list[int] = dataclasses.field(default_factory=lambda: [0])
+    action_indices: list[int] = dataclasses.field(default_factory=lambda: list(range(16)))
+    state_normalization: dict[str, str] = dataclasses.field(default_factory=dict)  # key -> mode
+    action_normalization: dict[str, str] = dataclasses.field(default_factory=dict)
+    state_target_rotations: dict[str, str] = dataclasses.field(default_factory=dict)  # key -> type
+    action_target_rotations: dict[str, str] = dataclasses.field(default_factory=dict)
+    state_sincos: bool = False  # state -> (sin x, cos x), no normalization (GR1 configs)
+    crop_scale: float = 0.95
+    image_size: int = 224
+    color_jitter: dict[str, float] | None = dataclasses.field(
+        default_factory=lambda: dict(DEFAULT_COLOR_JITTER))  # None: no colour jitter
+    max_state_dim: int = 64
+    max_action_dim: int = 32
+
+    def __post_init__(self) -> None:
+        source = f"data config {self.name!r}"
+        for field, prefix in (("video_keys", "video."), ("state_keys", "state."), ("action_keys", "action."),
+                              ("language_keys", "annotation.")):
+            for key in getattr(self, field):
+                if not key.startswith(prefix):
+                    raise DatasetError(source, field, f"keys starting with {prefix!r}", repr(key))
+        for field, keys in (("state_normalization", self.state_keys),
+                            ("action_normalization", self.action_keys),
+                            ("state_target_rotations", self.state_keys),
+                            ("action_target_rotations", self.action_keys)):
+            for key in getattr(self, field):
+                if key not in keys:
+                    raise DatasetError(source, field, f"keys among {keys}", repr(key))
+        for field in ("state_normalization", "action_normalization"):
+            for key, mode in getattr(self, field).items():
+                if mode not in NORMALIZATION_MODES:
+                    raise DatasetError(source, f"{field}.{key}", f"one of {NORMALIZATION_MODES}", repr(mode))
+        if self.state_sincos and (self.state_normalization or self.state_target_rotations):
+            raise DatasetError(source, "state_sincos", "no state normalization or rotations with sin/cos",
+                               "both")
+
+    # ---- (de)serialisation -----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any],
+                  source: str = "experiment_cfg/data_config.json") -> DataConfig:
+        names = [f.name for f in dataclasses.fields(cls)]
+        for key in data:
+            if key not in names:
+                raise DatasetError(source, key, f"one of {', '.join(names)}", "an unknown field")
+        required = [f.name for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        for key in required:
+            if key not in data:
+                raise DatasetError(source, key, "a value", "none")
+        return cls(**{key: _copy_json(value) for key, value in data.items()})
+
+    # ---- what the dataset and the policy use -----------------------------------------------------
+    def modality_config(self) -> dict[str, ModalityConfig]:
+        return {
+            "video": ModalityConfig(list(self.observation_indices), list(self.video_keys)),
+            "state": ModalityConfig(list(self.observation_indices), list(self.state_keys)),
+            "action": ModalityConfig(list(self.action_indices), list(self.action_keys)),
+            "language": ModalityConfig(list(self.observation_indices), list(self.language_keys)),
+        }
+
+    def transform(self) -> ComposedTransform:
+        jitter = None if self.color_jitter is None else ColorJitter(**self.color_jitter)
+        state_transform = (StateActionSinCos(self.state_keys) if self.state_sincos else
+                           StateActionTransform(self.state_keys, self.state_normalization,
+                                                self.state_target_rotations))
+        return ComposedTransform([
+            VideoTransform(self.video_keys, self.crop_scale, self.image_size, jitter),
+            state_transform,
+            StateActionTransform(self.action_keys, self.action_normalization, self.action_target_rotations),
+            Concat(self.video_keys, self.state_keys, self.action_keys, self.action_target_rotations),
+            GR00TPack(self.language_keys, self.max_state_dim, self.max_action_dim),
+        ])
+
+
+def _copy_json(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _copy_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_copy_json(v) for v in value]
+    return value
+
+
+# ---- registry ----------------------------------------------------------------------------------
+TASK_DESCRIPTION = "annotation.human.action.task_description"
+
+
+def _full(prefix: str, names: Sequence[str]) -> list[str]:
+    return [f"{prefix}.{name}" for name in names]
+
+
+def _modes(keys: Sequence[str], mode: str) -> dict[str, str]:
+    return {key: mode for key in keys}
+
+
+def _gr1(name: str, parts: Sequence[str], language: str, video: str = "ego_view",
+         sincos: bool = True) -> DataConfig:
+    state, action = _full("state", parts), _full("action", parts)
+    return DataConfig(name, _full("video", [video]), state, action, [language],
+                      state_normalization={} if sincos else _modes(state, "min_max"),
+                      action_normalization=_modes(action, "min_max"), state_sincos=sincos)
+
+
+def fourier_gr1_arms_only() -> DataConfig:
+    return _gr1("fourier_gr1_arms_only", ["left_arm", "right_arm", "left_hand", "right_hand"],
+                TASK_DESCRIPTION)
+
+
+def fourier_gr1_arms_waist() -> DataConfig:
+    return _gr1("fourier_gr1_arms_waist", ["left_arm", "right_arm", "left_hand", "right_hand", "waist"],
+                "annotation.human.coarse_action")
+
+
+def fourier_gr1_full_upper_body() -> DataConfig:
+    return _gr1("fourier_gr1_full_upper_body",
+                ["left_arm", "right_arm", "left_hand", "right_hand", "waist", "neck"], TASK_DESCRIPTION,
+                video="front_view", sincos=False)
+
+
+def bimanual_panda_gripper() -> DataConfig:
+    state = _full("state", ["right_arm_eef_pos", "right_arm_eef_quat", "right_gripper_qpos",
+                            "left_arm_eef_pos", "left_arm_eef_quat", "left_gripper_qpos"])
+    action = _full("action", ["right_arm_eef_pos", "right_arm_eef_rot", "right_gripper_close",
+                              "left_arm_eef_pos", "left_arm_eef_rot", "left_gripper_close"])
+    return DataConfig(
+        "bimanual_panda_gripper", _full("video", ["right_wrist_view", "left_wrist_view", "front_view"]),
+        state, action, [TASK_DESCRIPTION],
+        state_normalization=_modes([k for k in state if "quat" not in k], "min_max"),
+        state_target_rotations=_modes([k for k in state if "quat" in k], "rotation_6d"),
+        action_normalization=_modes([k for k in action if "gripper" in k], "binary"))
+
+
+def bimanual_panda_hand() -> DataConfig:
+    state = _full("state", ["right_arm_eef_pos", "right_arm_eef_quat", "right_hand",
+                            "left_arm_eef_pos", "left_arm_eef_quat", "left_hand"])
+    action = _full("action", ["right_arm_eef_pos", "right_arm_eef_rot", "right_hand",
+                              "left_arm_eef_pos", "left_arm_eef_rot", "left_hand"])
+    return DataConfig(
+        "bimanual_panda_hand", _full("video", ["right_wrist_view", "left_wrist_view", "ego_view"]),
+        state, action, [TASK_DESCRIPTION],
+        state_normalization=_modes([k for k in state if "quat" not in k], "min_max"),
+        state_target_rotations=_modes([k for k in state if "quat" in k], "rotation_6d"),
+        action_normalization=_modes([k for k in action if "hand" in k], "min_max"))
+
+
+def single_panda_gripper() -> DataConfig:
+    state = _full("state", ["end_effector_position_relative", "end_effector_rotation_relative",
+                            "gripper_qpos", "base_position", "base_rotation"])
+    action = _full("action", ["end_effector_position", "end_effector_rotation", "gripper_close",
+                              "base_motion", "control_mode"])
+    binary = _full("action", ["gripper_close", "control_mode"])
+    return DataConfig(
+        "single_panda_gripper", _full("video", ["left_view", "right_view", "wrist_view"]),
+        state, action, [TASK_DESCRIPTION],
+        state_normalization=_modes(state, "min_max"),
+        state_target_rotations=_modes([k for k in state if "rotation" in k], "rotation_6d"),
+        action_normalization={**_modes(action, "min_max"), **_modes(binary, "binary")})
+
+
+def _min_max_everywhere(name: str, video: Sequence[str], state_parts: Sequence[str],
+                        action_parts: Sequence[str], language: str) -> DataConfig:
+    state, action = _full("state", state_parts), _full("action", action_parts)
+    return DataConfig(name, _full("video", video), state, action, [language],
+                      state_normalization=_modes(state, "min_max"),
+                      action_normalization=_modes(action, "min_max"))
+
+
+def so100() -> DataConfig:
+    return _min_max_everywhere("so100", ["webcam"], ["single_arm", "gripper"], ["single_arm", "gripper"],
+                               "annotation.human.task_description")
+
+
+def so100_dualcam() -> DataConfig:
+    return _min_max_everywhere("so100_dualcam", ["front", "wrist"], ["single_arm", "gripper"],
+                               ["single_arm", "gripper"], "annotation.human.task_description")
+
+
+def unitree_g1() -> DataConfig:
+    arms_hands = ["left_arm", "right_arm", "left_hand", "right_hand"]
+    return _min_max_everywhere("unitree_g1", ["rs_view"], arms_hands, arms_hands,
+                               "annotation.human.task_description")
+
+
+def unitree_g1_full_body() -> DataConfig:
+    arms_hands = ["left_arm", "right_arm", "left_hand", "right_hand"]
+    return _min_max_everywhere("unitree_g1_full_body", ["rs_view"],
+                               ["left_leg", "right_leg", "waist", *arms_hands], arms_hands,
+                               "annotation.human.task_description")
+
+
+def oxe_droid() -> DataConfig:
+    state = _full("state", ["eef_position", "eef_rotation", "gripper_position"])
+    action = _full("action", ["eef_position_delta", "eef_rotation_delta", "gripper_position"])
+    return DataConfig(
+        "oxe_droid", _full("video", ["exterior_image_1", "exterior_image_2", "wrist_image"]),
+        state, action, ["annotation.language.language_instruction"],
+        state_normalization=_modes(["state.eef_position", "state.gripper_position"], "min_max"),
+        state_target_rotations={"state.eef_rotation": "rotation_6d"},
+        action_normalization={"action.gripper_position": "binary"},
+        action_target_rotations={"action.eef_rotation_delta": "axis_angle"})
+
+
+def agibot_genie1() -> DataConfig:
+    parts = ["left_arm_joint_position", "right_arm_joint_position", "left_effector_position",
+             "right_effector_position", "head_position", "waist_position"]
+    return _min_max_everywhere("agibot_genie1", ["top_head", "hand_left", "hand_right"], parts,
+                               [*parts, "robot_velocity"], "annotation.language.action_text")
+
+
+def libero_panda() -> DataConfig:
+    """LIBERO Panda (new_embodiment): agent-view + wrist cameras, 8-dim state, 7-dim action; the gripper
+    action is -1 open / +1 close (the simulator wrapper thresholds it)."""
+    return _min_max_everywhere("libero_panda", ["image", "wrist_image"],
+                               ["eef_pos", "eef_axis_angle", "gripper_qpos"],
+                               ["eef_delta_pos", "eef_delta_rot", "gripper"], TASK_DESCRIPTION)
+
+
+DATA_CONFIGS: Mapping[str, Callable[[], DataConfig]] = MappingProxyType({
+    "fourier_gr1_arms_only": fourier_gr1_arms_only,
+    "fourier_gr1_arms_waist": fourier_gr1_arms_waist,
+    "fourier_gr1_full_upper_body": fourier_gr1_full_upper_body,
+    "bimanual_panda_gripper": bimanual_panda_gripper,
+    "bimanual_panda_hand": bimanual_panda_hand,
+    "single_panda_gripper": single_panda_gripper,
+    "so100": so100,
+    "so100_dualcam": so100_dualcam,
+    "unitree_g1": unitree_g1,
+    "unitree_g1_full_body": unitree_g1_full_body,
+    "oxe_droid": oxe_droid,
+    "agibot_genie1": agibot_genie1,
+    "libero_panda": libero_panda,
+})
+ALIASES: Mapping[str, str] = MappingProxyType({  # names used by some N1.5 revisions
+    "gr1_arms_only": "fourier_gr1_arms_only",
+    "gr1_arms_waist": "fourier_gr1_arms_waist",
+    "gr1_full_upper_body": "fourier_gr1_full_upper_body",
+})
+
+
+def get_data_config(name: str) -> DataConfig:
+    """A registered config by name (or alias), or `"package.module:Attribute"` where the attribute is
+    a DataConfig, a DataConfig subclass (instantiated without arguments) or a function returning one."""
+    name = ALIASES.get(name, name)
+    if name in DATA_CONFIGS:
+        return DATA_CONFIGS[name]()
+    if ":" not in name:
+        known = ", ".join([*DATA_CONFIGS, *ALIASES])
+        raise ValueError(f"unknown data config {name!r}; expected one of {known}, "
+                         "or 'package.module:ClassOrObject'")
+    module_name, _, attribute = name.partition(":")
+    target = getattr(importlib.import_module(module_name), attribute)
+    config = target() if callable(target) and not isinstance(target, DataConfig) else target
+    if not isinstance(config, DataConfig):
+        raise TypeError(f"{name} gave a {type(config).__name__}, expected a groot DataConfig")
+    return config
