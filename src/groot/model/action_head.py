@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from groot.model.config import ActionHeadConfig
-from groot.model.dit import DiT, SelfAttentionTransformer
+from groot.model.dit import DiT, KeyValue, SelfAttentionTransformer
 
 Category = int | torch.Tensor  # one embodiment index for the whole batch, or int64 [B]
 
@@ -110,9 +110,11 @@ class FlowMatchingActionHead(nn.Module):
         """features: [B, L, backbone_embedding_dim] -> [B, L, backbone_embedding_dim]"""
         return self.vl_self_attention(self.vlln(features))
 
-    def _velocity(self, state_tokens: torch.Tensor, actions: torch.Tensor, timesteps: torch.Tensor,
-                  category: Category, vl: torch.Tensor | None = None, cross_kv=None) -> torch.Tensor:
-        """state_tokens [B, 1, W], actions [B, T, A], timesteps [B] buckets -> velocity [B, T, A]"""
+    def predict_velocity(self, state_tokens: torch.Tensor, actions: torch.Tensor, timesteps: torch.Tensor,
+                         category: Category, vl: torch.Tensor | None = None,
+                         cross_kv: list[KeyValue] | None = None) -> torch.Tensor:
+        """state_tokens [B, 1, W], actions [B, T, A], timesteps [B] buckets, and the VL tokens
+        [B, L, D] (from `encode_vl`) or their precomputed cross K/V -> velocity [B, T, A]"""
         action_tokens = self.action_encoder(actions, timesteps, category)  # [B, T, W]
         if self.cfg.add_pos_embed:
             action_tokens = action_tokens + self.position_embedding.weight[: actions.shape[1]]
@@ -144,7 +146,7 @@ class FlowMatchingActionHead(nn.Module):
         t = self.sample_time(action.shape[0], action.device).to(action.dtype)[:, None, None]  # [B, 1, 1]
         noisy = (1 - t) * noise + t * action
         target = action - noise
-        pred = self._velocity(state_tokens, noisy, self.time_bucket(t[:, 0, 0]), category, vl=vl)
+        pred = self.predict_velocity(state_tokens, noisy, self.time_bucket(t[:, 0, 0]), category, vl=vl)
         mask = action_mask.to(torch.float32)
         squared = F.mse_loss(pred.float(), target.float(), reduction="none") * mask
         return squared.sum() / mask.sum()
@@ -169,6 +171,6 @@ class FlowMatchingActionHead(nn.Module):
         for k in range(steps):
             bucket = int(k / steps * self.cfg.num_timestep_buckets)
             timesteps = torch.full((batch,), bucket, dtype=torch.long, device=vl.device)
-            velocity = self._velocity(state_tokens, actions, timesteps, category, cross_kv=cross_kv)
+            velocity = self.predict_velocity(state_tokens, actions, timesteps, category, cross_kv=cross_kv)
             actions = actions + (1.0 / steps) * velocity
         return actions

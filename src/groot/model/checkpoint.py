@@ -208,11 +208,20 @@ def read_config(root: Path) -> GR00TN15Config:
 
 
 def stored_keys(files: list[Path]) -> list[str]:
+    """Tensor names from the safetensors headers (no tensor data is read)."""
     keys: list[str] = []
     for file in files:
         with safe_open(str(file), framework="pt") as handle:
             keys.extend(handle.keys())
     return keys
+
+
+def checkpoint_config(root: Path) -> GR00TN15Config:
+    """config.json, with the SigLIP pooling head kept only when the weights contain it."""
+    config = read_config(root)
+    stored = stored_keys(weight_files(root))
+    config.backbone_cfg.vision.with_pooling_head = any(k.startswith(POOLING_HEAD_PREFIX) for k in stored)
+    return config
 
 
 def _check_keys(root: Path, expected: dict[str, torch.Tensor], loaded: dict[str, torch.Tensor],
@@ -244,10 +253,8 @@ def load_pretrained(path_or_hub_id: str | Path, dtype: torch.dtype | None = None
     (default cpu). A missing tied lm_head is re-tied; an absent SigLIP pooling head is dropped from the
     model; other missing keys raise CheckpointError, unexpected ones are reported and ignored."""
     root = resolve_checkpoint_dir(path_or_hub_id, revision)
-    config = read_config(root)
+    config = checkpoint_config(root)
     files = weight_files(root)
-    config.backbone_cfg.vision.with_pooling_head = any(k.startswith(POOLING_HEAD_PREFIX)
-                                                       for k in stored_keys(files))
     with torch.device("meta"):
         model = GR00TN15(config)
     target = str(torch.device(device)) if device is not None else "cpu"
