@@ -334,3 +334,55 @@ def _load_episodes_v3(root: Path, info: Mapping[str, Any], modality: ModalitySpe
             episodes.append(EpisodeInfo(int(row["episode_index"]), int(row["length"]),
                                         [str(t) for t in row["tasks"]], data_path, videos))
     return sorted(episodes, key=lambda e: e.index)
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidationSummary:
+    episodes: int
+    frames: int
+    video_files: int
+    decoded_frames: int
+
+
+def validate_dataset(dataset: LeRobotDataset, decode: bool = True) -> ValidationSummary:
+    """Check every episode's parquet (rows, widths, timestamps) and every camera's video (exists, has
+    frames covering the episode, resolution); with `decode`, decode each episode's first and last frame.
+    Raises DatasetError at the first problem."""
+    from tqdm import tqdm
+
+    probes: dict[Path, video.VideoProbe] = {}
+    decoded = 0
+    for episode in tqdm(dataset.episodes, desc="validate", unit="episode", leave=False):
+        data = dataset.episode_data(episode.index)
+        source = str(episode.data_path.relative_to(dataset.root))
+        times = data.get("timestamp")
+        if times is None:
+            raise DatasetError(source, "timestamp", "a column of frame times (seconds)", "none")
+        if len(times) > 1 and not (np.diff(times) > 0).all():
+            raise DatasetError(source, "timestamp", f"increasing times in episode {episode.index}",
+                               f"{times[:5].tolist()}...")
+        for task in episode.tasks:
+            if task not in dataset.tasks.values():
+                raise DatasetError("meta/tasks", f"episode {episode.index}", f"task {task!r} listed", "none")
+        for key, original in dataset.modality.video.items():
+            segment = episode.videos[original]
+            if segment.path not in probes:
+                probes[segment.path] = video.probe_video(segment.path)
+            _check_video_covers(dataset, key, episode, segment, probes[segment.path], float(times[-1]))
+            if decode:
+                decoded += len(dataset.decode_frames(episode.index, key, [times[0], times[-1]]))
+    return ValidationSummary(len(dataset.episodes), dataset.num_frames, len(probes), decoded)
+
+
+def _check_video_covers(dataset: LeRobotDataset, key: str, episode: EpisodeInfo, segment: VideoSegment,
+                        probe: video.VideoProbe, last_time: float) -> None:
+    height, width = dataset.video_resolution(key)
+    padded = (height + height % 2, width + width % 2)  # our encoder pads odd sizes for yuv420p
+    if (probe.height, probe.width) not in ((height, width), padded):
+        raise DatasetError(segment.path, None, f"frames of {height}x{width} (meta/info.json)",
+                           f"{probe.height}x{probe.width}")
+    needed = segment.from_s + last_time
+    if needed > probe.end_s - 1.0 / probe.fps + 1.0 / dataset.fps:
+        raise DatasetError(segment.path, None,
+                           f"frames up to {needed:.3f} s (episode {episode.index}, camera {key!r})",
+                           f"{probe.num_frames} frames ending at {probe.end_s:.3f} s")
