@@ -1,0 +1,108 @@
+"""GrootProcessor: model samples -> one batch of tensors for the Eagle backbone and the action head.
+
+Prompt (spec 2.4, Eagle "qwen3-chat" template with one user turn):
+
+    <|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n<|im_start|>user\\n
+    <image 1><img><IMG_CONTEXT>x T</img><image 2><img>...</img>{language}<|im_end|>\\n<|im_start|>assistant\\n
+
+Image items and the text follow each other with no separator (the rendered template quoted in the
+spec has none; the original chat_template.json is unverified). `<image k>` (k from 1) is plain text.
+Batches are left-padded with the tokenizer's pad id. Tokenized prompts are cached per
+(language, number of images), since inference asks for the same prompt at every step.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from groot.data.image_ops import float_to_uint8, resize, to_model_pixels, uint8_to_float
+from groot.errors import CheckpointError, ObservationError
+from groot.model.config import GR00TN15Config
+from groot.model.tokenizer import load_tokenizer
+
+SYSTEM_PROMPT = "You are a helpful assistant."
+PASSTHROUGH = {"state": torch.float32, "state_mask": torch.bool, "action": torch.float32,
+               "action_mask": torch.bool}
+
+
+def render_prompt(language: str, num_images: int, num_image_tokens: int) -> str:
+    """The chat-template text of one sample, image placeholders already expanded."""
+    images = "".join(f"<image {k}><img>" + "<IMG_CONTEXT>" * num_image_tokens + "</img>"
+                     for k in range(1, num_images + 1))
+    return (f"<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n<|im_start|>user\n{images}{language}"
+            "<|im_end|>\n<|im_start|>assistant\n")
+
+
+class GrootProcessor:
+    def __init__(self, tokenizer, image_size: int, num_image_tokens: int, cache_size: int = 256):
+        self.tokenizer = tokenizer
+        self.image_size = image_size
+        self.num_image_tokens = num_image_tokens
+        self.cache_size = cache_size
+        self._prompt_cache: OrderedDict[tuple[str, int], list[int]] = OrderedDict()
+
+    @classmethod
+    def for_config(cls, config: GR00TN15Config, model_dir: str | Path | None = None) -> GrootProcessor:
+        """Tokenizer of the config's kind; a checkpoint's `tokenizer/` folder is preferred when present."""
+        bb = config.backbone_cfg
+        tokenizer_dir = None
+        if model_dir is not None:
+            model_dir = Path(model_dir)
+            tokenizer_dir = model_dir / "tokenizer" if (model_dir / "tokenizer").is_dir() else model_dir
+        tokenizer = load_tokenizer(bb.tokenizer, tokenizer_dir)
+        if tokenizer.image_token_id != bb.image_token_id:
+            raise CheckpointError(tokenizer_dir or f"{bb.tokenizer} tokenizer", "image_token_id",
+                                  f"the config's id {bb.image_token_id}", tokenizer.image_token_id)
+        return cls(tokenizer, bb.vision.image_size, bb.num_image_tokens)
+
+    def prompt_ids(self, language: str, num_images: int) -> list[int]:
+        """Token ids of one sample's prompt (LRU-cached; do not mutate the returned list)."""
+        key = (language, num_images)
+        ids = self._prompt_cache.get(key)
+        if ids is not None:
+            self._prompt_cache.move_to_end(key)
+            return ids
+        ids = self.tokenizer.encode(render_prompt(language, num_images, self.num_image_tokens))
+        self._prompt_cache[key] = ids
+        if len(self._prompt_cache) > self.cache_size:
+            self._prompt_cache.popitem(last=False)
+        return ids
+
+    def pixels(self, images: Any) -> torch.Tensor:
+        """uint8 [N, H, W, 3] -> float32 [N, 3, S, S] in [-1, 1] (resized first when H, W != S)."""
+        images = torch.as_tensor(images)
+        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+            raise ObservationError(f"images: expected uint8 [N, H, W, 3], found {images.dtype} "
+                                   f"{tuple(images.shape)}")
+        if tuple(images.shape[1:3]) != (self.image_size, self.image_size):
+            images = float_to_uint8(resize(uint8_to_float(images), self.image_size))
+        return to_model_pixels(images)
+
+    def __call__(self, samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """list of model samples -> batch (ARCHITECTURE.md): pixel_values [N_img, 3, S, S],
+        input_ids / attention_mask [B, L] (left padding), state / state_mask [B, 1, 64],
+        action / action_mask [B, 16, 32] when the samples carry actions, embodiment_id [B]."""
+        if not samples:
+            raise ObservationError("GrootProcessor: expected at least one sample, found an empty list")
+        pixels = [self.pixels(s["images"]) for s in samples]
+        prompts = [self.prompt_ids(s["language"], p.shape[0]) for s, p in zip(samples, pixels, strict=True)]
+        length = max(len(p) for p in prompts)
+        input_ids = torch.full((len(samples), length), self.tokenizer.pad_token_id, dtype=torch.int64)
+        attention_mask = torch.zeros((len(samples), length), dtype=torch.int64)
+        for row, prompt in enumerate(prompts):
+            input_ids[row, length - len(prompt):] = torch.tensor(prompt, dtype=torch.int64)
+            attention_mask[row, length - len(prompt):] = 1
+        batch = {"pixel_values": torch.cat(pixels), "input_ids": input_ids, "attention_mask": attention_mask}
+        for key, dtype in PASSTHROUGH.items():
+            present = [key in s for s in samples]
+            if any(present) and not all(present):
+                raise ObservationError(f"GrootProcessor: key {key!r} is in {sum(present)} of "
+                                       f"{len(samples)} samples; expected all or none")
+            if all(present):
+                batch[key] = torch.stack([torch.as_tensor(s[key]).to(dtype) for s in samples])
+        batch["embodiment_id"] = torch.tensor([int(s["embodiment_id"]) for s in samples], dtype=torch.int64)
+        return batch
