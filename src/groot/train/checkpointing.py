@@ -1,0 +1,223 @@
+"""Training checkpoints: `output_dir/checkpoint-<step>/`, written atomically, resumable exactly.
+
+Layout of one checkpoint (everything safetensors or JSON; nothing is unpickled on resume):
+
+    config.json, model*.safetensors, experiment_cfg/...   the model, via the caller's `write_model`
+    training_state/optimizer.safetensors                 every optimizer state tensor, key
+                                                          "<param fqn>/<state key>"
+    training_state/optimizer.json                        param groups (hyper-parameters, param fqns)
+                                                          and the non-tensor per-parameter state
+    training_state/rng-rank<r>.safetensors / .json       torch (CPU, CUDA) / python, numpy RNG states
+    training_state/trainer_state.json                    step, epoch, scheduler, sampler (written last)
+
+A checkpoint is first written to `.tmp-checkpoint-<step>`, every file fsynced, then renamed. A run
+killed while saving leaves only a temp dir, which `latest_checkpoint` ignores and `clean_temp_dirs`
+removes; the previous checkpoint stays intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from groot.errors import CheckpointError
+
+STATE_DIR = "training_state"
+TRAINER_STATE = "trainer_state.json"
+_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+_TEMP_PREFIX = ".tmp-checkpoint-"
+
+
+# ---- directory handling ------------------------------------------------------------------------
+def checkpoint_dir(output_dir: Path, step: int) -> Path:
+    return Path(output_dir) / f"checkpoint-{step}"
+
+
+def temp_dir(output_dir: Path, step: int) -> Path:
+    return Path(output_dir) / f"{_TEMP_PREFIX}{step}"
+
+
+def is_complete(path: Path) -> bool:
+    return _CHECKPOINT_RE.match(path.name) is not None and (path / STATE_DIR / TRAINER_STATE).is_file()
+
+
+def list_checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints, oldest first."""
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        return []
+    found = []
+    for path in output_dir.iterdir():
+        match = _CHECKPOINT_RE.match(path.name)
+        if match and path.is_dir() and is_complete(path):
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    checkpoints = list_checkpoints(output_dir)
+    return checkpoints[-1][1] if checkpoints else None
+
+
+def clean_temp_dirs(output_dir: Path) -> None:
+    """Remove half-written checkpoints left by a killed run."""
+    output_dir = Path(output_dir)
+    if output_dir.is_dir():
+        for path in output_dir.iterdir():
+            if path.name.startswith(_TEMP_PREFIX) or path.name.startswith("." + _TEMP_PREFIX):
+                shutil.rmtree(path)
+
+
+def rotate_checkpoints(output_dir: Path, keep: int) -> None:
+    """Delete the oldest complete checkpoints so that at most `keep` remain (keep <= 0: keep all)."""
+    if keep <= 0:
+        return
+    for _, path in list_checkpoints(output_dir)[:-keep]:
+        shutil.rmtree(path)
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            with open(os.path.join(dirpath, name), "rb") as f:
+                os.fsync(f.fileno())
+        _fsync_dir(Path(dirpath))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def begin_checkpoint(output_dir: Path, step: int) -> Path:
+    """Clear and return the temp dir that `commit_checkpoint` will publish as `checkpoint-<step>`
+    (not created here: the model writer creates it)."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    tmp = temp_dir(output_dir, step)
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    return tmp
+
+
+def commit_checkpoint(output_dir: Path, step: int) -> Path:
+    """Make the temp dir durable, then rename it to `checkpoint-<step>` (one atomic step)."""
+    tmp = temp_dir(output_dir, step)
+    if not (tmp / STATE_DIR / TRAINER_STATE).is_file():
+        raise CheckpointError(f"{tmp}: {STATE_DIR}/{TRAINER_STATE} was not written; not publishing it")
+    _fsync_tree(tmp)
+    final = checkpoint_dir(output_dir, step)
+    if final.exists():  # the same step saved again (e.g. a resumed run); replace it
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _fsync_dir(Path(output_dir))
+    return final
+
+
+# ---- optimizer state <-> safetensors + JSON ------------------------------------------------------
+def _json_value(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_json_value(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        return value.item()
+    return value
+
+
+def save_optimizer_state(state: dict, directory: Path) -> None:
+    """Write an FQN-keyed optimizer state dict (`{"state": {fqn: {...}}, "param_groups": [...]}`)."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for fqn, per_param in state["state"].items():
+        for key, value in per_param.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{fqn}/{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(fqn, {})[key] = _json_value(value)
+    groups = [{k: _json_value(v) for k, v in group.items()} for group in state["param_groups"]]
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(directory / "optimizer.safetensors"))
+    index = {"param_groups": groups, "scalar_state": scalars, "tensor_keys": sorted(tensors)}
+    (directory / "optimizer.json").write_text(json.dumps(index, indent=1))
+
+
+def load_optimizer_state(directory: Path) -> dict:
+    """Inverse of `save_optimizer_state`."""
+    index_path = directory / "optimizer.json"
+    if not index_path.is_file():
+        raise CheckpointError(f"{index_path}: missing (the checkpoint has no optimizer state)")
+    index = json.loads(index_path.read_text())
+    tensors = load_file(str(directory / "optimizer.safetensors"))
+    state: dict[str, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        fqn, _, name = key.rpartition("/")
+        state.setdefault(fqn, {})[name] = value
+    for fqn, values in index["scalar_state"].items():
+        state.setdefault(fqn, {}).update(values)
+    groups = []
+    for group in index["param_groups"]:
+        group = dict(group)
+        if "betas" in group:
+            group["betas"] = tuple(group["betas"])
+        groups.append(group)
+    return {"state": state, "param_groups": groups}
+
+
+# ---- RNG state -------------------------------------------------------------------------------------
+def save_rng_state(directory: Path, rank: int) -> None:
+    tensors = {"torch_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, cuda_state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"torch_cuda_{i}"] = cuda_state
+    py_version, py_state, py_gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state(legacy=True)
+    meta = {
+        "python": {"version": py_version, "state": list(py_state), "gauss_next": py_gauss},
+        "numpy": {"name": np_name, "keys": np_keys.tolist(), "pos": int(np_pos),
+                  "has_gauss": int(np_has_gauss), "cached_gaussian": float(np_gauss)},
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(directory / f"rng-rank{rank}.safetensors"))
+    (directory / f"rng-rank{rank}.json").write_text(json.dumps(meta))
+
+
+def load_rng_state(directory: Path, rank: int) -> None:
+    """Restore this rank's RNG streams (a missing file is an error: resume would not be exact)."""
+    json_path = directory / f"rng-rank{rank}.json"
+    if not json_path.is_file():
+        raise CheckpointError(f"{json_path}: missing (saved with a different number of processes?)")
+    meta = json.loads(json_path.read_text())
+    tensors = load_file(str(directory / f"rng-rank{rank}.safetensors"))
+    torch.set_rng_state(tensors["torch_cpu"])
+    cuda_states = [tensors[k] for k in sorted(tensors) if k.startswith("torch_cuda_")]
+    if cuda_states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda_states[: torch.cuda.device_count()])
+    py = meta["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss_next"]))
+    nps = meta["numpy"]
+    np.random.set_state((nps["name"], np.asarray(nps["keys"], dtype=np.uint32), nps["pos"],
+                         nps["has_gauss"], nps["cached_gaussian"]))
+
+
+# ---- trainer state ---------------------------------------------------------------------------------
+def save_trainer_state(directory: Path, state: dict) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / TRAINER_STATE).write_text(json.dumps(state, indent=1))
+
+
+def load_trainer_state(checkpoint: Path) -> dict:
+    path = Path(checkpoint) / STATE_DIR / TRAINER_STATE
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing (not a complete training checkpoint)")
+    return json.loads(path.read_text())

@@ -1,0 +1,117 @@
+"""Training data: datasets from `--dataset-path`s, a resumable sharded sampler, the batch loader.
+
+Every sample is drawn under its own seed (from run seed, epoch and index), so augmentations do not
+depend on worker count, on which worker drew the sample, or on where a run was resumed; the loader
+never touches the global RNG, which stays reserved for the model (noise, timesteps, dropout).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+
+def build_dataset(paths: list[str], data_config: Any, embodiment_tag: str, video_backend: str,
+                  balance_dataset_weights: bool, balance_trajectory_weights: bool, seed: int):
+    """One GrootDataset per path; more than one path -> MixtureDataset with weight 1.0 each (spec 6.4)."""
+    from groot.data.dataset import GrootDataset, MixtureDataset
+
+    if not paths:
+        raise ValueError("--dataset-path: expected at least one dataset directory, found none")
+    datasets = [GrootDataset(path, data_config, embodiment_tag=embodiment_tag, video_backend=video_backend)
+                for path in paths]
+    if len(datasets) == 1:
+        return datasets[0]
+    return MixtureDataset(datasets, weights=[1.0] * len(datasets),
+                          balance_dataset_weights=balance_dataset_weights,
+                          balance_trajectory_weights=balance_trajectory_weights, seed=seed)
+
+
+def use_eval_transforms(dataset):
+    """Switch a GrootDataset / MixtureDataset to evaluation (no augmentation, index-seeded mixing)."""
+    for member in getattr(dataset, "datasets", [dataset]):
+        if getattr(member, "transform", None) is not None:
+            member.transform.eval()
+    if hasattr(dataset, "training"):
+        dataset.training = False
+    return dataset
+
+
+def sample_seed(run_seed: int, epoch: int, index: int) -> int:
+    digest = hashlib.sha256(f"{run_seed}:{epoch}:{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+class SeededSamples(Dataset):
+    """`dataset[(index, seed)]`: `dataset[index]` drawn with python / numpy / torch RNGs seeded by
+    `seed`; the caller's RNG states are restored afterwards."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
+        index, seed = key
+        python_state, numpy_state = random.getstate(), np.random.get_state()
+        try:
+            with torch.random.fork_rng(devices=[]):
+                random.seed(seed)
+                np.random.seed(seed % (2**32))
+                torch.manual_seed(seed)
+                return self.dataset[index]
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
+
+
+class ResumableShardedSampler(Sampler):
+    """Shuffled epoch order (seeded by run seed + epoch), split across ranks, able to start mid-epoch.
+
+    Yields `(index, sample_seed)` keys for `SeededSamples`. Each rank sees `len(dataset) // world`
+    samples per epoch (the tail that does not split evenly is dropped).
+    """
+
+    def __init__(self, num_samples: int, seed: int, rank: int = 0, world_size: int = 1):
+        if num_samples < world_size:
+            raise ValueError(f"dataset has {num_samples} samples; need at least one per process "
+                             f"({world_size})")
+        self.num_samples, self.seed, self.rank, self.world_size = num_samples, seed, rank, world_size
+        self.epoch = 0
+        self.start = 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Iterate epoch `epoch`, skipping the first `start` samples of this rank's share."""
+        self.epoch, self.start = epoch, start
+
+    def __len__(self) -> int:
+        return self.num_samples // self.world_size - self.start
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(self.num_samples, generator=generator)
+        per_rank = self.num_samples // self.world_size
+        shard = order[: per_rank * self.world_size][self.rank:: self.world_size]
+        for index in shard[self.start:].tolist():
+            yield index, sample_seed(self.seed, self.epoch, index)
+
+
+def build_loader(dataset: Dataset, sampler: ResumableShardedSampler, batch_size: int, collate: Callable,
+                 num_workers: int, pin_memory: bool) -> DataLoader:
+    """Batches of `batch_size` (the last partial batch of an epoch is dropped: static shapes)."""
+    return DataLoader(SeededSamples(dataset), batch_size=batch_size, sampler=sampler, collate_fn=collate,
+                      num_workers=num_workers, pin_memory=pin_memory, drop_last=True,
+                      generator=torch.Generator().manual_seed(sampler.seed),
+                      prefetch_factor=4 if num_workers > 0 else None)
+
+
+def move_batch(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {key: value.to(device, non_blocking=True) if isinstance(value, torch.Tensor) else value
+            for key, value in batch.items()}

@@ -1,0 +1,144 @@
+"""Multi-process training: torchrun relaunch, process-group setup, DDP / FSDP wrapping, reductions.
+
+`--num-gpus N` (N > 1) outside torchrun re-executes the same command under
+`python -m torch.distributed.run --standalone --nproc_per_node N`; inside torchrun each process
+reads RANK / WORLD_SIZE / LOCAL_RANK, joins the group (NCCL on CUDA, gloo on CPU) and trains one
+shard of every batch. Parallelism wraps the model from outside; the model code knows nothing of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+DDP_BUCKET_CAP_MB = 100  # official trainer setting
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def is_distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def launched_by_torchrun() -> bool:
+    return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def init_distributed(use_cuda: bool | None = None) -> DistributedContext:
+    """Join the torchrun process group when there is one; otherwise a single-process context."""
+    use_cuda = torch.cuda.is_available() if use_cuda is None else use_cuda
+    if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1:
+        return DistributedContext(0, 1, 0, torch.device("cuda" if use_cuda else "cpu"))
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local_rank = int(os.environ["LOCAL_RANK"])
+    if use_cuda:
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo", rank=rank, world_size=world,
+                                device_id=device if use_cuda else None)
+    return DistributedContext(rank, world, local_rank, device)
+
+
+def shutdown(ctx: DistributedContext) -> None:
+    if ctx.is_distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(ctx: DistributedContext) -> None:
+    if ctx.is_distributed:
+        dist.barrier()
+
+
+def mean_across_ranks(value: torch.Tensor, ctx: DistributedContext) -> torch.Tensor:
+    """The mean of a scalar tensor over all processes (the value itself when single-process)."""
+    if not ctx.is_distributed:
+        return value
+    value = value.detach().clone()
+    dist.all_reduce(value, op=dist.ReduceOp.SUM)
+    return value / ctx.world_size
+
+
+def config_to_argv(cfg) -> list[str]:
+    """Command-line flags that rebuild the dataclass `cfg` through `groot.utils.cli_args`."""
+    argv: list[str] = []
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        flag = f"--{f.name.replace('_', '-')}"
+        if isinstance(value, bool):
+            argv.append(flag if value else f"--no-{f.name.replace('_', '-')}")
+        elif value is None:
+            continue
+        elif isinstance(value, (list, tuple)):
+            argv += [flag, *(str(v) for v in value)] if value else []
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
+def torchrun_command(num_processes: int, command_argv: list[str]) -> list[str]:
+    """`python -m torch.distributed.run ... -m groot.cli <command_argv>`."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+            f"--nproc_per_node={num_processes}", "-m", "groot.cli", *command_argv]
+
+
+def relaunch_under_torchrun(num_processes: int, command_argv: list[str]) -> None:
+    """Run the command in `num_processes` processes and wait; raise if any of them failed."""
+    command = torchrun_command(num_processes, command_argv)
+    result = subprocess.run(command, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"torchrun exited with status {result.returncode}: {' '.join(command)}")
+
+
+def wrap_ddp(model: nn.Module, ctx: DistributedContext) -> nn.Module:
+    device_ids = [ctx.local_rank] if ctx.device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=False,
+                                   bucket_cap_mb=DDP_BUCKET_CAP_MB)
+
+
+def _block_modules(model: nn.Module) -> list[nn.Module]:
+    """Every element of every nn.ModuleList (transformer blocks / layers): the FSDP units."""
+    blocks = []
+    for module in model.modules():
+        if isinstance(module, nn.ModuleList):
+            blocks.extend(module)
+    return blocks
+
+
+def wrap_fsdp(model: nn.Module, bf16: bool) -> nn.Module:
+    """Shard parameters, gradients and optimizer state (FSDP2): one unit per block plus the root;
+    bf16 compute with fp32 gradient reduction when `bf16`."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16 if bf16 else None,
+                                  reduce_dtype=torch.float32)
+    for block in _block_modules(model):
+        if any(p.requires_grad for p in block.parameters()):
+            fully_shard(block, mp_policy=policy)
+    fully_shard(model, mp_policy=policy)
+    return model
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The user's model inside a DDP wrapper (FSDP2 shards in place, so it is the model itself)."""
+    return model.module if isinstance(model, DistributedDataParallel) else model

@@ -1,0 +1,54 @@
+"""Numerics and activation memory of training: bf16 autocast with frozen weights stored in bf16,
+fp32 master weights for everything that trains, TF32 matmuls, optional activation checkpointing."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+
+def enable_tf32() -> None:
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+
+
+def cast_frozen_to_bf16(model: nn.Module) -> int:
+    """Store every frozen floating-point parameter in bf16 (halves their memory; under autocast the
+    matmuls run in bf16 anyway). Trainable parameters stay fp32: AdamW updates of size lr*1e-4 would
+    vanish in bf16's 8-bit mantissa. Returns the number of parameters cast."""
+    count = 0
+    for param in model.parameters():
+        if not param.requires_grad and param.is_floating_point() and param.dtype != torch.bfloat16:
+            param.data = param.data.to(torch.bfloat16)
+            count += param.numel()
+    return count
+
+
+def autocast(device: torch.device, bf16: bool):
+    """bf16 autocast on CUDA when asked; plain fp32 elsewhere (CPU bf16 autocast is slow)."""
+    if bf16 and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def enable_activation_checkpointing(model: nn.Module) -> int:
+    """Recompute the activations of every trainable block (each element of an nn.ModuleList that
+    holds trainable parameters; outermost blocks only) in the backward pass. Returns the count."""
+    wrapped: list[str] = []
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.ModuleList) or any(name.startswith(w + ".") for w in wrapped):
+            continue
+        for index, block in enumerate(module):
+            if any(p.requires_grad for p in block.parameters()):
+                block.forward = _checkpointed(block.forward)
+                wrapped.append(f"{name}.{index}")
+    return len(wrapped)
+
+
+def _checkpointed(forward):
+    def run(*args, **kwargs):
+        return checkpoint(forward, *args, use_reentrant=False, **kwargs)
+    return run
