@@ -112,3 +112,32 @@ def test_separate_columns_and_gaps(tmp_path):
     np.testing.assert_array_equal(data["observation.state"][:, 3:5], 0)
     np.testing.assert_allclose(data["observation.eef"], state["eef"], rtol=1e-6)
 
+
+
+class _FrameSource:
+    """A map-style dataset over (episode, step) that decodes in DataLoader workers."""
+
+    def __init__(self, ds, layout):
+        self.ds, self.layout = ds, layout
+
+    def __len__(self):
+        return self.layout.num_episodes
+
+    def __getitem__(self, episode):
+        times = self.ds.episode_data(episode)["timestamp"]
+        return self.ds.decode_frames(episode, "front", times[[0, -1]])
+
+
+def test_reader_works_in_forked_workers(dataset_root, layout, originals):
+    torch = pytest.importorskip("torch")
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("needs fork")
+    ds = LeRobotDataset(dataset_root)
+    ds.decode_frames(0, "front", [0.0])  # the parent has used the reader before forking
+    loader = torch.utils.data.DataLoader(_FrameSource(ds, layout), batch_size=None, num_workers=2,
+                                         multiprocessing_context="fork")
+    for episode, frames in enumerate(loader):
+        expected = originals[episode].video["front"][[0, -1]]
+        assert np.abs(frames.numpy().astype(np.int16) - expected).mean() < 8
