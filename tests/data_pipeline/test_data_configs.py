@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from groot.data import configs
+from groot.data.configs import DATA_CONFIGS, DataConfig, get_data_config
+from groot.data.embodiment import EMBODIMENT_INDICES, embodiment_index
+from groot.data.transforms import StateActionSinCos, StateActionTransform
+from groot.errors import DatasetError
+
+OFFICIAL = {"fourier_gr1_arms_only", "fourier_gr1_arms_waist", "fourier_gr1_full_upper_body",
+            "bimanual_panda_gripper", "bimanual_panda_hand", "single_panda_gripper", "so100", "so100_dualcam",
+            "unitree_g1", "unitree_g1_full_body", "oxe_droid", "agibot_genie1"}
+
+
+def test_registry_has_official_configs_and_libero():
+    assert set(DATA_CONFIGS) == OFFICIAL | {"libero_panda"}
+
+
+@pytest.mark.parametrize("name", sorted(DATA_CONFIGS))
+def test_config_builds_and_round_trips(name):
+    config = get_data_config(name)
+    assert config.name == name
+    restored = DataConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert restored == config
+    modality = config.modality_config()
+    assert modality["action"].delta_indices == list(range(16))
+    assert modality["video"].delta_indices == [0] and modality["state"].modality_keys == config.state_keys
+    chain = config.transform().transforms
+    assert isinstance(chain[1], StateActionSinCos if config.state_sincos else StateActionTransform)
+
+
+def test_table_details():
+    gr1 = get_data_config("fourier_gr1_arms_waist")
+    assert gr1.state_sincos and gr1.language_keys == ["annotation.human.coarse_action"]
+    assert set(gr1.action_normalization.values()) == {"min_max"} and len(gr1.action_keys) == 5
+    droid = get_data_config("oxe_droid")
+    assert droid.state_target_rotations == {"state.eef_rotation": "rotation_6d"}
+    assert droid.action_target_rotations == {"action.eef_rotation_delta": "axis_angle"}
+    assert droid.action_normalization == {"action.gripper_position": "binary"}
+    single = get_data_config("single_panda_gripper")
+    assert single.action_normalization["action.control_mode"] == "binary"
+    assert single.action_normalization["action.base_motion"] == "min_max"
+    assert get_data_config("agibot_genie1").action_keys[-1] == "action.robot_velocity"
+    assert get_data_config("gr1_arms_only") == get_data_config("fourier_gr1_arms_only")
+
+
+def test_libero_panda_keys():
+    libero = get_data_config("libero_panda")
+    assert libero.video_keys == ["video.image", "video.wrist_image"]
+    assert libero.state_keys == ["state.eef_pos", "state.eef_axis_angle", "state.gripper_qpos"]
+    assert libero.action_keys == ["action.eef_delta_pos", "action.eef_delta_rot", "action.gripper"]
+    assert libero.language_keys == ["annotation.human.action.task_description"]
+    modes = {*libero.state_normalization.values(), *libero.action_normalization.values()}
+    assert modes == {"min_max"}
+    assert len(libero.state_normalization) == 3 and len(libero.action_normalization) == 3
+    assert (libero.crop_scale, libero.image_size) == (0.95, 224)
+
+
+def test_module_colon_attribute():
+    assert get_data_config("groot.data.configs:libero_panda") == configs.libero_panda()
+    with pytest.raises(TypeError, match="DataConfig"):
+        get_data_config("groot.data.configs:TASK_DESCRIPTION")
+
+
+def test_errors_name_the_problem():
+    with pytest.raises(ValueError, match="libero_panda"):
+        get_data_config("no_such_config")
+    with pytest.raises(DatasetError, match="state_keys"):
+        DataConfig("bad", [], ["arm"], [], [])
+    with pytest.raises(DatasetError, match="action_normalization"):
+        DataConfig("bad", [], [], ["action.a"], [], action_normalization={"action.a": "minmax"})
+    with pytest.raises(DatasetError, match="unknown field"):
+        DataConfig.from_dict({**configs.so100().to_dict(), "extra": 1})
+
+
+def test_embodiment_indices():
+    tags = ("new_embodiment", "oxe_droid", "agibot_genie1", "gr1")
+    assert [embodiment_index(t) for t in tags] == [31, 17, 26, 24]
+    assert embodiment_index("so100") == 2 and embodiment_index("unitree_g1") == 3
+    assert all(0 <= i < 32 for i in EMBODIMENT_INDICES.values())
+    with pytest.raises(ValueError, match="new_embodiment"):
+        embodiment_index("gr2")
