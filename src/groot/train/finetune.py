@@ -13,62 +13,17 @@ import json
 import random
 import time
 from contextlib import ExitStack, nullcontext
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 
-from groot.utils.cli_args import arg
+from groot.train.finetune_config import FinetuneConfig, validate
 
-DEFAULT_BASE_MODEL = "nvidia/GR00T-N1.5-3B"
+__all__ = ["FinetuneConfig", "finetune"]
+
 LORA_ADAPTER_DIR = "lora_adapter"
-
-
-@dataclass
-class FinetuneConfig:
-    """Every flag of the official fine-tuning script, with its default, plus groot extras."""
-
-    dataset_path: list[str] = arg(help="LeRobot dataset directory (several: a mixture with weight 1.0 each)")
-    output_dir: str = arg("/tmp/gr00t", "directory for checkpoints, metrics.jsonl and logs")
-    data_config: str = arg("fourier_gr1_arms_only", "data config name (or 'module:Class')")
-    batch_size: int = arg(32, "batch size per GPU (per process)")
-    max_steps: int = arg(10000, "number of optimizer steps")
-    num_gpus: int = arg(1, "GPUs to use; >1 relaunches this command under torchrun")
-    save_steps: int = arg(1000, "save a checkpoint every N steps (and at the end)")
-    base_model: str = arg(DEFAULT_BASE_MODEL,
-                          "model to start from: preset name (n1.5-3b, small, tiny), checkpoint dir or hub id")
-    tune_llm: bool = arg(False, "train the language model of the backbone")
-    tune_visual: bool = arg(False, "train the vision tower and mlp1 of the backbone")
-    tune_projector: bool = arg(True, "train the state/action encoders, action decoder, position embedding")
-    tune_diffusion_model: bool = arg(True, "train the DiT of the action head")
-    resume: bool = arg(False, "continue from the newest complete checkpoint in --output-dir")
-    learning_rate: float = arg(1e-4, "peak learning rate")
-    weight_decay: float = arg(1e-5, "AdamW weight decay (not applied to biases and norm weights)")
-    warmup_ratio: float = arg(0.05, "fraction of --max-steps spent in linear warmup")
-    lora_rank: int = arg(0, "LoRA rank (0: full fine-tuning of the tuned parts)")
-    lora_alpha: int = arg(16, "LoRA alpha")
-    lora_dropout: float = arg(0.1, "LoRA dropout")
-    lora_full_model: bool = arg(False, "LoRA on q/k/v of the whole model, not only the action head")
-    dataloader_num_workers: int = arg(8, "data loading worker processes per GPU")
-    report_to: Literal["none", "tensorboard", "wandb"] = arg("none", "experiment tracker")
-    embodiment_tag: str = arg("new_embodiment", "embodiment of the data (selects the projector slot)")
-    video_backend: str = arg("pyav", "video decoder: pyav, opencv or torchcodec")
-    balance_dataset_weights: bool = arg(True, "mixture: weight each dataset by its length")
-    balance_trajectory_weights: bool = arg(True, "mixture: sample trajectories proportionally to length")
-    seed: int = arg(42, "random seed")
-    gradient_accumulation_steps: int = arg(1, "micro-batches per optimizer step")
-    max_grad_norm: float = arg(1.0, "clip the global gradient norm to this (0: no clipping)")
-    gradient_checkpointing: bool = arg(False, "recompute block activations in backward (less memory)")
-    save_total_limit: int = arg(8, "keep at most this many checkpoints (0: all)")
-    logging_steps: int = arg(10, "log metrics every N steps")
-    eval_dataset_path: list[str] | None = arg(None, "held-out dataset(s) for an eval loss")
-    eval_steps: int = arg(500, "compute the held-out loss every N steps (with --eval-dataset-path)")
-    eval_batches: int = arg(8, "batches per held-out loss evaluation")
-    bf16: bool = arg(True, "bf16 autocast and bf16 storage of frozen weights (CUDA only)")
-    fsdp: Literal["auto", "on", "off"] = arg("auto", "FSDP instead of DDP; auto: when the backbone is tuned "
-                                                       "on more than one GPU")
 
 
 def finetune(cfg: FinetuneConfig) -> Path:
@@ -82,7 +37,7 @@ def finetune(cfg: FinetuneConfig) -> Path:
         shutdown,
     )
 
-    _validate(cfg)
+    validate(cfg)
     if cfg.num_gpus > 1 and not launched_by_torchrun():
         relaunch_under_torchrun(cfg.num_gpus, ["finetune", *config_to_argv(cfg)])
         return checkpoint_dir(Path(cfg.output_dir), cfg.max_steps)
@@ -91,17 +46,6 @@ def finetune(cfg: FinetuneConfig) -> Path:
         return Trainer(cfg, ctx).run()
     finally:
         shutdown(ctx)
-
-
-def _validate(cfg: FinetuneConfig) -> None:
-    positive = {"batch_size": cfg.batch_size, "max_steps": cfg.max_steps, "num_gpus": cfg.num_gpus,
-                "save_steps": cfg.save_steps, "logging_steps": cfg.logging_steps,
-                "gradient_accumulation_steps": cfg.gradient_accumulation_steps}
-    for name, value in positive.items():
-        if value < 1:
-            raise ValueError(f"--{name.replace('_', '-')}: expected a positive integer, found {value}")
-    if not 0.0 <= cfg.warmup_ratio <= 1.0:
-        raise ValueError(f"--warmup-ratio: expected a value in [0, 1], found {cfg.warmup_ratio}")
 
 
 def seed_everything(seed: int) -> None:
