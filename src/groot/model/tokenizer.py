@@ -60,6 +60,8 @@ class ByteTokenizer:
         description = {"kind": self.kind, "bytes": [0, 255], "special_tokens": self._special_ids}
         (directory / "byte_tokenizer.json").write_text(json.dumps(description, indent=2))
 
+    save_pretrained = save  # the name the checkpoint writer looks for
+
 
 class Qwen3Tokenizer:
     """The Qwen3 byte-level BPE with Eagle's added tokens, run by the `tokenizers` library."""
@@ -92,6 +94,8 @@ class Qwen3Tokenizer:
         self._tok.save(str(directory / "tokenizer.json"))
         config = {"pad_token": self.pad_token, "padding_side": "left"}
         (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+
+    save_pretrained = save  # the name the checkpoint writer looks for
 
 
 def load_tokenizer(kind: str, model_dir: str | Path | None = None) -> ByteTokenizer | Qwen3Tokenizer:
