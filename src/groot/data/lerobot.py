@@ -110,6 +110,8 @@ class LeRobotDataset:
             if column in data and found != width:
                 raise DatasetError(source, column, f"vectors of width {width} (meta/info.json)",
                                    f"width {found}")
+        for values in data.values():
+            values.flags.writeable = False  # shared through the cache: callers must copy to modify
         self._episode_cache[episode_index] = data
         if len(self._episode_cache) > self._cache_size:
             self._episode_cache.popitem(last=False)
