@@ -11,13 +11,21 @@ An observation is batched iff every `state.*` array has ndim >= 3 (video [B, T, 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from groot.errors import ObservationError
+from groot.data.configs import DataConfig, get_data_config
+from groot.data.metadata import DatasetMetadata
+from groot.data.modality import ModalityConfig
+from groot.data.transforms import split_key
+from groot.errors import CheckpointError, ObservationError
+from groot.model.processor import GrootProcessor
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,148 @@ class ObservationSpec:
             raise ObservationError(f"observation mixes batched and unbatched arrays: {shapes}; expected all "
                                    f"state arrays [T, D] (unbatched) or all [B, T, D] (batched)")
         return all(flags.values())
+
+
+class Policy:
+    """A GR00T N1.5 model with the data config's eval-mode transforms around it.
+
+    `Policy(model, data_config, metadata)` wraps a model in memory; `Policy.from_pretrained` loads a
+    checkpoint. `get_action` validates the observation, runs transforms -> processor -> model (flow
+    matching, `denoising_steps` steps) -> unapply, and returns float32 `action.<k>` chunks.
+    """
+
+    def __init__(self, model: torch.nn.Module, data_config: DataConfig, metadata: DatasetMetadata,
+                 embodiment_tag: str | None = None, processor: GrootProcessor | None = None,
+                 denoising_steps: int | None = None, device: str | torch.device | None = None):
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.model = model.to(self.device).eval()
+        self.data_config = data_config
+        self.embodiment_tag = embodiment_tag or metadata.embodiment_tag
+        self.metadata = metadata
+        self.modality_config = data_config.modality_config()
+        _check_observation_indices(self.modality_config)
+        self.transform = data_config.transform()
+        self.transform.set_metadata(metadata)
+        self.transform.eval()
+        self.processor = processor or GrootProcessor.for_config(model.config)
+        self.denoising_steps = denoising_steps
+        self.observation_spec = observation_spec(self.modality_config, metadata)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, embodiment_tag: str,
+                        data_config: DataConfig | str | None = None, denoising_steps: int | None = None,
+                        device: str | torch.device | None = None) -> Policy:
+        """Load a checkpoint directory or hub id: weights (bf16 on CUDA, fp32 on CPU), the tag's block of
+        experiment_cfg/metadata.json, and the data config (given by object or name, else the
+        checkpoint's experiment_cfg/data_config.json)."""
+        from groot.model.checkpoint import resolve_checkpoint_dir
+        from groot.model.gr00t_n15 import GR00TN15
+
+        root = resolve_checkpoint_dir(path)
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        metadata = load_metadata(root, embodiment_tag)
+        config = resolve_data_config(root, data_config)
+        model = GR00TN15.from_pretrained(root, dtype=dtype, device=device)
+        processor = GrootProcessor.for_config(model.config, root)
+        return cls(model, config, metadata, embodiment_tag, processor, denoising_steps, device)
+
+    # ---- the official Gr00tPolicy surface -------------------------------------------------------------
+    def get_modality_config(self) -> dict[str, ModalityConfig]:
+        return dict(self.modality_config)
+
+    @property
+    def video_delta_indices(self) -> list[int]:
+        return list(self.modality_config["video"].delta_indices)
+
+    @property
+    def state_delta_indices(self) -> list[int]:
+        return list(self.modality_config["state"].delta_indices)
+
+    def get_action(self, observation: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """{"video.<k>": uint8 [(B,) T, H, W, 3], "state.<k>": [(B,) T, D], <language key>: str | [str]}
+        -> {"action.<k>": float32 [(B,) 16, D]} in original units."""
+        checked, batched = self.observation_spec.check(observation)
+        samples = [self.transform.apply(self._raw_step(checked, b)) for b in range(_batch_size(checked))]
+        batch = {key: value.to(self.device) for key, value in self.processor(samples).items()}
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16,
+                                                    enabled=self.device.type == "cuda"):
+            predicted = self.model.get_action(batch, num_steps=self.denoising_steps)["action_pred"]
+        normalized = predicted.float().cpu().numpy()  # [B, 16, 32]
+        actions = self.transform.unapply({"action": normalized})
+        out = {key: np.asarray(actions[key], np.float32) for key in self.data_config.action_keys}
+        return out if batched else {key: value[0] for key, value in out.items()}
+
+    def _raw_step(self, checked: dict[str, Any], index: int) -> dict[str, Any]:
+        """Sample `index` of a checked batch as the dataset's raw step (language: list of one str)."""
+        spec = self.observation_spec
+        step = {key: checked[key][index] for key in [*spec.video, *spec.state]}
+        step.update({key: [checked[key][index]] for key in spec.language})
+        return step
+
+
+def observation_spec(modality_config: Mapping[str, ModalityConfig],
+                     metadata: DatasetMetadata) -> ObservationSpec:
+    """Expected per-key shapes: video (T, H, W) at the metadata resolution, state (T, D_metadata)."""
+    video_steps = len(modality_config["video"].delta_indices)
+    state_steps = len(modality_config["state"].delta_indices)
+    video = {}
+    for key in modality_config["video"].modality_keys:
+        info = metadata.modalities.get("video", {}).get(split_key(key)[1])
+        if info is None:
+            raise CheckpointError(f"metadata of embodiment {metadata.embodiment_tag!r}: no video key "
+                                  f"{split_key(key)[1]!r}, which the data config needs for {key}")
+        width, height = info["resolution"]
+        video[key] = (video_steps, int(height), int(width))
+    state = {key: (state_steps, metadata.dim(*split_key(key)))
+             for key in modality_config["state"].modality_keys}
+    language = tuple(modality_config["language"].modality_keys)
+    return ObservationSpec(video=video, state=state, language=language)
+
+
+def load_metadata(root: Path, embodiment_tag: str) -> DatasetMetadata:
+    """The `embodiment_tag` block of `root/experiment_cfg/metadata.json`."""
+    from groot.model.checkpoint import METADATA_FILE
+
+    path = root / METADATA_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path}: expected the dataset statistics the checkpoint was trained with, "
+                              "found no file")
+    blocks = json.loads(path.read_text())
+    if not isinstance(blocks, dict) or embodiment_tag not in blocks:
+        found = ", ".join(blocks) if isinstance(blocks, dict) else type(blocks).__name__
+        raise CheckpointError(f"{path}: expected a block for embodiment tag {embodiment_tag!r}, "
+                              f"found {found}")
+    return DatasetMetadata.from_dict(blocks[embodiment_tag], source=str(path))
+
+
+def resolve_data_config(root: Path, data_config: DataConfig | str | None) -> DataConfig:
+    """An explicit DataConfig or name wins; otherwise the checkpoint's experiment_cfg/data_config.json."""
+    from groot.model.checkpoint import DATA_CONFIG_FILE
+
+    if isinstance(data_config, DataConfig):
+        return data_config
+    if data_config is not None:
+        return get_data_config(data_config)
+    path = root / DATA_CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path}: expected the data config the checkpoint was trained with, found no "
+                              "file; pass a data config name (--data-config)")
+    return DataConfig.from_dict(json.loads(path.read_text()), source=str(path))
+
+
+def _check_observation_indices(modality_config: Mapping[str, ModalityConfig]) -> None:
+    """Video / state steps must be <= 0, end at 0 and be evenly spaced (a policy sees the past only)."""
+    for group in ("video", "state"):
+        indices = list(modality_config[group].delta_indices)
+        steps = np.diff(indices)
+        if not indices or indices[-1] != 0 or (steps <= 0).any() or len(set(steps.tolist())) > 1:
+            raise ValueError(f"{group} delta_indices {indices}: expected increasing, evenly spaced steps "
+                             "ending at 0 (e.g. [0] or [-2, -1, 0])")
+
+
+def _batch_size(checked: Mapping[str, Any]) -> int:
+    return len(next(iter(checked.values())))
 
 
 def _check_video(key: str, frames: np.ndarray, steps: int, height: int, width: int,
