@@ -70,6 +70,11 @@ def test_images_resized_to_model_size_and_inference_batch_has_no_action():
         proc([_sample("a", 1), _sample("b", 1, with_action=False)])
 
 
+def test_list_language_renders_like_the_original_template():
+    proc = GrootProcessor(ByteTokenizer(), image_size=8, num_image_tokens=N_TOK)
+    assert proc.prompt_ids(["stack"], 1) == ByteTokenizer().encode(render_prompt("['stack']", 1, N_TOK))
+
+
 def test_prompt_cache_is_lru_and_bounded():
     calls = []
 

@@ -59,14 +59,15 @@ class GrootProcessor:
                                   f"the config's id {bb.image_token_id}", tokenizer.image_token_id)
         return cls(tokenizer, bb.vision.image_size, bb.num_image_tokens)
 
-    def prompt_ids(self, language: str, num_images: int) -> list[int]:
-        """Token ids of one sample's prompt (LRU-cached; do not mutate the returned list)."""
-        key = (language, num_images)
+    def prompt_ids(self, language: Any, num_images: int) -> list[int]:
+        """Token ids of one sample's prompt (LRU-cached; do not mutate the returned list). A non-string
+        language is rendered with `str()`, as the original chat template does (spec 2.4 quirk)."""
+        key = (str(language), num_images)
         ids = self._prompt_cache.get(key)
         if ids is not None:
             self._prompt_cache.move_to_end(key)
             return ids
-        ids = self.tokenizer.encode(render_prompt(language, num_images, self.num_image_tokens))
+        ids = self.tokenizer.encode(render_prompt(key[0], num_images, self.num_image_tokens))
         self._prompt_cache[key] = ids
         if len(self._prompt_cache) > self.cache_size:
             self._prompt_cache.popitem(last=False)
