@@ -42,7 +42,6 @@ def test_good_modality_defaults(tmp_path):
     ({"start": 0, "end": 6, "rotation_type": "quat"}, "state.arm.rotation_type", "one of axis_angle"),
     ({"start": 0, "end": 6, "absolute": "yes"}, "state.arm.absolute", "true or false"),
     ({"start": 0, "end": 6, "dtype": "floaty"}, "state.arm.dtype", "a numpy dtype"),
-    ({"start": 0, "end": 6, "strat": 1}, "state.arm.strat", "an unknown field"),
 ])
 def test_broken_modality_entries(tmp_path, entry, key, expected):
     path = _with(tmp_path / "modality.json", "state", "arm", entry)
@@ -50,6 +49,13 @@ def test_broken_modality_entries(tmp_path, entry, key, expected):
         ModalitySpec.load(path)
     assert error.value.key == key
     assert "modality.json" in str(error.value) and key in str(error.value) and expected in str(error.value)
+
+
+def test_unknown_modality_fields_are_ignored_with_a_warning(tmp_path, caplog):
+    path = _with(tmp_path / "modality.json", "state", "arm", {"start": 0, "end": 6, "strat": 1})
+    spec = ModalitySpec.load(path)
+    assert spec.state["arm"].dim == 6
+    assert "state.arm.strat" in caplog.text and "modality.json" in caplog.text
 
 
 def test_modality_not_json(tmp_path):

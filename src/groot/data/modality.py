@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from typing import Any
 import numpy as np
 
 from groot.errors import DatasetError
+
+log = logging.getLogger(__name__)
 
 ROTATION_TYPES = (
     "axis_angle", "quaternion", "rotation_6d", "matrix",
@@ -116,10 +119,7 @@ class ModalitySpec:
     def from_dict(cls, data: Any, source: str = "meta/modality.json") -> ModalitySpec:
         if not isinstance(data, Mapping):
             raise DatasetError(source, None, "a JSON object", type(data).__name__)
-        unknown = set(data) - {"state", "action", "video", "annotation"}
-        if unknown:
-            raise DatasetError(source, sorted(unknown)[0], "one of state, action, video, annotation",
-                               "an unknown section")
+        _warn_unknown(set(data) - {"state", "action", "video", "annotation"}, "", source)
         arrays = {group: _parse_arrays(data, group, source) for group in ("state", "action")}
         return cls(
             state=arrays["state"],
@@ -184,13 +184,16 @@ def _parse_arrays(data: Mapping[str, Any], group: str, source: str) -> dict[str,
     return specs
 
 
+def _warn_unknown(unknown: set[str], prefix: str, source: str) -> None:
+    """Unknown fields are ignored like the original does, but named: they are often typos."""
+    for key in sorted(unknown):
+        log.warning("%s: ignoring unknown key %r (a typo?)", source, prefix + key)
+
+
 def _parse_array(entry: Any, where: str, group: str, source: str) -> ArraySpec:
     if not isinstance(entry, Mapping):
         raise DatasetError(source, where, "an object with start and end", entry)
-    unknown = set(entry) - set(ARRAY_FIELDS)
-    if unknown:
-        raise DatasetError(source, f"{where}.{sorted(unknown)[0]}", f"one of {', '.join(ARRAY_FIELDS)}",
-                           "an unknown field")
+    _warn_unknown(set(entry) - set(ARRAY_FIELDS), f"{where}.", source)
     start, end = entry.get("start"), entry.get("end")
     if not _is_int(start) or start < 0:
         raise DatasetError(source, f"{where}.start", "an integer >= 0", repr(start))
