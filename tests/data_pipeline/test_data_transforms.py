@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import colorsys
+
 import numpy as np
 import pytest
 import torch
@@ -14,9 +16,8 @@ from groot.data.transforms import (
     StateActionSinCos,
     StateActionTransform,
     VideoTransform,
+    adjust_hue,
     color_jitter,
-    hsv_to_rgb,
-    rgb_to_hsv,
 )
 from groot.errors import DatasetError
 
@@ -264,9 +265,19 @@ def test_video_resolution_must_match_metadata():
         video.apply({"video.cam_a": np.zeros((1, 30, 30, 3), np.uint8)})
 
 
-def test_hsv_round_trip_and_jitter_ranges():
+@pytest.mark.parametrize("shift", [0.0, 0.08, -0.3, 0.5])
+def test_hue_shift_matches_colorsys(shift):
+    x = torch.rand(3, 6, 7)
+    x[:, 0, 0] = 0.4  # grey pixel: no hue
+    x[:, 0, 1] = torch.tensor([0.9, 0.9, 0.1])  # ties between channels
+    expected = torch.tensor([
+        colorsys.hsv_to_rgb((h + shift) % 1, s, v)
+        for h, s, v in (colorsys.rgb_to_hsv(*p) for p in x.reshape(3, -1).T.tolist())]).T.reshape(3, 6, 7)
+    torch.testing.assert_close(adjust_hue(x, torch.tensor(shift)), expected, atol=1e-5, rtol=0)
+
+
+def test_jitter_ranges():
     x = torch.rand(2, 3, 3, 5, 7)
-    torch.testing.assert_close(hsv_to_rgb(rgb_to_hsv(x)), x, atol=1e-5, rtol=0)
     gray = color_jitter(x, ColorJitter(brightness=0, contrast=0, saturation=0, hue=0))
     torch.testing.assert_close(gray, x)
     torch.manual_seed(0)

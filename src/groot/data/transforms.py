@@ -176,25 +176,19 @@ def grayscale(x: torch.Tensor) -> torch.Tensor:
     return (0.299 * r + 0.587 * g + 0.114 * b).unsqueeze(-3)
 
 
-def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
-    """[..., 3, H, W] in [0, 1] -> hue, saturation, value in [0, 1]."""
+def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Rotate the HSV hue of x [..., 3, H, W] in [0, 1] by `shift` [..., H, W]-broadcastable turns,
+    keeping saturation and value. With hue h in sixths of a turn, max M and spread d = M - min,
+    channel n in (5, 3, 1) becomes M - d clamp(min(k, 4 - k), 0, 1), k = (n + h) mod 6."""
     r, g, b = x.unbind(-3)
-    value, _ = x.max(-3)
-    delta = value - x.min(-3).values
-    saturation = delta / torch.where(value > 0, value, torch.ones_like(value))
-    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
-    hue = torch.where(value == r, ((g - b) / safe) % 6,
-                      torch.where(value == g, (b - r) / safe + 2, (r - g) / safe + 4)) / 6
-    return torch.stack([torch.where(delta > 0, hue, torch.zeros_like(hue)), saturation, value], -3)
-
-
-def hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
-    """Inverse of `rgb_to_hsv`: channel n in (5, 3, 1) is v - v s clamp(min(k, 4 - k), 0, 1),
-    k = (n + 6 h) mod 6."""
-    hue, saturation, value = (c.unsqueeze(-3) for c in x.unbind(-3))
-    n = torch.tensor([5.0, 3.0, 1.0], dtype=x.dtype, device=x.device).view(3, 1, 1)
-    k = (n + 6 * hue) % 6
-    return value - value * saturation * torch.minimum(k, 4 - k).clamp(0, 1)
+    value = torch.maximum(torch.maximum(r, g), b)
+    delta = value - torch.minimum(torch.minimum(r, g), b)
+    inv = delta.clamp(min=1e-12).reciprocal_()
+    hue6 = torch.where(value == r, (g - b) * inv,
+                       torch.where(value == g, (b - r) * inv + 2, (r - g) * inv + 4))
+    hue6 += 6 * shift + 6  # in (0, 12), so the remainder below sees non-negative numbers
+    k = torch.stack([hue6 + 5, hue6 + 3, hue6 + 1], -3).remainder_(6)
+    return value.unsqueeze(-3) - delta.unsqueeze(-3) * torch.minimum(k, 4 - k).clamp_(0, 1)
 
 
 def color_jitter(x: torch.Tensor, jitter: ColorJitter) -> torch.Tensor:
@@ -215,10 +209,7 @@ def color_jitter(x: torch.Tensor, jitter: ColorJitter) -> torch.Tensor:
             f = factors(jitter.saturation)
             x = (f * x + (1 - f) * grayscale(x)).clamp(0, 1)
         elif op == 3 and jitter.hue > 0:
-            shift = torch.empty(views).uniform_(-jitter.hue, jitter.hue).view(1, views, 1, 1)
-            hsv = rgb_to_hsv(x)
-            hsv = torch.cat([((hsv[..., 0, :, :] + shift) % 1).unsqueeze(-3), hsv[..., 1:, :, :]], -3)
-            x = hsv_to_rgb(hsv)
+            x = adjust_hue(x, torch.empty(views).uniform_(-jitter.hue, jitter.hue).view(1, views, 1, 1))
     return x
 
 
