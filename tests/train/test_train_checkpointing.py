@@ -1,0 +1,125 @@
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import torch
+from torch import nn
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_optimizer_state_dict,
+    set_optimizer_state_dict,
+)
+
+from groot.train import checkpointing as ckpt
+from groot.train.optim import build_optimizer, parameter_groups
+
+
+def _model_and_optimizer(seed):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(3, 5), nn.LayerNorm(5), nn.Linear(5, 2))
+    return model, build_optimizer(parameter_groups(model, 0.01), learning_rate=1e-2)
+
+
+def _step(model, optimizer, seed):
+    x = torch.randn(4, 3, generator=torch.Generator().manual_seed(seed))
+    model(x).pow(2).mean().backward()
+    optimizer.step()
+    optimizer.zero_grad()
+
+
+def test_optimizer_state_round_trip_continues_identically(tmp_path):
+    model, optimizer = _model_and_optimizer(0)
+    for seed in range(3):
+        _step(model, optimizer, seed)
+    state = get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True))
+    ckpt.save_optimizer_state(state, tmp_path)
+    assert not any(p.suffix in (".pt", ".pkl", ".bin") for p in tmp_path.iterdir())
+
+    twin, twin_optimizer = _model_and_optimizer(1)
+    twin.load_state_dict(model.state_dict())
+    set_optimizer_state_dict(twin, twin_optimizer, ckpt.load_optimizer_state(tmp_path),
+                             options=StateDictOptions(full_state_dict=True))
+    _step(model, optimizer, 10)
+    _step(twin, twin_optimizer, 10)
+    for a, b in zip(model.parameters(), twin.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_rng_state_round_trip(tmp_path):
+    torch.manual_seed(3)
+    random.seed(3)
+    np.random.seed(3)
+    ckpt.save_rng_state(tmp_path, rank=0)
+    expected = (torch.rand(3), random.random(), np.random.rand())
+    torch.manual_seed(99)
+    random.seed(99)
+    np.random.seed(99)
+    ckpt.load_rng_state(tmp_path, rank=0)
+    assert torch.equal(torch.rand(3), expected[0])
+    assert random.random() == expected[1] and np.random.rand() == expected[2]
+
+
+def _fake_checkpoint(output_dir, step):
+    tmp = ckpt.begin_checkpoint(output_dir, step)
+    tmp.mkdir()
+    (tmp / "model.safetensors").write_bytes(b"x")
+    ckpt.save_trainer_state(tmp / ckpt.STATE_DIR, {"global_step": step})
+    return ckpt.commit_checkpoint(output_dir, step)
+
+
+def test_latest_ignores_incomplete_and_rotation_keeps_newest(tmp_path):
+    for step in (1, 2, 3):
+        _fake_checkpoint(tmp_path, step)
+    (tmp_path / "checkpoint-9").mkdir()  # no trainer state: incomplete
+    ckpt.temp_dir(tmp_path, 10).mkdir()
+    assert ckpt.latest_checkpoint(tmp_path) == tmp_path / "checkpoint-3"
+    ckpt.rotate_checkpoints(tmp_path, keep=2)
+    assert [s for s, _ in ckpt.list_checkpoints(tmp_path)] == [2, 3]
+    ckpt.clean_temp_dirs(tmp_path)
+    assert not ckpt.temp_dir(tmp_path, 10).exists()
+
+
+_KILLED_WRITER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from groot.train import checkpointing as ckpt
+    out = Path(sys.argv[1])
+    tmp = ckpt.begin_checkpoint(out, 2)
+    tmp.mkdir()
+    with open(tmp / "model.safetensors", "wb") as f:
+        f.write(b"partial")
+        f.flush()
+        print("writing", flush=True)
+        time.sleep(60)  # killed here, in the middle of the save
+    ckpt.save_trainer_state(tmp / ckpt.STATE_DIR, {"global_step": 2})
+    ckpt.commit_checkpoint(out, 2)
+""")
+
+
+def test_sigkill_while_saving_keeps_previous_checkpoint(tmp_path):
+    model, optimizer = _model_and_optimizer(0)
+    _step(model, optimizer, 0)
+    first = _fake_checkpoint(tmp_path, 1)
+    ckpt.save_optimizer_state(get_optimizer_state_dict(model, optimizer), first / ckpt.STATE_DIR)
+    process = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, str(tmp_path)], stdout=subprocess.PIPE,
+                               text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        assert process.stdout.readline().strip() == "writing"
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == -signal.SIGKILL
+    assert ckpt.temp_dir(tmp_path, 2).exists()  # the half-written save is there ...
+    latest = ckpt.latest_checkpoint(tmp_path)  # ... but resume picks the complete one
+    assert latest == first
+    assert ckpt.load_trainer_state(latest)["global_step"] == 1
+    state = ckpt.load_optimizer_state(latest / ckpt.STATE_DIR)
+    assert set(state["state"]) == {name for name, _ in model.named_parameters()}
+    ckpt.clean_temp_dirs(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint-1"]
