@@ -87,7 +87,7 @@ class InferenceEngine:
         self._constants: dict[int, DenoisingConstants] = {}
 
     # ---- public API --------------------------------------------------------------------------------
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict(self, samples: Sequence[dict[str, Any]], noise: torch.Tensor | None = None,
                 num_steps: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
         """Model samples (images uint8 [T*V, H, W, 3] at raw resolution) -> normalized actions
@@ -104,7 +104,7 @@ class InferenceEngine:
             chunks.append(self.denoise(staged, num_steps))
         return torch.cat(chunks)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def stage(self, samples: Sequence[dict[str, Any]], noise: torch.Tensor | None = None,
               generator: torch.Generator | None = None) -> StagedBatch:
         """Host work + uploads + GPU image preprocessing for at most `max_batch` samples."""
@@ -150,7 +150,7 @@ class InferenceEngine:
         category = int(embodiments[0]) if (embodiments == embodiments[0]).all() else None
         return StagedBatch(key, buffers, batch, length, bool((mask[:batch] == 0).any()), category)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def encode(self, staged: StagedBatch) -> torch.Tensor:
         """Backbone stage: static pixels + prompt -> `staged.buffers.features` [Bb, Lb, D]."""
         key = ("backbone", staged.shape_key, staged.left_padded)
@@ -166,7 +166,7 @@ class InferenceEngine:
 
         return self.stages.get(key, build)()
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def denoise(self, staged: StagedBatch, num_steps: int | None = None) -> torch.Tensor:
         """Denoising stage: features + state + noise -> normalized actions [B, 16, 32] (a copy)."""
         steps = num_steps or self.model.action_head.cfg.num_inference_timesteps
