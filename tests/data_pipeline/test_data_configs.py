@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 
+import numpy as np
 import pytest
+import torch
 
 from groot.data import configs
 from groot.data.configs import DATA_CONFIGS, DataConfig, get_data_config
 from groot.data.embodiment import EMBODIMENT_INDICES, embodiment_index
+from groot.data.metadata import STAT_NAMES, DatasetMetadata
+from groot.data.rotation import convert_rotation
 from groot.data.transforms import StateActionSinCos, StateActionTransform
 from groot.errors import DatasetError
 
@@ -83,3 +88,51 @@ def test_embodiment_indices():
     assert all(0 <= i < 32 for i in EMBODIMENT_INDICES.values())
     with pytest.raises(ValueError, match="new_embodiment"):
         embodiment_index("gr2")
+
+
+def fake_metadata(config: DataConfig, rng: np.random.Generator) -> tuple[DatasetMetadata, dict]:
+    """Metadata and a raw step for `config`: 3 dims per key, converted rotations stored as quaternions
+    (state, absolute) or Euler angles (action, relative), binary keys as 0 / 1."""
+    sources = {**{k: "quaternion" for k in config.state_target_rotations},
+               **{k: "euler_angles_rpy" for k in config.action_target_rotations}}
+    step, statistics = {}, {"state": {}, "action": {}}
+    modalities = {"state": {}, "action": {}, "video": {}}
+    for key in config.state_keys + config.action_keys:
+        group, name = key.split(".", 1)
+        steps = 1 if group == "state" else 16
+        if sources.get(key) == "quaternion":
+            values = rng.normal(size=(steps, 4))
+            values /= np.linalg.norm(values, axis=1, keepdims=True)
+        elif {**config.state_normalization, **config.action_normalization}.get(key) == "binary":
+            values = rng.integers(0, 2, size=(steps, 1)).astype(float)
+        else:
+            values = rng.uniform(-1, 1, size=(steps, 3))
+        step[key] = values.astype(np.float32)
+        statistics[group][name] = {s: (np.full(values.shape[1], -1.0) if s in ("min", "q01") else
+                                       np.full(values.shape[1], 1.0)).tolist() for s in STAT_NAMES}
+        modalities[group][name] = {"absolute": group == "state", "rotation_type": sources.get(key),
+                                   "shape": [values.shape[1]], "continuous": True}
+    for key in config.video_keys:
+        modalities["video"][key.split(".", 1)[1]] = {"resolution": [40, 30], "channels": 3, "fps": 20.0}
+        step[key] = rng.integers(0, 256, size=(1, 30, 40, 3), dtype=np.uint8)
+    step[config.language_keys[0]] = ["do the task"]
+    return DatasetMetadata(statistics, modalities, "new_embodiment"), step
+
+
+@pytest.mark.parametrize("name", sorted(DATA_CONFIGS))
+def test_registered_chain_runs_and_inverts(name):
+    config = dataclasses.replace(get_data_config(name), image_size=28)
+    metadata, step = fake_metadata(config, np.random.default_rng(0))
+    original = {k: v.copy() for k, v in step.items() if k.startswith("action.")}
+    transform = config.transform()
+    transform.set_metadata(metadata)
+    sample = transform.train().apply(step)
+    assert sample["images"].shape == (len(config.video_keys), 28, 28, 3)
+    assert sample["language"] == "do the task"
+    restored = transform.unapply({"action": sample["action"]})
+    for key, values in original.items():
+        if key in config.action_target_rotations:  # Euler angles: compare as matrices
+            as_matrix = lambda x: convert_rotation(torch.from_numpy(x), "euler_angles_rpy", "matrix")  # noqa: E731
+            torch.testing.assert_close(as_matrix(restored[key]), as_matrix(values), atol=1e-5, rtol=0)
+        else:
+            np.testing.assert_allclose(restored[key], values, atol=1e-5, err_msg=key)
