@@ -46,5 +46,10 @@ def test_pinned_staging_upload_into_cpu_rows():
     assert out.shape == (3, 2, 3)
     assert torch.equal(target[:3, 0, 0], torch.tensor([0.0, 1.0, 2.0]))
     assert torch.all(target[3] == -1.0)
+    rows[0][:] = 7.0  # a shorter upload rewrites only target[:1]
+    staging.upload_into(target, rows[:1])
+    assert torch.equal(target[:3, 0, 0], torch.tensor([7.0, 1.0, 2.0]))
     uploaded = staging.upload([np.ones((5,), dtype=np.uint8)] * 2)
     assert uploaded.dtype == torch.uint8 and uploaded.shape == (2, 5)
+    ids = staging.upload(np.arange(4, dtype=np.int64))  # scalar rows
+    assert torch.equal(ids, torch.arange(4))

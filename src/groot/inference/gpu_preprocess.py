@@ -41,27 +41,32 @@ class PinnedStaging:
         self._buffers: dict[tuple, tuple[torch.Tensor, torch.cuda.Event | None]] = {}
 
     def upload_into(self, target: torch.Tensor, rows: Sequence[np.ndarray]) -> torch.Tensor:
-        """Copy n per-sample arrays of one shape [...] into `target[:n]` ([n, ...], any device);
-        non-blocking from page-locked memory on CUDA. -> target[:n]"""
+        """Copy n per-sample arrays of one shape [...] into `target[:n]` ([n, ...]); the rows are stacked
+        straight into a reused host buffer (page-locked, copied without blocking, on CUDA) and cast to
+        the target's dtype on its device. -> target[:n]"""
         n = len(rows)
-        if target.device.type != "cuda":
-            return target[:n].copy_(torch.from_numpy(np.stack([np.asarray(r) for r in rows])))
-        host_dtype = torch.from_numpy(np.asarray(rows[0])[:0]).dtype  # staged as given, cast on the device
+        pinned = target.device.type == "cuda"
+        host_dtype = _torch_dtype(rows[0])
         key = ((n, *target.shape[1:]), host_dtype)
         buffer, done = self._buffers.get(key, (None, None))
         if buffer is None:
-            buffer = torch.empty(key[0], dtype=host_dtype, pin_memory=True)
+            buffer = torch.empty(key[0], dtype=host_dtype, pin_memory=pinned)
         elif done is not None:
             done.synchronize()  # the previous upload from this buffer has left the host
         np.stack([np.asarray(r) for r in rows], out=buffer.numpy())
-        target[:n].copy_(buffer, non_blocking=True)
-        event = torch.cuda.Event()
-        event.record()
+        target[:n].copy_(buffer, non_blocking=pinned)
+        event = None
+        if pinned:
+            event = torch.cuda.Event()
+            event.record()
         self._buffers[key] = (buffer, event)
         return target[:n]
 
     def upload(self, rows: Sequence[np.ndarray]) -> torch.Tensor:
         """n per-sample arrays of one shape and dtype [...] -> a new device tensor [n, ...]"""
-        dtype = torch.from_numpy(np.asarray(rows[0])[:0]).dtype
-        target = torch.empty((len(rows), *np.shape(rows[0])), dtype=dtype, device=self.device)
+        target = torch.empty((len(rows), *np.shape(rows[0])), dtype=_torch_dtype(rows[0]), device=self.device)
         return self.upload_into(target, rows)
+
+
+def _torch_dtype(array) -> torch.dtype:
+    return torch.from_numpy(np.empty(0, dtype=np.asarray(array).dtype)).dtype
