@@ -31,7 +31,8 @@ def run_generate(cfg: GenerateConfig) -> int:
 
     summary = generate_dataset(cfg.suite, cfg.out, cfg.episodes_per_task, tasks=cfg.tasks,
                                workers=cfg.workers, image_size=cfg.image_size, noise=cfg.noise, seed=cfg.seed,
-                               version=cfg.version, attempts_per_episode=cfg.attempts_per_episode, crf=cfg.crf)
+                               version=cfg.version, attempts_per_episode=cfg.attempts_per_episode,
+                               crf=cfg.crf)
     print(format_summary(summary))
     return 0
 
