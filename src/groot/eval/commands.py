@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from groot.sim.commands import register_sim
 from groot.utils.cli_args import add_command, add_group, arg
 
 
@@ -75,3 +76,4 @@ def register(subparsers) -> None:
     add_command(group, "open-loop", OpenLoopConfig, run_open_loop_command,
                 help="Replay dataset trajectories through a policy (local checkpoint or running server); "
                      "report un-normalized MSE / MAE, plot predicted vs recorded actions.")
+    register_sim(group)

@@ -335,3 +335,22 @@ def run_expert_episode(env: LiberoEnv, init_state_index: int, rng: np.random.Gen
             actions.append(action.astype(np.float32))
         obs, success, done = env.step(action)
     return {"success": success, "steps": env.steps, "observations": observations, "actions": actions}
+
+
+class ExpertPolicy:
+    """The scripted expert behind the policy interface (`get_action(obs) -> {"action.<k>": [16, D]}`).
+
+    It repeats its current action over the chunk, so it behaves like the expert with action horizon 1 and
+    degrades gracefully with longer horizons. Useful to test evaluation loops without a trained model."""
+
+    def __init__(self, env: LiberoEnv, noise: float = 0.0, seed: int = 0, horizon: int = 16):
+        self.expert = PickPlaceExpert(env, rng=np.random.default_rng(seed), noise=noise)
+        self.env = env
+        self.horizon = horizon
+
+    def get_action(self, observation: dict[str, Any]) -> dict[str, np.ndarray]:
+        if self.env.steps == 0:  # a new episode: plan from the current scene
+            self.expert.reset()
+        action = np.tile(self.expert.act().astype(np.float32), (self.horizon, 1))  # [16, 7]
+        return {"action.eef_delta_pos": action[:, :3], "action.eef_delta_rot": action[:, 3:6],
+                "action.gripper": action[:, 6:7]}
