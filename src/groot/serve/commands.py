@@ -15,7 +15,7 @@ class ServeConfig:
     data_config: str | None = arg(None, "data config name or module:Class; default: the checkpoint's "
                                         "experiment_cfg/data_config.json")
     host: str = arg("127.0.0.1", "address to bind; use 0.0.0.0 (with --api-token) to accept remote robots")
-    port: int = arg(5555, "TCP port to bind")
+    port: int = arg(5555, "TCP port to bind; 0 picks a free one (logged at start)")
     api_token: str | None = arg(None, "shared secret every request must carry as 'api_token'")
     denoising_steps: int | None = arg(None, "flow-matching integration steps; default: the checkpoint's "
                                             "num_inference_timesteps (4)")
