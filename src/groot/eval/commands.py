@@ -72,7 +72,8 @@ def _local_policy(cfg: OpenLoopConfig):
 
 
 def register(subparsers) -> None:
-    group = add_group(subparsers, "eval", help="Evaluate a policy: open loop against recorded actions.")
+    group = add_group(subparsers, "eval",
+                      help="Evaluate a policy: open loop on recorded actions, closed loop in simulation.")
     add_command(group, "open-loop", OpenLoopConfig, run_open_loop_command,
                 help="Replay dataset trajectories through a policy (local checkpoint or running server); "
                      "report un-normalized MSE / MAE, plot predicted vs recorded actions.")
