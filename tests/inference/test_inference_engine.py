@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import make_sample
+from inference_samples import make_sample
 
 from groot.data import image_ops
 from groot.errors import ObservationError
