@@ -136,14 +136,17 @@ class Policy:
         -> {"action.<k>": float32 [(B,) 16, D]} in original units."""
         checked, batched = self.observation_spec.check(observation)
         samples = [self.transform.apply(self._raw_step(checked, b)) for b in range(_batch_size(checked))]
+        actions = self.transform.unapply({"action": self._predict_normalized(samples)})
+        out = {key: np.asarray(actions[key], np.float32) for key in self.data_config.action_keys}
+        return out if batched else {key: value[0] for key, value in out.items()}
+
+    def _predict_normalized(self, samples: list[dict[str, Any]]) -> np.ndarray:
+        """model samples -> normalized action chunks, float32 [B, 16, 32] on the host."""
         batch = {key: value.to(self.device) for key, value in self.processor(samples).items()}
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16,
                                                     enabled=self.device.type == "cuda"):
             predicted = self.model.get_action(batch, num_steps=self.denoising_steps)["action_pred"]
-        normalized = predicted.float().cpu().numpy()  # [B, 16, 32]
-        actions = self.transform.unapply({"action": normalized})
-        out = {key: np.asarray(actions[key], np.float32) for key in self.data_config.action_keys}
-        return out if batched else {key: value[0] for key, value in out.items()}
+        return predicted.float().cpu().numpy()
 
     def _raw_step(self, checked: dict[str, Any], index: int) -> dict[str, Any]:
         """Sample `index` of a checked batch as the dataset's raw step (language: list of one str)."""

@@ -122,3 +122,12 @@ def test_real_policy_behind_the_server(policy, raw_dataset):
             client.kill_server()
         thread.join(timeout=10)
         assert not thread.is_alive()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_policy_runs_in_bf16(tiny_setup, raw_dataset):
+    policy = Policy.from_pretrained(tiny_setup.checkpoint, tiny_setup.tag, device="cuda")
+    assert next(policy.model.parameters()).dtype == torch.bfloat16
+    action = policy.get_action(observation_of(raw_dataset.raw_step(0, 1)))
+    assert action["action.arm"].shape == (16, 6) and action["action.arm"].dtype == np.float32
+    assert np.isfinite(action["action.arm"]).all()
