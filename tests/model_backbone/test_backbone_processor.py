@@ -75,6 +75,20 @@ def test_list_language_renders_like_the_original_template():
     assert proc.prompt_ids(["stack"], 1) == ByteTokenizer().encode(render_prompt("['stack']", 1, N_TOK))
 
 
+def test_pad_prompts_left_pads_to_the_longest_prompt():
+    proc = GrootProcessor(ByteTokenizer(), image_size=8, num_image_tokens=N_TOK)
+    ids, mask = proc.pad_prompts([[5, 6, 7], [8], [9, 10]])
+    assert ids.tolist() == [[5, 6, 7], [256, 256, 8], [256, 9, 10]]
+    assert mask.tolist() == [[1, 1, 1], [0, 0, 1], [0, 1, 1]]
+    assert ids.dtype == mask.dtype == torch.int64
+
+
+def test_language_holding_image_tokens_is_rejected():
+    proc = GrootProcessor(ByteTokenizer(), image_size=8, num_image_tokens=N_TOK)
+    with pytest.raises(ObservationError, match="IMG_CONTEXT"):
+        proc.prompt_ids("look at <IMG_CONTEXT>", 1)
+
+
 def test_prompt_cache_is_lru_and_bounded():
     calls = []
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from groot.errors import ObservationError
 from groot.model.config import preset_config
 from groot.model.eagle import EagleBackbone
 
@@ -69,8 +70,20 @@ def test_forward_equals_pieces_and_checks_image_count(tiny):
     assert features.shape == (2, ids.shape[1], tiny.cfg.llm.hidden_size)
     assert torch.equal(features, by_pieces)
     assert not torch.allclose(features[1, -1], other_pixels[1, -1])  # text after the image sees it
-    with pytest.raises(ValueError, match="image-token positions"):
+    with pytest.raises(ObservationError, match="image-token positions"):
         tiny(pixels[:1], ids, mask)
+    with pytest.raises(ObservationError, match="3 images x 16"):
+        tiny.check_image_tokens(ids, 3)  # the host-side check callers with device ids run first
+
+
+def test_image_embeddings_receive_gradients_through_the_scatter(tiny):
+    n_tok, dim = tiny.cfg.num_image_tokens, tiny.cfg.llm.hidden_size
+    ids = torch.tensor([[72] + [IMG] * n_tok + [33], [IMG] * n_tok + [105, 1]])
+    image_embeds = torch.randn(2, n_tok, dim, requires_grad=True)
+    weights = torch.randn(2, ids.shape[1], dim)
+    (tiny.embed(ids, image_embeds) * weights).sum().backward()
+    assert torch.equal(image_embeds.grad[0], weights[0, 1:1 + n_tok])
+    assert torch.equal(image_embeds.grad[1], weights[1, :n_tok])
 
 
 def test_trainable_flags_freeze_parts():

@@ -4,8 +4,8 @@
     actions = engine.predict(samples)  # [B, 16, 32] on the model's device
 
 Per call (one chunk of at most `max_batch` samples):
-1. host: prompt ids from the processor's cache, left-padded to the longest prompt exactly like the
-   processor, then right-extended to a length bucket (a multiple of `length_multiple`); the batch is
+1. host: prompt ids from the processor's cache, left-padded to the longest prompt by the processor's
+   `pad_prompts`, then right-extended to a length bucket (a multiple of `length_multiple`); the batch is
    padded to a batch bucket by repeating its last sample; everything lands in static device buffers
    (page-locked, asynchronous copies);
 2. device: raw uint8 frames -> centre crop -> antialiased resize -> [-1, 1] pixels (`gpu_preprocess`);
@@ -26,10 +26,11 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from groot.errors import ObservationError
 from groot.inference.cuda_graphs import StageCache
-from groot.inference.fast_forward import DenoisingConstants, backbone_features, denoise, key_padding_bias
+from groot.inference.fast_forward import DenoisingConstants, denoise, key_padding_bias
 from groot.inference.gpu_preprocess import PinnedStaging, preprocess_images
 
 DEFAULT_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32)
@@ -113,9 +114,9 @@ class InferenceEngine:
             raise ObservationError(f"InferenceEngine.stage: expected 1..{self.max_batch} samples, "
                                    f"found {batch}")
         num_images = self._images_per_sample(samples)
-        prompts = [self.processor.prompt_ids(s["language"], num_images) for s in samples]
-        self._check_image_tokens(prompts, num_images)
-        length = max(len(p) for p in prompts)
+        prompt_ids, prompt_mask = self.processor.pad_prompts(
+            [self.processor.prompt_ids(s["language"], num_images) for s in samples])  # [B, L]
+        length = prompt_ids.shape[1]
         bucket_b = next(b for b in self.batch_buckets if b >= batch)
         bucket_l = self.length_multiple * math.ceil(length / self.length_multiple)
         key = (bucket_b, bucket_l, num_images)
@@ -123,12 +124,16 @@ class InferenceEngine:
             self._buffers[key] = self._allocate(key)
         buffers = self._buffers[key]
 
-        ids, mask = self._padded_prompts(prompts, bucket_b, bucket_l)
         rows = [*range(batch)] + [batch - 1] * (bucket_b - batch)  # batch padding repeats the last sample
+        # the length bucket extends every prompt on the right (hidden from real tokens by causality and
+        # from the head by `key_bias`)
+        ids = F.pad(prompt_ids, (0, bucket_l - length), value=self.processor.tokenizer.pad_token_id)[rows]
+        mask = F.pad(prompt_mask, (0, bucket_l - length))[rows]  # [Bb, Lb]
+        self.model.backbone.check_image_tokens(ids, bucket_b * num_images)
         states = [np.asarray(samples[r]["state"], dtype=np.float32) for r in rows]
         embodiments = np.array([int(samples[r]["embodiment_id"]) for r in rows], dtype=np.int64)
-        self.staging.upload_into(buffers.input_ids, ids)
-        self.staging.upload_into(buffers.token_mask, mask)
+        self.staging.upload_into(buffers.input_ids, ids.numpy())
+        self.staging.upload_into(buffers.token_mask, mask.numpy())
         self.staging.upload_into(buffers.state, states)
         self.staging.upload_into(buffers.embodiment_id, embodiments)
         buffers.key_bias.copy_(key_padding_bias(length, bucket_l, bucket_b, self.head_dtype, self.device))
@@ -148,7 +153,7 @@ class InferenceEngine:
         buffers.noise[:batch].copy_(noise)
         buffers.noise[batch:].zero_()
         category = int(embodiments[0]) if (embodiments == embodiments[0]).all() else None
-        return StagedBatch(key, buffers, batch, length, bool((mask[:batch] == 0).any()), category)
+        return StagedBatch(key, buffers, batch, length, bool((prompt_mask == 0).any()), category)
 
     @torch.inference_mode()
     def encode(self, staged: StagedBatch) -> torch.Tensor:
@@ -160,8 +165,7 @@ class InferenceEngine:
         def build():
             def run() -> torch.Tensor:
                 mask = buffers.token_mask if left_padded else None
-                features = backbone_features(backbone, buffers.pixels, buffers.input_ids, mask)
-                return buffers.features.copy_(features)
+                return buffers.features.copy_(backbone(buffers.pixels, buffers.input_ids, mask))
             return run
 
         return self.stages.get(key, build)()
@@ -199,31 +203,6 @@ class InferenceEngine:
             raise ObservationError(f"InferenceEngine: images: expected one uint8 [T*V, H, W, 3] shape "
                                    f"for all samples of a batch, found {sorted(set(shapes))}")
         return shapes[0][0]
-
-    def _check_image_tokens(self, prompts: list[list[int]], num_images: int) -> None:
-        """The eager backbone raises on a mismatch; the graph-safe scatter cannot, so check here."""
-        image_id = self.model.backbone.cfg.image_token_id
-        expected = num_images * self.model.backbone.cfg.num_image_tokens
-        for row, prompt in enumerate(prompts):
-            found = sum(1 for t in prompt if t == image_id)
-            if found != expected:
-                raise ObservationError(f"InferenceEngine: sample {row}: prompt holds {found} image tokens "
-                                       f"(id {image_id}), expected {num_images} images x "
-                                       f"{self.model.backbone.cfg.num_image_tokens} = {expected}")
-
-    def _padded_prompts(self, prompts: list[list[int]], bucket_b: int,
-                        bucket_l: int) -> tuple[np.ndarray, np.ndarray]:
-        """Left-pad to the longest prompt (as the processor does), right-extend to the length bucket,
-        repeat the last row up to the batch bucket. -> ids, mask: int64 [Bb, Lb]"""
-        length = max(len(p) for p in prompts)
-        ids = np.full((bucket_b, bucket_l), self.processor.tokenizer.pad_token_id, dtype=np.int64)
-        mask = np.zeros((bucket_b, bucket_l), dtype=np.int64)
-        for row, prompt in enumerate(prompts):
-            ids[row, length - len(prompt):length] = prompt
-            mask[row, length - len(prompt):length] = 1
-        ids[len(prompts):] = ids[len(prompts) - 1]
-        mask[len(prompts):] = mask[len(prompts) - 1]
-        return ids, mask
 
     def _allocate(self, key: tuple[int, int, int]) -> StaticBuffers:
         bucket_b, bucket_l, num_images = key

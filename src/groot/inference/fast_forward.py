@@ -1,10 +1,11 @@
-"""Graph-safe forward passes of GR00T N1.5 built from the model's own modules, for static shapes.
+"""Graph-safe denoising stage of GR00T N1.5 built from the action head's own modules, for static shapes.
 
-Same parameters, same operations as the eager model (`EagleBackbone.forward`,
-`FlowMatchingActionHead.sample`), rearranged so a whole stage can be captured as one CUDA graph and
-so that padding a prompt up to a length bucket leaves every real token's result unchanged:
+The backbone stage needs nothing here: `EagleBackbone.forward` is free of host synchronisation and is
+captured as is (the engine checks the image-token count on the host). The action head's
+`FlowMatchingActionHead.sample` is rearranged - same parameters, same operations - so the whole
+denoising loop can be captured as one CUDA graph and so that padding a prompt up to a length bucket
+leaves every real token's result unchanged:
 
-- image tokens are scattered with a gather (no host-side count; the engine checks counts on the host);
 - prompts are right-extended to the bucket: the LLM is causal, so real tokens never see the extension;
   the VL self-attention and the DiT cross-attention get an additive key mask that hides it (the
   eager head has no mask; batch left-padding inside the processor's longest prompt stays visible, as
@@ -24,31 +25,8 @@ import torch.nn.functional as F
 
 from groot.model.action_head import Category, FlowMatchingActionHead, bucket_sinusoid
 from groot.model.dit import Attention, BasicTransformerBlock, KeyValue
-from groot.model.eagle import EagleBackbone
 
 
-# ---- backbone ------------------------------------------------------------------------------------
-def embed_with_images(backbone: EagleBackbone, input_ids: torch.Tensor,
-                      image_embeds: torch.Tensor) -> torch.Tensor:
-    """Token embeddings with the image-token positions filled, in row-major order, by the image
-    embeddings. Caller guarantees the counts match. input_ids [B, L], image_embeds [N_img, T, D]
-    -> [B, L, D]"""
-    embeds = backbone.eagle_model.language_model.model.embed_tokens(input_ids)  # [B, L, D]
-    is_image = input_ids == backbone.cfg.image_token_id  # [B, L]
-    flat = image_embeds.reshape(-1, embeds.shape[-1]).to(embeds.dtype)  # [N_img * T, D]
-    source = (is_image.flatten().cumsum(0) - 1).clamp(min=0).view_as(input_ids)  # [B, L]
-    return torch.where(is_image[..., None], flat[source], embeds)
-
-
-def backbone_features(backbone: EagleBackbone, pixels: torch.Tensor, input_ids: torch.Tensor,
-                      token_mask: torch.Tensor | None) -> torch.Tensor:
-    """pixels [N_img, 3, S, S], input_ids [B, L], token_mask [B, L] or None when no row has left
-    padding (then the LLM runs plain causal attention) -> final-norm features [B, L, D_llm]"""
-    embeds = embed_with_images(backbone, input_ids, backbone.encode_images(pixels))
-    return backbone.language_model(embeds, token_mask)
-
-
-# ---- action head ---------------------------------------------------------------------------------
 def key_padding_bias(valid_length: int, bucket_length: int, batch: int, dtype: torch.dtype,
                      device: torch.device | str = "cpu") -> torch.Tensor:
     """Additive attention bias hiding keys at positions >= valid_length. -> [B, 1, 1, L_bucket]"""

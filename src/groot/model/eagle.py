@@ -1,7 +1,8 @@
 """Eagle 2.5 VL backbone: SigLIP -> mlp1 -> image-token scatter -> truncated Qwen3 (spec 2.2).
 
 Module paths match the checkpoint (`backbone.eagle_model.{vision_model, mlp1, language_model}`). The
-pieces are exposed separately (`encode_images`, `embed`, `language_model`) for the fast inference path.
+pieces are exposed separately (`encode_images`, `embed`, `language_model`); the forward makes no host
+synchronisation on an accelerator, so the fast inference path captures it as one CUDA graph.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from groot.errors import ObservationError
 from groot.model.config import BackboneConfig
 from groot.model.layers import init_weights
 from groot.model.qwen3 import Qwen3LanguageModel
@@ -57,27 +59,40 @@ class EagleBackbone(nn.Module):
         """pixel_values: [N_img, 3, S, S] -> projected image tokens [N_img, T, D_llm] (T = 256 for N1.5)"""
         return self.eagle_model.mlp1(self.eagle_model.vision_model(pixel_values))
 
+    def check_image_tokens(self, input_ids: torch.Tensor, num_images: int,
+                           tokens_per_image: int | None = None) -> None:
+        """Raise unless input_ids [B, L] hold exactly num_images x tokens_per_image (default: the
+        config's `num_image_tokens`) image-token positions. Counts on the host: pass host ids."""
+        per_image = self.cfg.num_image_tokens if tokens_per_image is None else tokens_per_image
+        found = int((input_ids == self.cfg.image_token_id).sum())
+        if found != num_images * per_image:
+            raise ObservationError(f"EagleBackbone: input_ids hold {found} image-token positions (id "
+                                   f"{self.cfg.image_token_id}) but {num_images} images x {per_image} "
+                                   f"image tokens = {num_images * per_image} image embeddings were given")
+
     def embed(self, input_ids: torch.Tensor, image_embeds: torch.Tensor | None = None) -> torch.Tensor:
         """Token embeddings with every `image_token_id` position replaced by the image tokens, filled in
-        row-major (batch, position) order. input_ids: [B, L], image_embeds: [N_img, T, D] -> [B, L, D]"""
+        row-major (batch, position) order. input_ids: [B, L], image_embeds: [N_img, T, D] -> [B, L, D]
+
+        No host synchronisation on the device (CUDA-graph safe): the positions are matched to image
+        tokens by a running count. The count itself is checked here when input_ids are on the CPU;
+        callers that upload ids first check the host copy with `check_image_tokens`."""
         embeds = self.eagle_model.language_model.model.embed_tokens(input_ids)  # [B, L, D]
-        is_image = input_ids == self.cfg.image_token_id  # [B, L]
-        found = int(is_image.sum())
-        available = 0 if image_embeds is None else image_embeds.shape[0] * image_embeds.shape[1]
-        if found != available:
-            images = 0 if image_embeds is None else image_embeds.shape[0]
-            per_image = self.cfg.num_image_tokens if image_embeds is None else image_embeds.shape[1]
-            raise ValueError(f"EagleBackbone: input_ids hold {found} image-token positions (id "
-                             f"{self.cfg.image_token_id}) but {images} images x {per_image} tokens = "
-                             f"{available} image embeddings were given")
-        if found == 0:
+        num_images, per_image = (0, None) if image_embeds is None else image_embeds.shape[:2]
+        if input_ids.device.type == "cpu":
+            self.check_image_tokens(input_ids, num_images, per_image)
+        if num_images == 0:
             return embeds
+        is_image = input_ids == self.cfg.image_token_id  # [B, L]
         flat = image_embeds.reshape(-1, embeds.shape[-1]).to(embeds.dtype)  # [N_img * T, D]
-        return embeds.masked_scatter(is_image[..., None], flat)
+        # k-th image position (row-major) <- flat[k]; other positions read a valid row, then discarded
+        source = (is_image.flatten().cumsum(0) - 1).clamp(0, flat.shape[0] - 1).view_as(input_ids)
+        return torch.where(is_image[..., None], flat[source], embeds)
 
     # ---- whole forward --------------------------------------------------------------------------
     def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor,
-                attention_mask: torch.Tensor) -> torch.Tensor:
-        """pixel_values [N_img, 3, S, S], input_ids / attention_mask [B, L] -> features [B, L, D_llm]"""
+                attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """pixel_values [N_img, 3, S, S], input_ids / attention_mask [B, L] -> features [B, L, D_llm].
+        attention_mask None: no row is padded (plain causal attention)."""
         image_embeds = self.encode_images(pixel_values) if pixel_values.shape[0] > 0 else None
         return self.language_model(self.embed(input_ids, image_embeds), attention_mask)

@@ -4,6 +4,21 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+
+
+def _rms_normalize_float32(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """x / sqrt(mean(x^2) + eps) over the last dim, computed in float32 -> x's dtype (torch < 2.4)."""
+    x32 = x.to(torch.float32)
+    return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
+
+
+def _rms_normalize_fused(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """The same with `F.rms_norm` (torch >= 2.4), which computes half-precision inputs in float32."""
+    return F.rms_norm(x, (x.shape[-1],), eps=eps)
+
+
+rms_normalize = _rms_normalize_fused if hasattr(F, "rms_norm") else _rms_normalize_float32
 
 
 class RMSNorm(nn.Module):
@@ -15,9 +30,7 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.to(torch.float32)
-        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x32.to(x.dtype)
+        return self.weight * rms_normalize(x, self.eps)
 
 
 def rotary_cos_sin(positions: torch.Tensor, head_dim: int, theta: float,

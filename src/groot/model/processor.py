@@ -68,10 +68,27 @@ class GrootProcessor:
             self._prompt_cache.move_to_end(key)
             return ids
         ids = self.tokenizer.encode(render_prompt(key[0], num_images, self.num_image_tokens))
+        found = ids.count(self.tokenizer.image_token_id)
+        if found != num_images * self.num_image_tokens:
+            raise ObservationError(f"GrootProcessor: the prompt for language {key[0]!r} holds {found} image "
+                                   f"tokens (id {self.tokenizer.image_token_id}), expected {num_images} "
+                                   f"images x {self.num_image_tokens} (does the language contain "
+                                   "<IMG_CONTEXT>?)")
         self._prompt_cache[key] = ids
         if len(self._prompt_cache) > self.cache_size:
             self._prompt_cache.popitem(last=False)
         return ids
+
+    def pad_prompts(self, prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-pad token ids to the longest prompt with the tokenizer's pad id.
+        -> input_ids, attention_mask: int64 [B, L] (mask 1 = prompt token, 0 = padding)"""
+        length = max(len(p) for p in prompts)
+        input_ids = torch.full((len(prompts), length), self.tokenizer.pad_token_id, dtype=torch.int64)
+        attention_mask = torch.zeros((len(prompts), length), dtype=torch.int64)
+        for row, prompt in enumerate(prompts):
+            input_ids[row, length - len(prompt):] = torch.tensor(prompt, dtype=torch.int64)
+            attention_mask[row, length - len(prompt):] = 1
+        return input_ids, attention_mask
 
     def pixels(self, images: Any) -> torch.Tensor:
         """uint8 [N, H, W, 3] -> float32 [N, 3, S, S] in [-1, 1] (resized first when H, W != S)."""
@@ -91,12 +108,7 @@ class GrootProcessor:
             raise ObservationError("GrootProcessor: expected at least one sample, found an empty list")
         pixels = [self.pixels(s["images"]) for s in samples]
         prompts = [self.prompt_ids(s["language"], p.shape[0]) for s, p in zip(samples, pixels, strict=True)]
-        length = max(len(p) for p in prompts)
-        input_ids = torch.full((len(samples), length), self.tokenizer.pad_token_id, dtype=torch.int64)
-        attention_mask = torch.zeros((len(samples), length), dtype=torch.int64)
-        for row, prompt in enumerate(prompts):
-            input_ids[row, length - len(prompt):] = torch.tensor(prompt, dtype=torch.int64)
-            attention_mask[row, length - len(prompt):] = 1
+        input_ids, attention_mask = self.pad_prompts(prompts)
         batch = {"pixel_values": torch.cat(pixels), "input_ids": input_ids, "attention_mask": attention_mask}
         for key, dtype in PASSTHROUGH.items():
             present = [key in s for s in samples]

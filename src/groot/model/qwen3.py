@@ -16,6 +16,33 @@ import torch.nn.functional as F
 from groot.model.config import LLMConfig
 from groot.model.layers import RMSNorm, apply_rotary, causal_padding_mask, init_weights, rotary_cos_sin
 
+# SDPA reads grouped K/V heads itself with `enable_gqa` (torch >= 2.5). The CPU kernels honour it with
+# or without a mask; on CUDA only the flash kernel (fp16 / bf16, no mask) does, and with a padding mask
+# or in float32 the call would fall back to the unfused math kernel. Those calls (and other devices)
+# expand K/V to one head per query head instead.
+SDPA_HAS_GQA = torch.__version__ >= "2.5"
+_FLASH_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def _sdpa_reads_grouped_heads(q: torch.Tensor, mask: torch.Tensor | None) -> bool:
+    if not SDPA_HAS_GQA:
+        return False
+    if q.device.type == "cpu":
+        return True
+    return q.device.type == "cuda" and mask is None and q.dtype in _FLASH_DTYPES
+
+
+def grouped_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                            mask: torch.Tensor | None) -> torch.Tensor:
+    """q: [B, H, L, hd], k / v: [B, H_kv, L, hd] (H a multiple of H_kv; query head h reads K/V head
+    h // (H / H_kv)), mask: bool [B, 1, L, L] or None (causal) -> [B, H, L, hd]"""
+    if _sdpa_reads_grouped_heads(q, mask):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,
+                                              enable_gqa=True)
+    groups = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)
+
 
 class Qwen3Attention(nn.Module):
     def __init__(self, cfg: LLMConfig):
@@ -37,9 +64,7 @@ class Qwen3Attention(nn.Module):
         k = self.k_norm(self.k_proj(x).view(b, length, self.num_kv_heads, self.head_dim)).transpose(1, 2)
         v = self.v_proj(x).view(b, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
         q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)  # [B, H(kv), L, head_dim]
-        groups = self.num_heads // self.num_kv_heads
-        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)
+        out = grouped_query_attention(q, k, v, mask)  # [B, H, L, head_dim]
         return self.o_proj(out.transpose(1, 2).reshape(b, length, self.num_heads * self.head_dim))
 
 
