@@ -214,6 +214,10 @@ class Trainer:
         samples_per_step = cfg.batch_size * cfg.gradient_accumulation_steps * ctx.world_size
         window_loss = torch.zeros((), device=ctx.device)
         window_steps, window_start = 0, time.perf_counter()
+        if eval_dataset is not None and self.step == 0:  # the baseline held-out loss
+            eval_loss = self.evaluate(eval_dataset)
+            if logger is not None:
+                logger.log(0, {"eval_loss": eval_loss})
         bar = tqdm(total=cfg.max_steps, initial=self.step, desc="finetune", unit="step",
                    disable=not ctx.is_main, dynamic_ncols=True)
         try:

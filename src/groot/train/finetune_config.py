@@ -48,7 +48,7 @@ class FinetuneConfig:
     save_total_limit: int = arg(8, "keep at most this many checkpoints (0: all)")
     logging_steps: int = arg(10, "log metrics every N steps")
     eval_dataset_path: list[str] | None = arg(None, "held-out dataset(s) for an eval loss")
-    eval_steps: int = arg(500, "compute the held-out loss every N steps (with --eval-dataset-path)")
+    eval_steps: int = arg(500, "held-out loss before training and every N steps (with --eval-dataset-path)")
     eval_batches: int = arg(8, "batches per held-out loss evaluation")
     bf16: bool = arg(True, "bf16 autocast and bf16 storage of frozen weights (CUDA only)")
     fsdp: Literal["auto", "on", "off"] = arg("auto", "FSDP instead of DDP; auto: when the backbone is tuned "
