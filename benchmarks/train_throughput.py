@@ -1,0 +1,175 @@
+"""Fine-tuning throughput: model-only samples/s and peak memory, then end-to-end with the real data
+pipeline, under the default fine-tune flags (LLM and vision frozen, projector and DiT trained, bf16).
+
+    python benchmarks/train_throughput.py                      # n1.5-3b, batch 32, one GPU
+    python benchmarks/train_throughput.py --preset tiny --batch-size 4 --steps 3 --warmup 1   # CPU check
+
+Model-only feeds one synthetic batch of the right shapes (1 camera, ~290 tokens) again and again;
+end-to-end trains through `finetune()` on a generated 256x256 video dataset with N loader workers.
+Writes JSON to benchmarks/results/train_throughput_<preset>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from groot.data.synthetic import make_synthetic_dataset
+from groot.model.checkpoint import save_pretrained
+from groot.model.config import preset_config
+from groot.model.gr00t_n15 import GR00TN15
+from groot.model.processor import GrootProcessor
+from groot.train.embodiment_slices import EmbodimentSlices
+from groot.train.finetune import FinetuneConfig, finetune
+from groot.train.logging import read_metrics
+from groot.train.optim import build_optimizer, parameter_groups
+from groot.train.precision import autocast, cast_frozen_to_bf16, enable_tf32
+
+NEW_EMBODIMENT = 31
+BYTE_IMAGE_TOKEN_ID = 261  # <IMG_CONTEXT> of the built-in byte tokenizer
+
+
+def synthetic_batch(model: GR00TN15, batch_size: int, device: torch.device,
+                    text_tokens: int = 34) -> dict[str, torch.Tensor]:
+    """A processor-shaped batch without a tokenizer (the GPU box is offline): 1 camera at the model's
+    image size, `num_image_tokens` image tokens plus `text_tokens` random text ids (~290 in all)."""
+    bb = model.config.backbone_cfg
+    size = bb.vision.image_size
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 255, (batch_size, size, size, 3), dtype=torch.uint8, generator=generator)
+    text = torch.randint(0, min(bb.llm.vocab_size, 100_000), (batch_size, text_tokens), generator=generator)
+    image_ids = torch.full((batch_size, bb.num_image_tokens), bb.image_token_id)
+    input_ids = torch.cat([text[:, : text_tokens // 2], image_ids, text[:, text_tokens // 2:]], dim=1)
+    batch = {"pixel_values": GrootProcessor(None, size, bb.num_image_tokens).pixels(images),
+             "input_ids": input_ids, "attention_mask": torch.ones_like(input_ids),
+             "state": torch.randn(batch_size, 1, 64, generator=generator),
+             "state_mask": torch.ones(batch_size, 1, 64, dtype=torch.bool),
+             "action": torch.randn(batch_size, 16, 32, generator=generator),
+             "action_mask": torch.ones(batch_size, 16, 32, dtype=torch.bool),
+             "embodiment_id": torch.full((batch_size,), NEW_EMBODIMENT, dtype=torch.int64)}
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def offline_base_model(preset: str, work_dir: Path) -> str:
+    """A base model `finetune()` can load without the network: presets with the built-in byte tokenizer
+    as they are; others (qwen3 tokenizer) saved with random weights and the byte tokenizer instead."""
+    config = preset_config(preset)
+    if config.backbone_cfg.tokenizer == "bytes":
+        return preset
+    config.backbone_cfg.tokenizer, config.backbone_cfg.image_token_id = "bytes", BYTE_IMAGE_TOKEN_ID
+    torch.manual_seed(0)
+    model = GR00TN15(config).to(torch.bfloat16)
+    save_pretrained(model, work_dir / "base_model")
+    return str(work_dir / "base_model")
+
+
+def model_only(preset: str, batch_size: int, steps: int, warmup: int, device: torch.device) -> dict:
+    """Samples/s and peak memory of forward + backward + AdamW step on one repeated batch."""
+    torch.manual_seed(0)
+    model = GR00TN15.from_preset(preset)
+    model.set_trainable(tune_llm=False, tune_visual=False, tune_projector=True, tune_diffusion_model=True)
+    EmbodimentSlices(model, [NEW_EMBODIMENT])
+    bf16 = device.type == "cuda"
+    if bf16:
+        enable_tf32()
+        cast_frozen_to_bf16(model)
+    model.to(device).train()
+    optimizer = build_optimizer(parameter_groups(model, 1e-5), learning_rate=1e-4)
+    batch = synthetic_batch(model, batch_size, device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    def step() -> torch.Tensor:
+        with autocast(device, bf16):
+            loss = model(batch)["loss"]
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss
+
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        loss = step()
+    _sync(device)
+    elapsed = time.perf_counter() - start
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    result = {"samples_per_s": batch_size * steps / elapsed, "step_ms": 1000 * elapsed / steps,
+              "tokens_per_sample": int(batch["input_ids"].shape[1]), "trainable_params": trainable,
+              "final_loss": float(loss)}
+    if device.type == "cuda":
+        result["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    return result
+
+
+def end_to_end(preset: str, batch_size: int, steps: int, warmup: int, workers: int, work_dir: Path) -> dict:
+    """`finetune()` on a generated 256x256 video dataset (2 cameras, so twice the model-only images);
+    samples/s over the steps after warmup."""
+    dataset = make_synthetic_dataset(work_dir / "dataset", num_episodes=8,
+                                     episode_length=max(64, batch_size * 4), cameras=("image", "wrist_image"),
+                                     image_size=256, state_dims={"eef_pos": 3, "eef_axis_angle": 3,
+                                                                 "gripper_qpos": 2},
+                                     action_dims={"eef_delta_pos": 3, "eef_delta_rot": 3, "gripper": 1})
+    total = warmup + steps
+    cfg = FinetuneConfig(dataset_path=[str(dataset)], output_dir=str(work_dir / "run"),
+                         data_config="libero_panda", base_model=offline_base_model(preset, work_dir),
+                         batch_size=batch_size,
+                         max_steps=total, save_steps=total, logging_steps=1, dataloader_num_workers=workers,
+                         save_total_limit=1)
+    finetune(cfg)
+    records = read_metrics(work_dir / "run" / "metrics.jsonl")[warmup:]
+    rates = [r["samples_per_s"] for r in records]
+    return {"samples_per_s": len(rates) / sum(1.0 / r for r in rates), "workers": workers,
+            "cameras": 2, "video_size": 256}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="n1.5-3b", help="model preset (n1.5-3b, small, tiny)")
+    parser.add_argument("--batch-size", type=int, default=32, help="per-GPU batch size")
+    parser.add_argument("--steps", type=int, default=20, help="timed optimizer steps")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
+    parser.add_argument("--workers", type=int, default=8, help="data loader workers (end-to-end)")
+    parser.add_argument("--skip-end-to-end", action="store_true", help="only the model-only measurement")
+    parser.add_argument("--out", default=None, help="result JSON (default benchmarks/results/...)")
+    args = parser.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    result = {"preset": args.preset, "batch_size": args.batch_size, "device": _device_name(device),
+              "torch": torch.__version__, "python": platform.python_version(),
+              "model_only": model_only(args.preset, args.batch_size, args.steps, args.warmup, device)}
+    print(json.dumps(result["model_only"], indent=1))
+    if not args.skip_end_to_end:
+        with tempfile.TemporaryDirectory(prefix="groot-train-bench-") as tmp:
+            result["end_to_end"] = end_to_end(args.preset, args.batch_size, args.steps, args.warmup,
+                                              args.workers, Path(tmp))
+        result["end_to_end_over_model_only"] = (result["end_to_end"]["samples_per_s"]
+                                                / result["model_only"]["samples_per_s"])
+    out = Path(args.out) if args.out else (Path(__file__).parent / "results"
+                                           / f"train_throughput_{args.preset}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result, indent=1))
+    print(f"wrote {out}")
+
+
+def _device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+
+
+if __name__ == "__main__":
+    main()
