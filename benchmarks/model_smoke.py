@@ -1,0 +1,157 @@
+"""GPU smoke test of the whole model: build GR00T N1.5-3B with random weights, sample action chunks.
+
+    python benchmarks/model_smoke.py                                        # n1.5-3b, bf16, CUDA
+    python benchmarks/model_smoke.py --preset tiny --device cpu --dtype float32 --iters 3   # CPU check
+
+Input: one camera at the preset's image size (224² for n1.5-3b) and a prompt of
+`num_image_tokens + text_tokens` ids (random text ids: the GPU box is offline and ids only matter for
+the shape; 256 + 34 = 290 matches a Qwen3 prompt with a ~30-token instruction). Reports build time,
+get_action latency (median / p90 of `--iters` after `--warmup`, device-synchronised), the backbone /
+action-head split, peak device memory, and the max abs difference between `sample()` (cross-attention
+K/V computed once) and an Euler loop that recomputes everything each step (must be ~0).
+JSON goes to benchmarks/results/model_smoke_<device>.json (or --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from groot.model.config import preset_config
+from groot.model.gr00t_n15 import GR00TN15
+
+NEW_EMBODIMENT = 31
+
+
+def synthetic_batch(model: GR00TN15, text_tokens: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Batch of 1: pixels [1, 3, S, S] in [-1, 1], ids [1, text/2 | image tokens | text/2],
+    state [1, 1, 64]."""
+    bb, ah = model.config.backbone_cfg, model.config.action_head_cfg
+    g = torch.Generator().manual_seed(0)
+    text = torch.randint(0, min(bb.llm.vocab_size, 100_000), (1, text_tokens), generator=g)
+    image = torch.full((1, bb.num_image_tokens), bb.image_token_id)
+    ids = torch.cat([text[:, : text_tokens // 2], image, text[:, text_tokens // 2:]], dim=1)
+    size = bb.vision.image_size
+    batch = {
+        "pixel_values": torch.rand(1, 3, size, size, generator=g) * 2 - 1,
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "state": torch.randn(1, 1, ah.max_state_dim, generator=g),
+        "embodiment_id": torch.tensor([NEW_EMBODIMENT]),
+    }
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed_ms(fn, device: torch.device, warmup: int, iters: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(1e3 * (time.perf_counter() - start))
+    return times
+
+
+@torch.no_grad()
+def recompute_each_step(model: GR00TN15, features: torch.Tensor, state: torch.Tensor,
+                        embodiment: torch.Tensor, noise: torch.Tensor, steps: int) -> torch.Tensor:
+    """Reference Euler loop without any caching (VL adapter, state tokens and K/V redone per step)."""
+    head = model.action_head
+    actions = noise
+    for k in range(steps):
+        buckets = torch.full((noise.shape[0],), int(k / steps * 1000), device=noise.device)
+        velocity = head.predict_velocity(head.state_encoder(state, embodiment), actions, buckets, embodiment,
+                                         vl=head.encode_vl(features))
+        actions = actions + velocity / steps
+    return actions
+
+
+def summary(times: list[float]) -> dict[str, float]:
+    ordered = sorted(times)
+    return {"median_ms": statistics.median(ordered), "p90_ms": ordered[int(0.9 * (len(ordered) - 1))],
+            "min_ms": ordered[0]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="n1.5-3b", help="model preset (default: n1.5-3b)")
+    parser.add_argument("--device", default="cuda", help="torch device (default: cuda)")
+    parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"],
+                        help="weight dtype (default: bfloat16)")
+    parser.add_argument("--steps", type=int, default=4, help="denoising steps (default: 4)")
+    parser.add_argument("--text-tokens", type=int, default=34, help="non-image prompt ids (default: 34)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed calls first (default: 3)")
+    parser.add_argument("--iters", type=int, default=20, help="timed calls (default: 20)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="JSON output (default: benchmarks/results/model_smoke_<device>.json)")
+    args = parser.parse_args()
+
+    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    torch.manual_seed(0)
+    sync(device)
+    start = time.perf_counter()
+    with torch.device(device):
+        model = GR00TN15(preset_config(args.preset))
+    model = model.to(dtype).eval()
+    sync(device)
+    build_s = time.perf_counter() - start
+    batch = synthetic_batch(model, args.text_tokens, device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    generator = torch.Generator(device=device).manual_seed(0)
+    total = timed_ms(lambda: model.get_action(batch, num_steps=args.steps, generator=generator),
+                     device, args.warmup, args.iters)
+    with torch.no_grad():
+        features = model.backbone_features(batch)
+        backbone = timed_ms(lambda: model.backbone_features(batch), device, args.warmup, args.iters)
+        state = batch["state"].to(dtype)
+        head = timed_ms(lambda: model.action_head.sample(features, state, batch["embodiment_id"],
+                                                         num_steps=args.steps, generator=generator),
+                        device, args.warmup, args.iters)
+        noise = torch.randn(1, 16, 32, device=device, generator=generator, dtype=dtype)
+        cached = model.action_head.sample(features, state, batch["embodiment_id"], args.steps, noise=noise)
+        reference = recompute_each_step(model, features, state, batch["embodiment_id"], noise, args.steps)
+    action = model.get_action(batch, num_steps=args.steps, generator=generator)["action_pred"]
+
+    result = {
+        "preset": args.preset, "device": str(device), "dtype": args.dtype,
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+        "torch": torch.__version__,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "sequence_length": int(batch["input_ids"].shape[1]),
+        "denoising_steps": args.steps,
+        "build_s": build_s,
+        "get_action": summary(total),
+        "backbone": summary(backbone),
+        "action_head_sample": summary(head),
+        "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
+        "action_shape": list(action.shape),
+        "action_finite": bool(torch.isfinite(action).all()),
+        "kv_reuse_max_abs_diff": float((cached.float() - reference.float()).abs().max()),
+    }
+    out = args.out or Path(__file__).parent / "results" / f"model_smoke_{device.type}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    if not result["action_finite"]:
+        raise SystemExit("non-finite actions")
+
+
+if __name__ == "__main__":
+    main()
