@@ -121,7 +121,7 @@ class FlowMatchingActionHead(nn.Module):
         future = self.future_tokens.weight[None].expand(actions.shape[0], -1, -1)  # [B, 32, W]
         tokens = torch.cat([state_tokens, future.to(action_tokens.dtype), action_tokens], dim=1)
         out = self.model(tokens, timesteps, vl_features=vl, cross_kv=cross_kv)  # [B, 49, hidden]
-        return self.action_decoder(out, category)[:, -actions.shape[1]:]
+        return self.action_decoder(out[:, -actions.shape[1]:], category)  # rows are independent
 
     def sample_time(self, batch_size: int, device: torch.device) -> torch.Tensor:
         """t = (s - u) / s with u ~ Beta(alpha, beta), drawn from the global CPU RNG. -> [B] float32"""

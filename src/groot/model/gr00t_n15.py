@@ -47,12 +47,13 @@ class GR00TN15(nn.Module):
         return load_pretrained(path_or_hub_id, dtype=dtype, device=device)
 
     def save_pretrained(self, directory: str | Path, metadata: dict[str, Any] | None = None,
-                        data_config: Any = None, max_shard_size: int | str = "2GB") -> Path:
+                        data_config: Any = None, max_shard_size: int | str = "2GB",
+                        tokenizer: Any = None) -> Path:
         """Write a checkpoint directory (see `groot.model.checkpoint.save_pretrained`)."""
         from groot.model.checkpoint import save_pretrained
 
         return save_pretrained(self, directory, metadata=metadata, data_config=data_config,
-                               max_shard_size=max_shard_size)
+                               max_shard_size=max_shard_size, tokenizer=tokenizer)
 
     def tie_weights(self) -> None:
         """Point the LLM's `lm_head.weight` at `embed_tokens.weight` (after loading replaced either)."""
