@@ -174,3 +174,16 @@ def test_parse_size_and_describe_keys():
         checkpoint.parse_size("lots")
     report = checkpoint.describe_keys(["a.0.w", "a.1.w", "b.w"])
     assert report == "3 key(s): a.*.w (x2), b.w"
+
+
+def test_failed_hub_download_is_a_checkpoint_error(monkeypatch):
+    def offline(repo_id, revision=None, allow_patterns=None):
+        raise OSError("no network")
+
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(CheckpointError, match="nvidia/GR00T-N1.5-3B: not a local directory.*no network"):
+        checkpoint.resolve_checkpoint_dir("nvidia/GR00T-N1.5-3B")
+    with pytest.raises(CheckpointError, match="expected a checkpoint directory"):
+        checkpoint.resolve_checkpoint_dir("runs/exp1/checkpoint-100")  # not owner/name: never downloaded

@@ -34,6 +34,7 @@ INDEX_FILE = "model.safetensors.index.json"
 METADATA_FILE = "experiment_cfg/metadata.json"
 DATA_CONFIG_FILE = "experiment_cfg/data_config.json"
 TOKENIZER_DIR = "tokenizer"
+HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 HUB_PATTERNS = ["*.json", "*.safetensors", f"{TOKENIZER_DIR}/*"]
 POOLING_HEAD_PREFIX = "backbone.eagle_model.vision_model.vision_model.head."
 TIED_LM_HEAD_KEY = "backbone.eagle_model.language_model.lm_head.weight"
@@ -170,16 +171,21 @@ def _replace_dir(src: Path, dst: Path) -> None:
 
 # ---- loading -----------------------------------------------------------------------------------------
 def resolve_checkpoint_dir(path_or_hub_id: str | Path, revision: str | None = None) -> Path:
-    """A local directory as is; anything else is a hub repo id fetched (json + safetensors only)."""
+    """A local directory as is; an `owner/name` that is not a local path is fetched from the hub
+    (json + safetensors + tokenizer files only)."""
     path = Path(path_or_hub_id).expanduser()
     if path.is_dir():
         return path
-    if path.exists() or str(path_or_hub_id).startswith((".", "/", "~")):
-        raise CheckpointError(f"{path}: expected a checkpoint directory, found "
+    if path.exists() or not HUB_ID.fullmatch(str(path_or_hub_id)):
+        raise CheckpointError(f"{path}: expected a checkpoint directory (or a hub id 'owner/name'), found "
                               f"{'a file' if path.exists() else 'nothing'}")
     from huggingface_hub import snapshot_download
 
-    return Path(snapshot_download(str(path_or_hub_id), revision=revision, allow_patterns=HUB_PATTERNS))
+    try:
+        return Path(snapshot_download(str(path_or_hub_id), revision=revision, allow_patterns=HUB_PATTERNS))
+    except Exception as err:
+        raise CheckpointError(f"{path_or_hub_id}: not a local directory, and fetching it from the "
+                              f"Hugging Face hub failed: {err}") from err
 
 
 def weight_files(root: Path) -> list[Path]:
