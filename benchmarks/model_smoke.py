@@ -8,7 +8,9 @@ Input: one camera at the preset's image size (224² for n1.5-3b) and a prompt of
 the shape; 256 + 34 = 290 matches a Qwen3 prompt with a ~30-token instruction). Reports build time,
 get_action latency (median / p90 of `--iters` after `--warmup`, device-synchronised), the backbone /
 action-head split, peak device memory, and the max abs difference between `sample()` (cross-attention
-K/V computed once) and an Euler loop that recomputes everything each step (must be ~0).
+K/V computed once) and an Euler loop that recomputes everything each step (must be ~0). With
+--check-load (default) it also times save_pretrained and from_pretrained (meta-device build, shards read
+straight to the device) through a temporary directory and checks the round trip is bit-exact.
 JSON goes to benchmarks/results/model_smoke_<device>.json (or --out).
 """
 
@@ -18,6 +20,7 @@ import argparse
 import json
 import platform
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -80,6 +83,21 @@ def recompute_each_step(model: GR00TN15, features: torch.Tensor, state: torch.Te
     return actions
 
 
+def save_load_round_trip(model: GR00TN15, device: torch.device) -> dict[str, float | bool]:
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        model.save_pretrained(Path(tmp) / "ckpt")
+        save_s = time.perf_counter() - start
+        sync(device)
+        start = time.perf_counter()
+        loaded = GR00TN15.from_pretrained(Path(tmp) / "ckpt", device=device)
+        sync(device)
+        load_s = time.perf_counter() - start
+    ours, theirs = model.state_dict(), loaded.state_dict()
+    exact = list(ours) == list(theirs) and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    return {"save_s": save_s, "load_s": load_s, "load_bit_exact": exact}
+
+
 def summary(times: list[float]) -> dict[str, float]:
     ordered = sorted(times)
     return {"median_ms": statistics.median(ordered), "p90_ms": ordered[int(0.9 * (len(ordered) - 1))],
@@ -97,6 +115,8 @@ def main() -> None:
     parser.add_argument("--text-tokens", type=int, default=34, help="non-image prompt ids (default: 34)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls first (default: 3)")
     parser.add_argument("--iters", type=int, default=20, help="timed calls (default: 20)")
+    parser.add_argument("--check-load", action=argparse.BooleanOptionalAction, default=True,
+                        help="time a save + from_pretrained round trip in a temp dir (default: on)")
     parser.add_argument("--out", type=Path, default=None,
                         help="JSON output (default: benchmarks/results/model_smoke_<device>.json)")
     args = parser.parse_args()
@@ -145,12 +165,14 @@ def main() -> None:
         "action_finite": bool(torch.isfinite(action).all()),
         "kv_reuse_max_abs_diff": float((cached.float() - reference.float()).abs().max()),
     }
+    if args.check_load:
+        result.update(save_load_round_trip(model, device))
     out = args.out or Path(__file__).parent / "results" / f"model_smoke_{device.type}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
-    if not result["action_finite"]:
-        raise SystemExit("non-finite actions")
+    if not result["action_finite"] or result.get("load_bit_exact") is False:
+        raise SystemExit("smoke test failed: non-finite actions or an inexact save/load round trip")
 
 
 if __name__ == "__main__":
