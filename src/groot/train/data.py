@@ -7,7 +7,10 @@ never touches the global RNG, which stays reserved for the model (noise, timeste
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
+import os
 import random
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -31,6 +34,46 @@ def build_dataset(paths: list[str], data_config: Any, embodiment_tag: str, video
     return MixtureDataset(datasets, weights=[1.0] * len(datasets),
                           balance_dataset_weights=balance_dataset_weights,
                           balance_trajectory_weights=balance_trajectory_weights, seed=seed)
+
+
+def fit_data_config_to_model(data_config, model_config):
+    """The data config with `image_size` lowered to the model's input size when it asks for more.
+
+    The processor resizes every image to the vision tower's size anyway; cropping, resizing and
+    colour-jittering at 224 px only to shrink to 56 px (`tiny`) costs 16x the pixels for the same
+    sample. The result is stored in the checkpoint, so inference resizes the same way."""
+    model_size = model_config.backbone_cfg.vision.image_size
+    if data_config.image_size <= model_size:
+        return data_config
+    return dataclasses.replace(data_config, image_size=model_size)
+
+
+def cores_per_process() -> int:
+    """CPU cores this process may use, shared among the training processes of this machine."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
+
+def loader_workers(requested: int, device: torch.device) -> int:
+    """DataLoader workers to start: as requested with a GPU; on the CPU at most one fewer than the
+    cores, so that the model step keeps a core of its own (8 workers on 2 cores only fight it)."""
+    if device.type != "cpu":
+        return requested
+    return min(requested, cores_per_process() - 1)
+
+
+@contextlib.contextmanager
+def cpu_training_threads(workers: int, device: torch.device):
+    """On the CPU, torch intra-op threads of this process lowered to the cores the `workers` leave free
+    (never raised above the current setting), restored on exit. Threads beyond the free cores
+    spin against the workers and each other: on 2 busy cores a tiny-model step took 3-4x longer."""
+    before = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, min(before, cores_per_process() - workers)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def use_eval_transforms(dataset):
