@@ -89,6 +89,7 @@ class Trainer:
         from groot.data.configs import get_data_config
         from groot.data.embodiment import embodiment_index
         from groot.train.checkpointing import checkpoint_dir, clean_temp_dirs, latest_checkpoint
+        from groot.train.data import cpu_training_threads, fit_data_config_to_model, loader_workers
         from groot.train.distributed import barrier
 
         cfg, ctx = self.cfg, self.ctx
@@ -100,10 +101,11 @@ class Trainer:
             print(f"--resume: no complete checkpoint in {self.output_dir}; starting from {cfg.base_model}")
 
         seed_everything(cfg.seed)
-        self.data_config = get_data_config(cfg.data_config)
         self.embodiment_ids = [embodiment_index(cfg.embodiment_tag)]
-        self.dataset = self._dataset(cfg.dataset_path)
         self.model = self._model(resume_from)
+        self.data_config = fit_data_config_to_model(get_data_config(cfg.data_config), self.raw_model.config)
+        self.dataset = self._dataset(cfg.dataset_path)
+        self.num_workers = loader_workers(cfg.dataloader_num_workers, ctx.device)
         self.processor = build_processor(self.raw_model.config, cfg.base_model)
         self.optimizer, self.schedule = self._optimizer()
         self.step, self.epoch, self.batches_into_epoch = 0, 0, 0
@@ -112,7 +114,8 @@ class Trainer:
         else:  # ranks draw different noise / timesteps
             torch.manual_seed(cfg.seed + 1_000_003 * ctx.rank)
         if self.step < cfg.max_steps:
-            self._train()
+            with cpu_training_threads(self.num_workers, ctx.device):
+                self._train()
         return checkpoint_dir(self.output_dir, cfg.max_steps)
 
     def _dataset(self, paths: list[str]):
@@ -174,7 +177,7 @@ class Trainer:
         sampler = ResumableShardedSampler(len(dataset), seed, self.ctx.rank, self.ctx.world_size)
         sampler.set_epoch(epoch, start=start_batch * self.cfg.batch_size)
         return build_loader(dataset, sampler, self.cfg.batch_size, self.processor,
-                            self.cfg.dataloader_num_workers, pin_memory=self.ctx.device.type == "cuda")
+                            self.num_workers, pin_memory=self.ctx.device.type == "cuda")
 
     def _batches_per_epoch(self) -> int:
         count = len(self.dataset) // self.ctx.world_size // self.cfg.batch_size
