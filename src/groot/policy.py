@@ -7,11 +7,16 @@
 
 An observation is batched iff every `state.*` array has ndim >= 3 (video [B, T, H, W, 3], state
 [B, T, D], language a list of B strings); the outputs then carry the batch dim too ([B, 16, D]).
+
+On CUDA the model runs through the fast path (`groot.inference.InferenceEngine`: raw uint8 frames are
+cropped and resized on the GPU, the eval transforms run without their video stage, CUDA graphs);
+`fast=False` (`groot serve --no-fast`) keeps the eager path, which the CPU always uses.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +28,11 @@ import torch
 from groot.data.configs import DataConfig, get_data_config
 from groot.data.metadata import DatasetMetadata
 from groot.data.modality import ModalityConfig
-from groot.data.transforms import split_key
+from groot.data.transforms import ComposedTransform, VideoTransform, split_key
 from groot.errors import CheckpointError, ObservationError
 from groot.model.processor import GrootProcessor
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -81,11 +88,15 @@ class Policy:
     `Policy(model, data_config, metadata)` wraps a model in memory; `Policy.from_pretrained` loads a
     checkpoint. `get_action` validates the observation, runs transforms -> processor -> model (flow
     matching, `denoising_steps` steps) -> unapply, and returns float32 `action.<k>` chunks.
+    `fast`: None = the fast inference engine on CUDA, eager on the CPU; True / False force either
+    (True on the CPU runs the engine without CUDA graphs; views of different resolutions or a data
+    config whose image size differs from the model's fall back to eager).
     """
 
     def __init__(self, model: torch.nn.Module, data_config: DataConfig, metadata: DatasetMetadata,
                  embodiment_tag: str | None = None, processor: GrootProcessor | None = None,
-                 denoising_steps: int | None = None, device: str | torch.device | None = None):
+                 denoising_steps: int | None = None, device: str | torch.device | None = None,
+                 fast: bool | None = None):
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.model = model.to(self.device).eval()
         self.data_config = data_config
@@ -99,14 +110,19 @@ class Policy:
         self.processor = processor or GrootProcessor.for_config(model.config)
         self.denoising_steps = denoising_steps
         self.observation_spec = observation_spec(self.modality_config, metadata)
+        use_engine = self.device.type == "cuda" if fast is None else fast
+        self.engine = self._fast_engine() if use_engine else None
+        # the fast path crops and resizes raw frames on the device: the transforms minus the video stage
+        self.raw_frame_transform = ComposedTransform(
+            [t for t in self.transform.transforms if not isinstance(t, VideoTransform)])
 
     @classmethod
     def from_pretrained(cls, path: str | Path, embodiment_tag: str,
                         data_config: DataConfig | str | None = None, denoising_steps: int | None = None,
-                        device: str | torch.device | None = None) -> Policy:
+                        device: str | torch.device | None = None, fast: bool | None = None) -> Policy:
         """Load a checkpoint directory or hub id: weights (bf16 on CUDA, fp32 on CPU), the tag's block of
         experiment_cfg/metadata.json, and the data config (given by object or name, else the
-        checkpoint's experiment_cfg/data_config.json)."""
+        checkpoint's experiment_cfg/data_config.json). `fast`: see the class docstring."""
         from groot.model.checkpoint import resolve_checkpoint_dir
         from groot.model.gr00t_n15 import GR00TN15
 
@@ -117,7 +133,7 @@ class Policy:
         config = resolve_data_config(root, data_config)
         model = GR00TN15.from_pretrained(root, dtype=dtype, device=device)
         processor = GrootProcessor.for_config(model.config, root)
-        return cls(model, config, metadata, embodiment_tag, processor, denoising_steps, device)
+        return cls(model, config, metadata, embodiment_tag, processor, denoising_steps, device, fast)
 
     # ---- the official Gr00tPolicy surface -------------------------------------------------------------
     def get_modality_config(self) -> dict[str, ModalityConfig]:
@@ -135,18 +151,34 @@ class Policy:
         """{"video.<k>": uint8 [(B,) T, H, W, 3], "state.<k>": [(B,) T, D], <language key>: str | [str]}
         -> {"action.<k>": float32 [(B,) 16, D]} in original units."""
         checked, batched = self.observation_spec.check(observation)
-        samples = [self.transform.apply(self._raw_step(checked, b)) for b in range(_batch_size(checked))]
+        transform = self.transform if self.engine is None else self.raw_frame_transform
+        samples = [transform.apply(self._raw_step(checked, b)) for b in range(_batch_size(checked))]
         actions = self.transform.unapply({"action": self._predict_normalized(samples)})
         out = {key: np.asarray(actions[key], np.float32) for key in self.data_config.action_keys}
         return out if batched else {key: value[0] for key, value in out.items()}
 
     def _predict_normalized(self, samples: list[dict[str, Any]]) -> np.ndarray:
         """model samples -> normalized action chunks, float32 [B, 16, 32] on the host."""
+        if self.engine is not None:
+            return self.engine.predict(samples, num_steps=self.denoising_steps).float().cpu().numpy()
         batch = {key: value.to(self.device) for key, value in self.processor(samples).items()}
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16,
                                                     enabled=self.device.type == "cuda"):
             predicted = self.model.get_action(batch, num_steps=self.denoising_steps)["action_pred"]
         return predicted.float().cpu().numpy()
+
+    def _fast_engine(self):
+        """The inference engine for this policy, or None (logged) when the data config needs the CPU
+        video transform: views of different resolutions, or an image size other than the model's."""
+        from groot.inference import InferenceEngine
+
+        resolutions = {shape[1:] for shape in self.observation_spec.video.values()}
+        if len(resolutions) > 1 or self.data_config.image_size != self.processor.image_size:
+            logger.warning("Policy: eager path: the fast engine needs one camera resolution (found %s) and "
+                           "the data config's image size %s = the model's %s", sorted(resolutions),
+                           self.data_config.image_size, self.processor.image_size)
+            return None
+        return InferenceEngine(self.model, self.processor, crop_scale=self.data_config.crop_scale)
 
     def _raw_step(self, checked: dict[str, Any], index: int) -> dict[str, Any]:
         """Sample `index` of a checked batch as the dataset's raw step (language: list of one str)."""

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from groot.data.transforms import VideoTransform
-from groot.inference.gpu_preprocess import PinnedStaging, preprocess_images
+from groot.inference.gpu_preprocess import PackedUpload, preprocess_images
 
 
 def test_preprocess_equals_eval_video_transform_and_processor(tiny_processor):
@@ -38,18 +38,15 @@ def test_preprocess_casts_after_float32_arithmetic():
     assert torch.equal(bf16, preprocess_images(frames, 16, None).to(torch.bfloat16))
 
 
-def test_pinned_staging_upload_into_cpu_rows():
-    staging = PinnedStaging(torch.device("cpu"))
-    target = torch.full((4, 2, 3), -1.0)
-    rows = [np.full((2, 3), i, dtype=np.float32) for i in range(3)]
-    out = staging.upload_into(target, rows)
-    assert out.shape == (3, 2, 3)
-    assert torch.equal(target[:3, 0, 0], torch.tensor([0.0, 1.0, 2.0]))
-    assert torch.all(target[3] == -1.0)
-    rows[0][:] = 7.0  # a shorter upload rewrites only target[:1]
-    staging.upload_into(target, rows[:1])
-    assert torch.equal(target[:3, 0, 0], torch.tensor([7.0, 1.0, 2.0]))
-    uploaded = staging.upload([np.ones((5,), dtype=np.uint8)] * 2)
-    assert uploaded.dtype == torch.uint8 and uploaded.shape == (2, 5)
-    ids = staging.upload(np.arange(4, dtype=np.int64))  # scalar rows
-    assert torch.equal(ids, torch.arange(4))
+def test_packed_upload_fields_are_aligned_views_written_row_by_row():
+    upload = PackedUpload({"images": ((3, 1, 5, 5, 3), torch.uint8), "state": ((3, 1, 4), torch.float32)},
+                          torch.device("cpu"))
+    images, state = upload.fields["images"], upload.fields["state"]
+    assert images.shape == (3, 1, 5, 5, 3) and state.dtype == torch.float32
+    assert state.data_ptr() % PackedUpload.ALIGNMENT == 0
+    rows = [np.full((1, 4), i, dtype=np.float64) for i in range(2)]  # cast to the field's dtype
+    upload.write("state", rows)
+    upload.write("images", [np.full((1, 5, 5, 3), 7, dtype=np.uint8)])
+    upload.send()
+    assert torch.equal(state[:, 0, 0], torch.tensor([0.0, 1.0, 0.0]))  # row 2 keeps its zeros
+    assert (images[0] == 7).all() and (images[1:] == 0).all()

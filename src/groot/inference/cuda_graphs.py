@@ -5,7 +5,8 @@ use it warms the closure up on a side stream (cuBLAS handles, kernel selection, 
 captures it into a `torch.cuda.CUDAGraph` drawing from a memory pool shared by all stages of one
 engine, and replays the graph from then on; the returned tensors are the graph's static outputs,
 overwritten by the next replay. Without CUDA (or with graphs disabled) it simply calls the closure, so
-the CPU path runs exactly the same code.
+the CPU path runs exactly the same code. `trace_context` (e.g. projection fusion) is entered whenever
+the closure's Python runs - warm-up, capture, or every eager call - and never around a replay.
 
 Rules for a captured closure: no host synchronisation (`.item()`, `.cpu()`, `bool(tensor)`), no
 branching on tensor values, no new input tensors (read the static buffers), and the same kernels on
@@ -14,7 +15,8 @@ every call. Stages sharing one pool must never run concurrently (one engine = on
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Generic, TypeVar
 
 import torch
@@ -22,21 +24,30 @@ import torch
 Outputs = TypeVar("Outputs")
 
 
+def graph_pool(device: torch.device, use_graphs: bool) -> tuple | None:
+    """A memory-pool handle for the stages of one engine (None without CUDA graphs)."""
+    return torch.cuda.graph_pool_handle() if use_graphs and device.type == "cuda" else None
+
+
 class CapturedStage(Generic[Outputs]):
     def __init__(self, fn: Callable[[], Outputs], device: torch.device, use_graph: bool,
-                 pool: tuple | None = None, warmup_iters: int = 2):
+                 pool: tuple | None = None, warmup_iters: int = 2,
+                 trace_context: Callable[[], AbstractContextManager] = nullcontext):
         self.fn = fn
         self.use_graph = use_graph and device.type == "cuda"
         self.pool = pool
         self.warmup_iters = warmup_iters
+        self.trace_context = trace_context
         self.graph: torch.cuda.CUDAGraph | None = None
         self.outputs: Outputs | None = None
 
     def __call__(self) -> Outputs:
         if not self.use_graph:
-            return self.fn()
+            with self.trace_context():
+                return self.fn()
         if self.graph is None:
-            self._capture()
+            with self.trace_context():
+                self._capture()
         self.graph.replay()
         return self.outputs
 
@@ -51,31 +62,3 @@ class CapturedStage(Generic[Outputs]):
         with torch.cuda.graph(graph, pool=self.pool):
             self.outputs = self.fn()
         self.graph = graph
-
-
-class StageCache:
-    """Lazily built `CapturedStage`s keyed by their static shapes; one memory pool for all of them."""
-
-    def __init__(self, device: torch.device, use_graphs: bool):
-        self.device = device
-        self.use_graphs = use_graphs and device.type == "cuda"
-        self.pool = torch.cuda.graph_pool_handle() if self.use_graphs else None
-        self._stages: dict[Hashable, CapturedStage] = {}
-
-    def get(self, key: Hashable, build: Callable[[], Callable[[], Outputs]]) -> CapturedStage[Outputs]:
-        """The stage for `key`; `build()` makes its closure the first time the key is seen."""
-        stage = self._stages.get(key)
-        if stage is None:
-            stage = CapturedStage(build(), self.device, self.use_graphs, self.pool)
-            self._stages[key] = stage
-        return stage
-
-    def __len__(self) -> int:
-        return len(self._stages)
-
-    @property
-    def captured(self) -> int:
-        return sum(stage.graph is not None for stage in self._stages.values())
-
-    def clear(self) -> None:
-        self._stages.clear()

@@ -3,25 +3,40 @@
     engine = InferenceEngine(model.to("cuda", torch.bfloat16), GrootProcessor.for_config(model.config))
     actions = engine.predict(samples)  # [B, 16, 32] on the model's device
 
-Per call (one chunk of at most `max_batch` samples):
-1. host: prompt ids from the processor's cache, left-padded to the longest prompt by the processor's
-   `pad_prompts`, then right-extended to a length bucket (a multiple of `length_multiple`); the batch is
-   padded to a batch bucket by repeating its last sample; everything lands in static device buffers
-   (page-locked, asynchronous copies);
-2. device: raw uint8 frames -> centre crop -> antialiased resize -> [-1, 1] pixels (`gpu_preprocess`);
-3. backbone stage (vision + LLM) and denoising stage (VL self-attention, state token, cross-attention
-   K/V once, then all Euler steps) - each one CUDA graph per bucket, captured on first use.
+The engine runs the eager model's own modules (`EagleBackbone.forward`,
+`FlowMatchingActionHead.encode_vl` / `integrate`) as two CUDA graphs per input shape, with everything
+that depends on the denoising step alone (`denoising_conditionings`) computed once. Per call:
+1. host: the prompt block (ids + mask, cached per set of instructions) is uploaded only when it changed;
+   camera frames (uint8, raw resolution) and states reach the device in one copy (`PackedUpload`);
+   the noise is copied, or drawn, into a static buffer;
+2. backbone graph: frames -> centre crop -> antialiased resize -> pixels (`gpu_preprocess`) -> vision
+   tower + LLM;
+3. denoising graph: VL self-attention, cross-attention K/V and state token once, then every Euler step.
 
-Results equal the eager `GR00TN15.get_action` on the same batch (same noise): the length padding is
-hidden by masks (see `fast_forward`), batch padding rows are independent and dropped. Weights are read
-when a step count's constants are first built: call `reset()` after changing them.
+Shapes. By default every distinct prompt length gets its own graphs (captured on first use; at most
+`max_shapes` input shapes are kept, the least recently used is dropped): a robot repeating one
+instruction then runs exactly the eager model's kernels. `length_multiple=n` pads prompts on the right
+to a multiple of n instead (many instructions, few graphs); additive key masks hide the padding from
+the action head, so results equal the unpadded model up to rounding. Batches are padded up to a batch
+bucket; the padding rows compute values that are dropped.
+
+Exactness. With `exact=True` (default) the kernels are the eager model's: at a batch size that is a
+bucket and a prompt-length-exact shape the actions are bit-identical to `GR00TN15.get_action` on the
+same pixels and noise. `exact=False` trades that for speed: projections that share an input run as one
+GEMM (`fusion`), and the LLM takes no padding mask when no prompt is padded (the eager model always
+passes the processor's mask, which selects a slower attention kernel).
+
+Weights are read when graphs, fused projections and step conditionings are first built: call `reset()`
+after changing them.
 """
 
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,9 +44,10 @@ import torch
 import torch.nn.functional as F
 
 from groot.errors import ObservationError
-from groot.inference.cuda_graphs import StageCache
-from groot.inference.fast_forward import DenoisingConstants, denoise, key_padding_bias
-from groot.inference.gpu_preprocess import PinnedStaging, preprocess_images
+from groot.inference.cuda_graphs import CapturedStage, graph_pool
+from groot.inference.fusion import ProjectionFusion
+from groot.inference.gpu_preprocess import PackedUpload, preprocess_images
+from groot.model.action_head import StepConditioning
 
 DEFAULT_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32)
 
@@ -40,52 +56,90 @@ def _param_dtype(module: torch.nn.Module) -> torch.dtype:
     return next(module.parameters()).dtype
 
 
-@dataclass
-class StaticBuffers:
-    """Device inputs / outputs of one (batch bucket, length bucket, images per sample) shape."""
+def key_padding_bias(valid_length: int, bucket_length: int, batch: int, dtype: torch.dtype) -> torch.Tensor:
+    """Additive attention bias hiding keys at positions >= valid_length. -> [B, 1, 1, L_bucket]"""
+    bias = torch.zeros(batch, 1, 1, bucket_length, dtype=dtype)
+    bias[..., valid_length:] = float("-inf")
+    return bias
 
-    input_ids: torch.Tensor  # int64 [Bb, Lb]
-    token_mask: torch.Tensor  # int64 [Bb, Lb] (1 = prompt token)
-    pixels: torch.Tensor  # [Bb * n_img, 3, S, S] vision dtype
-    key_bias: torch.Tensor  # [Bb, 1, 1, Lb] head dtype, -inf on the length padding
-    state: torch.Tensor  # [Bb, 1, 64] head dtype
+
+@dataclass(frozen=True)
+class ShapeKey:
+    batch: int  # batch bucket
+    length: int  # prompt length: the longest prompt, or its length bucket
+    num_images: int  # images per sample (T*V)
+    frame: tuple[int, int]  # raw frame height, width
+
+
+@dataclass
+class PromptBlock:
+    """The token ids of one chunk's instructions, padded to the chunk's shape (host arrays)."""
+
+    input_ids: np.ndarray  # int64 [Bb, L] (left padding to the longest, right extension to the bucket)
+    token_mask: np.ndarray  # int64 [Bb, L] (1 = prompt token)
+    key_bias: torch.Tensor | None  # [Bb, 1, 1, L] hiding the right extension; None when L is exact
+    length: int  # the longest prompt
+    left_padded: bool  # some prompt is shorter than the longest
+
+
+@dataclass
+class ShapeSlot:
+    """Static device inputs of one input shape and the captured stages that read them."""
+
+    upload: PackedUpload  # "images" uint8 [Bb, n_img, H, W, 3], "state" float32 [Bb, 1, 64]
+    input_ids: torch.Tensor  # int64 [Bb, L]
+    token_mask: torch.Tensor  # int64 [Bb, L]
+    key_bias: torch.Tensor  # [Bb, 1, 1, L] head dtype (read only with length buckets)
     embodiment_id: torch.Tensor  # int64 [Bb]
-    noise: torch.Tensor  # [Bb, 16, 32] head dtype
-    features: torch.Tensor  # [Bb, Lb, D_llm] head dtype (backbone output, head input)
+    noise: torch.Tensor  # [Bb, T, A] head dtype
+    prompt: tuple | None = None  # the (languages, ...) whose ids are loaded
+    embodiments: tuple[int, ...] | None = None  # the ids loaded
+    features: dict[bool, torch.Tensor] = field(default_factory=dict)  # backbone output per mask use
+    pixels: dict[bool, torch.Tensor] = field(default_factory=dict)  # [Bb * n_img, 3, S, S]
+    stages: dict[tuple, CapturedStage] = field(default_factory=dict)
 
 
 @dataclass
 class StagedBatch:
-    """One chunk in its static buffers, ready for `encode` and `denoise`."""
+    """One chunk in its slot's static buffers, ready for `encode` and `denoise`."""
 
-    shape_key: tuple[int, int, int]  # (batch bucket, length bucket, images per sample)
-    buffers: StaticBuffers
+    key: ShapeKey
+    slot: ShapeSlot
     batch_size: int
     prompt_length: int
-    left_padded: bool  # some prompt is shorter than the longest: the LLM needs the padding mask
+    left_padded: bool  # some prompt is shorter than the longest
+    llm_mask: bool  # the LLM takes the padding mask (exact mode, or some prompt is left-padded)
     category: int | None  # the single embodiment of the chunk, None when mixed
 
 
 class InferenceEngine:
     def __init__(self, model, processor, max_batch: int = 32,
-                 batch_buckets: Sequence[int] = DEFAULT_BATCH_BUCKETS, length_multiple: int = 32,
-                 crop_scale: float | None = 0.95, use_cuda_graphs: bool = True):
+                 batch_buckets: Sequence[int] = DEFAULT_BATCH_BUCKETS, length_multiple: int | None = None,
+                 crop_scale: float | None = 0.95, use_cuda_graphs: bool = True, exact: bool = True,
+                 max_shapes: int = 8, max_prompt_blocks: int = 256):
         """model: GR00TN15 (put in eval mode); processor: GrootProcessor (prompt ids);
-        crop_scale: centre-crop fraction applied to raw frames, None when samples carry model-size
-        images already transformed."""
+        length_multiple: None = a graph per exact prompt length, n = pad prompts to multiples of n;
+        crop_scale: centre-crop fraction for raw frames, None when samples carry transformed images;
+        exact: the eager model's kernels (bit-identical results) or fused projections (faster);
+        max_shapes: input shapes whose buffers and graphs are kept (least recently used dropped)."""
         self.model = model.eval()
         self.processor = processor
         self.max_batch = max_batch
         self.batch_buckets = sorted({b for b in batch_buckets if b < max_batch} | {max_batch})
         self.length_multiple = length_multiple
         self.crop_scale = crop_scale
+        self.exact = exact
+        self.max_shapes = max_shapes
+        self.max_prompt_blocks = max_prompt_blocks
         self.device = next(model.parameters()).device
+        self.use_cuda_graphs = use_cuda_graphs and self.device.type == "cuda"
         self.vision_dtype = _param_dtype(model.backbone.eagle_model.vision_model)
         self.head_dtype = _param_dtype(model.action_head)
-        self.staging = PinnedStaging(self.device)
-        self.stages = StageCache(self.device, use_cuda_graphs)
-        self._buffers: dict[tuple[int, int, int], StaticBuffers] = {}
-        self._constants: dict[int, DenoisingConstants] = {}
+        self.pool = graph_pool(self.device, self.use_cuda_graphs)
+        self.fusion = None if exact else ProjectionFusion.for_model(model)
+        self._slots: OrderedDict[ShapeKey, ShapeSlot] = OrderedDict()
+        self._prompts: OrderedDict[tuple, PromptBlock] = OrderedDict()
+        self._conditionings: dict[tuple[int, int], list[StepConditioning]] = {}
 
     # ---- public API --------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -93,9 +147,12 @@ class InferenceEngine:
                 num_steps: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
         """Model samples (images uint8 [T*V, H, W, 3] at raw resolution) -> normalized actions
         [B, 16, 32] in the head's dtype on the model's device. `noise` [B, 16, 32] replaces the draw
-        (otherwise one `torch.randn` per chunk, like the eager model)."""
+        (otherwise one `torch.randn` per chunk of at most `max_batch`, like the eager model)."""
         if not samples:
             raise ObservationError("InferenceEngine.predict: expected at least one sample, found none")
+        if noise is not None and noise.shape[0] != len(samples):
+            raise ObservationError(f"InferenceEngine: noise: expected {len(samples)} rows (one per sample), "
+                                   f"found shape {list(noise.shape)}")
         chunks = []
         for start in range(0, len(samples), self.max_batch):
             part = samples[start:start + self.max_batch]
@@ -103,123 +160,176 @@ class InferenceEngine:
             staged = self.stage(part, part_noise, generator)
             self.encode(staged)
             chunks.append(self.denoise(staged, num_steps))
-        return torch.cat(chunks)
+        return chunks[0] if len(chunks) == 1 else torch.cat(chunks)
 
     @torch.inference_mode()
     def stage(self, samples: Sequence[dict[str, Any]], noise: torch.Tensor | None = None,
               generator: torch.Generator | None = None) -> StagedBatch:
-        """Host work + uploads + GPU image preprocessing for at most `max_batch` samples."""
+        """Host work and uploads for at most `max_batch` samples."""
         batch = len(samples)
         if not 0 < batch <= self.max_batch:
             raise ObservationError(f"InferenceEngine.stage: expected 1..{self.max_batch} samples, "
                                    f"found {batch}")
-        num_images = self._images_per_sample(samples)
-        prompt_ids, prompt_mask = self.processor.pad_prompts(
-            [self.processor.prompt_ids(s["language"], num_images) for s in samples])  # [B, L]
-        length = prompt_ids.shape[1]
+        num_images, frame = self._frame_shape(samples)
         bucket_b = next(b for b in self.batch_buckets if b >= batch)
-        bucket_l = self.length_multiple * math.ceil(length / self.length_multiple)
-        key = (bucket_b, bucket_l, num_images)
-        if key not in self._buffers:
-            self._buffers[key] = self._allocate(key)
-        buffers = self._buffers[key]
-
-        rows = [*range(batch)] + [batch - 1] * (bucket_b - batch)  # batch padding repeats the last sample
-        # the length bucket extends every prompt on the right (hidden from real tokens by causality and
-        # from the head by `key_bias`)
-        ids = F.pad(prompt_ids, (0, bucket_l - length), value=self.processor.tokenizer.pad_token_id)[rows]
-        mask = F.pad(prompt_mask, (0, bucket_l - length))[rows]  # [Bb, Lb]
-        self.model.backbone.check_image_tokens(ids, bucket_b * num_images)
-        states = [np.asarray(samples[r]["state"], dtype=np.float32) for r in rows]
-        embodiments = np.array([int(samples[r]["embodiment_id"]) for r in rows], dtype=np.int64)
-        self.staging.upload_into(buffers.input_ids, ids.numpy())
-        self.staging.upload_into(buffers.token_mask, mask.numpy())
-        self.staging.upload_into(buffers.state, states)
-        self.staging.upload_into(buffers.embodiment_id, embodiments)
-        buffers.key_bias.copy_(key_padding_bias(length, bucket_l, bucket_b, self.head_dtype, self.device))
-
-        raw = self.staging.upload([np.asarray(s["images"]) for s in samples])  # uint8 [B, n_img, H, W, 3]
-        pixels = buffers.pixels.view(bucket_b, num_images, *buffers.pixels.shape[1:])
-        pixels[:batch] = preprocess_images(raw, self.processor.image_size, self.crop_scale, self.vision_dtype)
-        pixels[batch:] = pixels[batch - 1:batch]
-
-        action_shape = tuple(buffers.noise.shape[1:])
-        if noise is None:
-            noise = torch.randn((batch, *action_shape), dtype=self.head_dtype, device=self.device,
-                                generator=generator)
-        elif tuple(noise.shape) != (batch, *action_shape):
-            raise ObservationError(f"InferenceEngine: noise: expected shape {[batch, *action_shape]}, "
-                                   f"found {list(noise.shape)}")
-        buffers.noise[:batch].copy_(noise)
-        buffers.noise[batch:].zero_()
-        category = int(embodiments[0]) if (embodiments == embodiments[0]).all() else None
-        return StagedBatch(key, buffers, batch, length, bool((prompt_mask == 0).any()), category)
+        languages = tuple(str(s["language"]) for s in samples)
+        prompt_key = (languages, num_images, bucket_b)
+        prompt = self._prompt_block(prompt_key)
+        key = ShapeKey(bucket_b, prompt.input_ids.shape[1], num_images, frame)
+        slot = self._slot(key)
+        if slot.prompt != prompt_key:
+            slot.input_ids.copy_(torch.from_numpy(prompt.input_ids))
+            slot.token_mask.copy_(torch.from_numpy(prompt.token_mask))
+            if prompt.key_bias is not None:
+                slot.key_bias.copy_(prompt.key_bias)
+            slot.prompt = prompt_key
+        embodiments = tuple(int(s["embodiment_id"]) for s in samples)
+        if slot.embodiments != embodiments:
+            padded = embodiments + embodiments[-1:] * (bucket_b - batch)
+            slot.embodiment_id.copy_(torch.tensor(padded, dtype=torch.int64))
+            slot.embodiments = embodiments
+        slot.upload.write("images", [s["images"] for s in samples])
+        slot.upload.write("state", [s["state"] for s in samples])
+        slot.upload.send()
+        self._load_noise(slot.noise, batch, noise, generator)
+        category = embodiments[0] if len(set(embodiments)) == 1 else None
+        llm_mask = self.exact or prompt.left_padded
+        return StagedBatch(key, slot, batch, prompt.length, prompt.left_padded, llm_mask, category)
 
     @torch.inference_mode()
     def encode(self, staged: StagedBatch) -> torch.Tensor:
-        """Backbone stage: static pixels + prompt -> `staged.buffers.features` [Bb, Lb, D]."""
-        key = ("backbone", staged.shape_key, staged.left_padded)
-        buffers, left_padded = staged.buffers, staged.left_padded
-        backbone = self.model.backbone
+        """Backbone stage: static frames + prompt -> features [Bb, L, D] (the stage's output buffer)."""
+        slot, use_mask = staged.slot, staged.llm_mask
+        backbone, size = self.model.backbone, self.processor.image_size
 
-        def build():
-            def run() -> torch.Tensor:
-                mask = buffers.token_mask if left_padded else None
-                return buffers.features.copy_(backbone(buffers.pixels, buffers.input_ids, mask))
-            return run
+        def run() -> tuple[torch.Tensor, torch.Tensor]:
+            images = slot.upload.fields["images"]  # uint8 [Bb, n_img, H, W, 3]
+            pixels = preprocess_images(images, size, self.crop_scale, self.vision_dtype).flatten(0, 1)
+            features = backbone(pixels, slot.input_ids, slot.token_mask if use_mask else None)
+            return features.to(self.head_dtype), pixels
 
-        return self.stages.get(key, build)()
+        slot.features[use_mask], slot.pixels[use_mask] = self._stage(slot, ("backbone", use_mask), run)()
+        return slot.features[use_mask]
 
     @torch.inference_mode()
     def denoise(self, staged: StagedBatch, num_steps: int | None = None) -> torch.Tensor:
         """Denoising stage: features + state + noise -> normalized actions [B, 16, 32] (a copy)."""
-        steps = num_steps or self.model.action_head.cfg.num_inference_timesteps
-        consts = self._constants.get(steps)
-        if consts is None:
-            consts = self._constants[steps] = DenoisingConstants.build(self.model.action_head, steps)
-        key = ("denoise", staged.shape_key, staged.category, steps)
-        buffers, head = staged.buffers, self.model.action_head
-        category = buffers.embodiment_id if staged.category is None else staged.category
+        head, slot = self.model.action_head, staged.slot
+        steps = num_steps or head.cfg.num_inference_timesteps
+        conditionings = self._step_conditionings(steps, staged.key.batch)
+        use_mask = staged.llm_mask
+        category = staged.category
+        key_bias = None if self.length_multiple is None else slot.key_bias
 
-        def build():
-            def run() -> torch.Tensor:
-                return denoise(head, consts, buffers.features, buffers.key_bias, buffers.state,
-                               buffers.noise, category)
-            return run
+        def run() -> torch.Tensor:
+            state = slot.upload.fields["state"].to(self.head_dtype)  # [Bb, 1, 64]
+            embodiment = slot.embodiment_id if category is None else category
+            vl = head.encode_vl(slot.features[use_mask], key_bias)
+            return head.integrate(vl, state, slot.noise, embodiment, conditionings, key_bias)
 
-        return self.stages.get(key, build)()[:staged.batch_size].clone()
+        actions = self._stage(slot, ("denoise", use_mask, category, steps), run)()
+        return actions[:staged.batch_size].clone()
+
+    def pixels(self, staged: StagedBatch) -> torch.Tensor:
+        """The model pixels the last `encode` of this shape computed. -> [B * n_img, 3, S, S]"""
+        return staged.slot.pixels[staged.llm_mask][:staged.batch_size * staged.key.num_images]
 
     def reset(self) -> None:
-        """Drop captured graphs, buffers and per-step constants (after the weights changed)."""
-        self.stages.clear()
-        self._buffers.clear()
-        self._constants.clear()
+        """Drop graphs, buffers, fused weights and step conditionings (after the weights changed)."""
+        self._slots.clear()
+        self._conditionings.clear()
+        self.fusion = None if self.exact else ProjectionFusion.for_model(self.model)
+
+    @property
+    def captured_graphs(self) -> int:
+        return sum(stage.graph is not None for slot in self._slots.values() for stage in slot.stages.values())
 
     # ---- helpers -----------------------------------------------------------------------------------
+    def _stage(self, slot: ShapeSlot, key: tuple, fn) -> CapturedStage:
+        stage = slot.stages.get(key)
+        if stage is None:
+            trace = nullcontext if self.fusion is None else self.fusion.applied
+            stage = CapturedStage(fn, self.device, self.use_cuda_graphs, self.pool, trace_context=trace)
+            slot.stages[key] = stage
+        return stage
+
     @staticmethod
-    def _images_per_sample(samples: Sequence[dict[str, Any]]) -> int:
-        shapes = [tuple(np.shape(s["images"])) for s in samples]
-        if len(set(shapes)) > 1 or len(shapes[0]) != 4 or shapes[0][-1] != 3:
-            raise ObservationError(f"InferenceEngine: images: expected one uint8 [T*V, H, W, 3] shape "
-                                   f"for all samples of a batch, found {sorted(set(shapes))}")
-        return shapes[0][0]
+    def _frame_shape(samples: Sequence[dict[str, Any]]) -> tuple[int, tuple[int, int]]:
+        shapes = {(np.shape(s["images"]), np.asarray(s["images"]).dtype) for s in samples}
+        shape, dtype = next(iter(shapes))
+        if len(shapes) > 1 or len(shape) != 4 or shape[-1] != 3 or dtype != np.uint8:
+            found = sorted(f"{dt} {list(sh)}" for sh, dt in shapes)
+            raise ObservationError(f"InferenceEngine: images: expected one uint8 [T*V, H, W, 3] shape for "
+                                   f"all samples of a batch, found {found}")
+        return shape[0], (shape[1], shape[2])
 
-    def _allocate(self, key: tuple[int, int, int]) -> StaticBuffers:
-        bucket_b, bucket_l, num_images = key
+    def _prompt_block(self, key: tuple) -> PromptBlock:
+        """(languages, images per sample, batch bucket) -> padded ids, cached (LRU)."""
+        block = self._prompts.get(key)
+        if block is not None:
+            self._prompts.move_to_end(key)
+            return block
+        languages, num_images, bucket_b = key
+        ids, mask = self.processor.pad_prompts([self.processor.prompt_ids(t, num_images) for t in languages])
+        length = ids.shape[1]
+        bucket_l = length if self.length_multiple is None else (
+            self.length_multiple * math.ceil(length / self.length_multiple))
+        rows = [*range(len(languages))] + [len(languages) - 1] * (bucket_b - len(languages))
+        ids = F.pad(ids, (0, bucket_l - length), value=self.processor.tokenizer.pad_token_id)[rows]
+        mask = F.pad(mask, (0, bucket_l - length))[rows]  # [Bb, L]
+        self.model.backbone.check_image_tokens(ids, bucket_b * num_images)
+        bias = None if self.length_multiple is None else key_padding_bias(length, bucket_l, bucket_b,
+                                                                          self.head_dtype)
+        left_padded = bool((mask[:, :length] == 0).any())
+        block = PromptBlock(ids.numpy(), mask.numpy(), bias, length, left_padded)
+        self._prompts[key] = block
+        if len(self._prompts) > self.max_prompt_blocks:
+            self._prompts.popitem(last=False)
+        return block
+
+    def _slot(self, key: ShapeKey) -> ShapeSlot:
+        slot = self._slots.get(key)
+        if slot is not None:
+            self._slots.move_to_end(key)
+            return slot
         head_cfg = self.model.action_head.cfg
-        size = self.processor.image_size
-        hidden = self.model.backbone.cfg.llm.hidden_size
+        height, width = key.frame
+        upload = PackedUpload({
+            "images": ((key.batch, key.num_images, height, width, 3), torch.uint8),
+            "state": ((key.batch, 1, head_cfg.max_state_dim), torch.float32),
+        }, self.device)
 
-        def empty(shape, dtype):
+        def zeros(shape, dtype):
             return torch.zeros(shape, dtype=dtype, device=self.device)
 
-        return StaticBuffers(
-            input_ids=empty((bucket_b, bucket_l), torch.int64),
-            token_mask=empty((bucket_b, bucket_l), torch.int64),
-            pixels=empty((bucket_b * num_images, 3, size, size), self.vision_dtype),
-            key_bias=empty((bucket_b, 1, 1, bucket_l), self.head_dtype),
-            state=empty((bucket_b, 1, head_cfg.max_state_dim), self.head_dtype),
-            embodiment_id=empty((bucket_b,), torch.int64),
-            noise=empty((bucket_b, head_cfg.action_horizon, head_cfg.action_dim), self.head_dtype),
-            features=empty((bucket_b, bucket_l, hidden), self.head_dtype),
+        slot = ShapeSlot(
+            upload=upload,
+            input_ids=zeros((key.batch, key.length), torch.int64),
+            token_mask=zeros((key.batch, key.length), torch.int64),
+            key_bias=zeros((key.batch, 1, 1, key.length), self.head_dtype),
+            embodiment_id=zeros((key.batch,), torch.int64),
+            noise=zeros((key.batch, head_cfg.action_horizon, head_cfg.action_dim), self.head_dtype),
         )
+        self._slots[key] = slot
+        if len(self._slots) > self.max_shapes:
+            self._slots.popitem(last=False)
+        return slot
+
+    def _step_conditionings(self, steps: int, batch: int) -> list[StepConditioning]:
+        conditionings = self._conditionings.get((steps, batch))
+        if conditionings is None:
+            conditionings = self.model.action_head.denoising_conditionings(steps, batch, self.device)
+            self._conditionings[(steps, batch)] = conditionings
+        return conditionings
+
+    def _load_noise(self, target: torch.Tensor, batch: int, noise: torch.Tensor | None,
+                    generator: torch.Generator | None) -> None:
+        """noise [B, T, A] -> target[:B]; None draws it there exactly as the eager model's
+        `torch.randn((B, T, A), dtype, device, generator)` would."""
+        if noise is None:
+            target[:batch].normal_(generator=generator)
+            return
+        if tuple(noise.shape) != (batch, *target.shape[1:]):
+            raise ObservationError(f"InferenceEngine: noise: expected shape {[batch, *target.shape[1:]]}, "
+                                   f"found {list(noise.shape)}")
+        target[:batch].copy_(noise)

@@ -4,12 +4,13 @@ The same `groot.data.image_ops` functions as the CPU transform path (centre crop
 resize -> uint8 truncation -> [-1, 1]), run where the frames already are, so the numbers match the CPU
 path exactly on the CPU (on CUDA up to the interpolation kernel's rounding at the uint8 truncation).
 
-`PinnedStaging` packs a list of per-sample arrays straight into reusable page-locked host memory, so the
-host -> device copy is asynchronous and the CPU never copies the frames twice.
+`PackedUpload` packs the per-sample arrays of a call straight into one reusable page-locked host buffer,
+so they reach the device in one asynchronous copy and the CPU never copies the frames twice.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,43 +31,50 @@ def preprocess_images(images: torch.Tensor, image_size: int, crop_scale: float |
     return image_ops.to_model_pixels(images).to(dtype)
 
 
-class PinnedStaging:
-    """Reusable page-locked host buffers, one per (shape, dtype), for asynchronous uploads.
+class PackedUpload:
+    """Fixed-shape fields packed back to back in one page-locked host buffer and one device buffer, so
+    a call's per-sample inputs (camera frames, state) reach the device in a single asynchronous copy.
+    On the CPU the host buffer is the device buffer and `send` does nothing.
 
-    A buffer is reused only after the copy that last read it has finished (a CUDA event per buffer),
-    so a caller may issue the next upload while the device still works on the previous batch."""
+    The host buffer is rewritten only after the copy that last read it has finished (a CUDA event), so
+    a caller may stage the next call while the device still works on the previous one."""
 
-    def __init__(self, device: torch.device):
+    ALIGNMENT = 16  # bytes; every field starts aligned for any dtype view
+
+    def __init__(self, fields: dict[str, tuple[tuple[int, ...], torch.dtype]], device: torch.device):
         self.device = device
-        self._buffers: dict[tuple, tuple[torch.Tensor, torch.cuda.Event | None]] = {}
+        layout, total = {}, 0
+        for name, (shape, dtype) in fields.items():
+            nbytes = math.prod(shape) * torch.empty(0, dtype=dtype).element_size()
+            layout[name] = (total, nbytes, shape, dtype)
+            total += -(-nbytes // self.ALIGNMENT) * self.ALIGNMENT
+        pinned = device.type == "cuda"
+        self.host = torch.zeros(total, dtype=torch.uint8, pin_memory=pinned)
+        self.device_buffer = torch.zeros(total, dtype=torch.uint8, device=device) if pinned else self.host
+        self.fields: dict[str, torch.Tensor] = {}  # the device views, [*shape] of their dtype
+        self._host_arrays: dict[str, np.ndarray] = {}
+        host = self.host.numpy()
+        for name, (start, nbytes, shape, dtype) in layout.items():
+            self.fields[name] = self.device_buffer[start:start + nbytes].view(dtype).view(shape)
+            self._host_arrays[name] = host[start:start + nbytes].view(_numpy_dtype(dtype)).reshape(shape)
+        self._copied: torch.cuda.Event | None = None
 
-    def upload_into(self, target: torch.Tensor, rows: Sequence[np.ndarray]) -> torch.Tensor:
-        """Copy n per-sample arrays of one shape [...] into `target[:n]` ([n, ...]); the rows are stacked
-        straight into a reused host buffer (page-locked, copied without blocking, on CUDA) and cast to
-        the target's dtype on its device. -> target[:n]"""
-        n = len(rows)
-        pinned = target.device.type == "cuda"
-        host_dtype = _torch_dtype(rows[0])
-        key = ((n, *target.shape[1:]), host_dtype)
-        buffer, done = self._buffers.get(key, (None, None))
-        if buffer is None:
-            buffer = torch.empty(key[0], dtype=host_dtype, pin_memory=pinned)
-        elif done is not None:
-            done.synchronize()  # the previous upload from this buffer has left the host
-        np.stack([np.asarray(r) for r in rows], out=buffer.numpy())
-        target[:n].copy_(buffer, non_blocking=pinned)
-        event = None
-        if pinned:
-            event = torch.cuda.Event()
-            event.record()
-        self._buffers[key] = (buffer, event)
-        return target[:n]
+    def write(self, name: str, rows: Sequence[np.ndarray]) -> None:
+        """rows[i] (one per sample, the field's row shape) -> host row i of field `name`; later rows
+        keep what they held."""
+        if self._copied is not None:
+            self._copied.synchronize()  # the last copy has read the host buffer
+            self._copied = None
+        np.stack([np.asarray(r) for r in rows], out=self._host_arrays[name][:len(rows)], casting="same_kind")
 
-    def upload(self, rows: Sequence[np.ndarray]) -> torch.Tensor:
-        """n per-sample arrays of one shape and dtype [...] -> a new device tensor [n, ...]"""
-        target = torch.empty((len(rows), *np.shape(rows[0])), dtype=_torch_dtype(rows[0]), device=self.device)
-        return self.upload_into(target, rows)
+    def send(self) -> None:
+        """Host buffer -> device buffer, without blocking the host (CUDA)."""
+        if self.device_buffer is self.host:
+            return
+        self.device_buffer.copy_(self.host, non_blocking=True)
+        self._copied = torch.cuda.Event()
+        self._copied.record()
 
 
-def _torch_dtype(array) -> torch.dtype:
-    return torch.from_numpy(np.empty(0, dtype=np.asarray(array).dtype)).dtype
+def _numpy_dtype(dtype: torch.dtype) -> np.dtype:
+    return torch.empty(0, dtype=dtype).numpy().dtype

@@ -6,20 +6,33 @@ into a velocity. Token order into the DiT: [1 state | 32 future tokens | 16 acti
 Embodiment ids are resolved once per call (`resolve_category`): a batch holding a single embodiment
 uses the shared weight matrix directly (a plain GEMM, no per-sample weight copies); mixed batches
 gather `W[ids]` once per layer call.
+
+Sampling is split so the fast path (`groot.inference`) runs the same code: `denoising_conditionings`
+(everything that depends on the step only), `encode_vl`, then `integrate` (cross K/V and state token
+once, the Euler loop over `predict_velocity`).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from groot.model.config import ActionHeadConfig
-from groot.model.dit import DiT, KeyValue, SelfAttentionTransformer
+from groot.model.dit import DiT, DiTConditioning, KeyValue, SelfAttentionTransformer
 
 Category = int | torch.Tensor  # one embodiment index for the whole batch, or int64 [B]
+
+
+@dataclass
+class StepConditioning:
+    """Everything of one denoising step that depends on its timestep bucket alone."""
+
+    dit: DiTConditioning  # AdaLN / output modulations, each [B, inner_dim]
+    action_time: torch.Tensor  # the action encoder's timestep sinusoid [B, width] (parameter dtype)
 
 
 def resolve_category(embodiment_id: torch.Tensor) -> Category:
@@ -76,10 +89,18 @@ class MultiEmbodimentActionEncoder(nn.Module):
         self.W2 = CategorySpecificLinear(num_categories, 2 * width, width)
         self.W3 = CategorySpecificLinear(num_categories, width, width)
 
-    def forward(self, actions: torch.Tensor, timesteps: torch.Tensor, category: Category) -> torch.Tensor:
-        """actions: [B, T, action_dim], timesteps: [B] buckets -> [B, T, width]"""
+    def time_features(self, timesteps: torch.Tensor) -> torch.Tensor:
+        """timesteps: [B] buckets -> sinusoid [B, width] in the parameter dtype"""
+        return bucket_sinusoid(timesteps, self.width).to(self.W1.W.dtype)
+
+    def forward(self, actions: torch.Tensor, timesteps: torch.Tensor | None, category: Category,
+                time_features: torch.Tensor | None = None) -> torch.Tensor:
+        """actions: [B, T, action_dim], timesteps: [B] buckets or their `time_features` [B, width]
+        -> [B, T, width]"""
         a = self.W1(actions, category)
-        tau = bucket_sinusoid(timesteps, self.width).to(a.dtype)[:, None].expand(-1, a.shape[1], -1)
+        if time_features is None:
+            time_features = self.time_features(timesteps)
+        tau = time_features.to(a.dtype)[:, None].expand(-1, a.shape[1], -1)
         x = F.silu(self.W2(torch.cat([a, tau], dim=-1), category))
         return self.W3(x, category)
 
@@ -106,22 +127,46 @@ class FlowMatchingActionHead(nn.Module):
             nn.init.normal_(self.position_embedding.weight, mean=0.0, std=0.02)
 
     # ---- pieces shared by training and sampling ---------------------------------------------------
-    def encode_vl(self, features: torch.Tensor) -> torch.Tensor:
-        """features: [B, L, backbone_embedding_dim] -> [B, L, backbone_embedding_dim]"""
-        return self.vl_self_attention(self.vlln(features))
+    def encode_vl(self, features: torch.Tensor, key_bias: torch.Tensor | None = None) -> torch.Tensor:
+        """features: [B, L, backbone_embedding_dim] -> [B, L, backbone_embedding_dim]; key_bias
+        [B, 1, 1, L] hides padded positions (fast path's length buckets; none in the original)."""
+        x = self.vlln(features)
+        if isinstance(self.vl_self_attention, SelfAttentionTransformer):
+            return self.vl_self_attention(x, key_bias)
+        return x
 
-    def predict_velocity(self, state_tokens: torch.Tensor, actions: torch.Tensor, timesteps: torch.Tensor,
-                         category: Category, vl: torch.Tensor | None = None,
-                         cross_kv: list[KeyValue] | None = None) -> torch.Tensor:
-        """state_tokens [B, 1, W], actions [B, T, A], timesteps [B] buckets, and the VL tokens
-        [B, L, D] (from `encode_vl`) or their precomputed cross K/V -> velocity [B, T, A]"""
-        action_tokens = self.action_encoder(actions, timesteps, category)  # [B, T, W]
+    def timestep_buckets(self, num_steps: int) -> list[int]:
+        """Integer buckets of the Euler steps t_k = k / N (spec 3.6): 0, 250, 500, 750 for N = 4."""
+        return [int(k / num_steps * self.cfg.num_timestep_buckets) for k in range(num_steps)]
+
+    def step_conditioning(self, timesteps: torch.Tensor) -> StepConditioning:
+        """timesteps: [B] integer buckets -> the step's DiT modulations and action-encoder sinusoid."""
+        return StepConditioning(self.model.conditioning(timesteps),
+                                self.action_encoder.time_features(timesteps))
+
+    def denoising_conditionings(self, num_steps: int, batch_size: int,
+                                device: torch.device | str) -> list[StepConditioning]:
+        """One `StepConditioning` per Euler step for a batch of `batch_size` rows."""
+        return [self.step_conditioning(torch.full((batch_size,), bucket, dtype=torch.long, device=device))
+                for bucket in self.timestep_buckets(num_steps)]
+
+    def predict_velocity(self, state_tokens: torch.Tensor, actions: torch.Tensor,
+                         timesteps: torch.Tensor | None, category: Category, vl: torch.Tensor | None = None,
+                         cross_kv: list[KeyValue] | None = None, conditioning: StepConditioning | None = None,
+                         vl_key_bias: torch.Tensor | None = None) -> torch.Tensor:
+        """state_tokens [B, 1, W], actions [B, T, A], timesteps [B] buckets (or their precomputed
+        `conditioning`), and the VL tokens [B, L, D] (from `encode_vl`) or their precomputed cross K/V
+        -> velocity [B, T, A]. Only the action rows are projected and decoded (rows are independent)."""
+        if conditioning is None:
+            conditioning = self.step_conditioning(timesteps)
+        action_tokens = self.action_encoder(actions, None, category, conditioning.action_time)  # [B, T, W]
         if self.cfg.add_pos_embed:
             action_tokens = action_tokens + self.position_embedding.weight[: actions.shape[1]]
         future = self.future_tokens.weight[None].expand(actions.shape[0], -1, -1)  # [B, 32, W]
         tokens = torch.cat([state_tokens, future.to(action_tokens.dtype), action_tokens], dim=1)
-        out = self.model(tokens, timesteps, vl_features=vl, cross_kv=cross_kv)  # [B, 49, hidden]
-        return self.action_decoder(out[:, -actions.shape[1]:], category)  # rows are independent
+        out = self.model(tokens, vl_features=vl, cross_kv=cross_kv, conditioning=conditioning.dit,
+                         vl_key_bias=vl_key_bias, output_tokens=actions.shape[1])  # [B, T, hidden]
+        return self.action_decoder(out, category)
 
     def sample_time(self, batch_size: int, device: torch.device) -> torch.Tensor:
         """t = (s - u) / s with u ~ Beta(alpha, beta), drawn from the global CPU RNG. -> [B] float32"""
@@ -162,15 +207,24 @@ class FlowMatchingActionHead(nn.Module):
         batch = features.shape[0]
         category = resolve_category(embodiment_id)
         vl = self.encode_vl(features)
-        cross_kv = self.model.precompute_cross_kv(vl)
-        state_tokens = self.state_encoder(state, category)
         if noise is None:
             noise = torch.randn((batch, self.cfg.action_horizon, self.cfg.action_dim), dtype=vl.dtype,
                                 device=vl.device, generator=generator)
+        conditionings = self.denoising_conditionings(steps, batch, vl.device)
+        return self.integrate(vl, state, noise, category, conditionings)
+
+    def integrate(self, vl: torch.Tensor, state: torch.Tensor, noise: torch.Tensor, category: Category,
+                  conditionings: list[StepConditioning],
+                  vl_key_bias: torch.Tensor | None = None) -> torch.Tensor:
+        """Euler flow integration from `noise` with one step per conditioning; cross-attention K/V and
+        the state token are computed once. vl [B, L, D] (from `encode_vl`), state [B, 1, 64],
+        noise [B, T, A], vl_key_bias [B, 1, 1, L] or None -> normalized actions [B, T, A] in noise's
+        dtype (a_k + (1/N) v, as in the original)"""
+        cross_kv = self.model.precompute_cross_kv(vl)
+        state_tokens = self.state_encoder(state, category)  # [B, 1, W]
         actions = noise
-        for k in range(steps):
-            bucket = int(k / steps * self.cfg.num_timestep_buckets)
-            timesteps = torch.full((batch,), bucket, dtype=torch.long, device=vl.device)
-            velocity = self.predict_velocity(state_tokens, actions, timesteps, category, cross_kv=cross_kv)
-            actions = actions + (1.0 / steps) * velocity
+        for conditioning in conditionings:
+            velocity = self.predict_velocity(state_tokens, actions, None, category, cross_kv=cross_kv,
+                                             conditioning=conditioning, vl_key_bias=vl_key_bias)
+            actions = actions + (1.0 / len(conditionings)) * velocity
         return actions

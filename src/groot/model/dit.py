@@ -4,15 +4,21 @@ Parameter names follow the N1.5 checkpoint (`action_head.model.*`, `action_head.
 spec 3.1-3.3). Parity details kept on purpose (spec 14):
 - DiT timestep sinusoid is [cos, sin] with divisor half-1 (127) and takes the integer bucket 0..999;
 - AdaLayerNorm chunks (scale, shift) while the output modulation chunks (shift, scale);
-- even DiT blocks cross-attend to the VL features, odd blocks self-attend; no attention masks anywhere.
+- even DiT blocks cross-attend to the VL features, odd blocks self-attend; no attention masks (the
+  optional `key_bias` exists for the fast path's length buckets and defaults to none).
 
-The cross-attention keys / values depend only on the VL features, so `DiT.precompute_cross_kv` computes
-them once per observation and `DiT.forward(..., cross_kv=...)` reuses them for every denoising step.
+Hooks for reusing work across denoising steps (used by `FlowMatchingActionHead.integrate` and the
+fast path alike):
+- the cross-attention keys / values depend only on the VL features: `DiT.precompute_cross_kv`;
+- everything that depends only on the timestep bucket (every AdaLayerNorm's and the output's
+  modulation) is `DiT.conditioning(timesteps)`, passed back as `DiT.forward(..., conditioning=...)`;
+- `DiT.forward(..., output_tokens=n)` runs the output modulation / projection on the last n rows only.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +27,15 @@ from torch import nn
 from groot.model.config import DiTConfig, VLSelfAttentionConfig
 
 KeyValue = tuple[torch.Tensor, torch.Tensor]  # each [B, heads, L, head_dim]
+Modulation = tuple[torch.Tensor, torch.Tensor]  # (gain = 1 + scale, shift), each [B, dim]
+
+
+@dataclass
+class DiTConditioning:
+    """What the DiT computes from the timestep alone: one modulation per block and the output's."""
+
+    blocks: list[Modulation]
+    output: Modulation
 
 
 def timestep_sinusoid(timesteps: torch.Tensor, dim: int) -> torch.Tensor:
@@ -67,10 +82,16 @@ class AdaLayerNorm(nn.Module):
         self.linear = nn.Linear(dim, 2 * dim)
         self.norm = nn.LayerNorm(dim, eps=eps, elementwise_affine=False)
 
-    def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
-        """x: [B, T, D], temb: [B, D] -> [B, T, D]"""
+    def modulation(self, temb: torch.Tensor) -> Modulation:
+        """temb: [B, D] -> (1 + scale, shift), each [B, D]"""
         scale, shift = self.linear(F.silu(temb)).chunk(2, dim=-1)
-        return self.norm(x) * (1 + scale[:, None]) + shift[:, None]
+        return 1 + scale, shift
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor | None = None,
+                modulation: Modulation | None = None) -> torch.Tensor:
+        """x: [B, T, D] and temb [B, D] or its precomputed `modulation` -> [B, T, D]"""
+        gain, shift = self.modulation(temb) if modulation is None else modulation
+        return self.norm(x) * gain[:, None] + shift[:, None]
 
 
 class Attention(nn.Module):
@@ -95,12 +116,13 @@ class Attention(nn.Module):
         return self._split_heads(self.to_k(context)), self._split_heads(self.to_v(context))
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
-                kv: KeyValue | None = None) -> torch.Tensor:
-        """x: [B, N, dim]; context [B, L, kv_dim] or precomputed kv; neither = self-attention."""
+                kv: KeyValue | None = None, key_bias: torch.Tensor | None = None) -> torch.Tensor:
+        """x: [B, N, dim]; context [B, L, kv_dim] or precomputed kv; neither = self-attention.
+        key_bias: additive [B, 1, 1, L] (-inf hides a key) or None (every key visible)."""
         if kv is None:
             kv = self.project_kv(x if context is None else context)
         q = self._split_heads(self.to_q(x))
-        out = F.scaled_dot_product_attention(q, kv[0], kv[1])  # [B, H, N, hd]
+        out = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=key_bias)  # [B, H, N, hd]
         out = out.transpose(1, 2).flatten(2)
         return self.to_out[1](self.to_out[0](out))
 
@@ -148,10 +170,15 @@ class BasicTransformerBlock(nn.Module):
         self.ff = FeedForward(dim, dropout, final_dropout)
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor | None = None,
-                context: torch.Tensor | None = None, kv: KeyValue | None = None) -> torch.Tensor:
-        """x: [B, N, dim]; temb [B, dim] for AdaLN blocks; context/kv for cross-attention."""
-        h = self.norm1(x, temb) if temb is not None else self.norm1(x)
-        x = x + self.attn_dropout(self.attn1(h, context=context, kv=kv))
+                context: torch.Tensor | None = None, kv: KeyValue | None = None,
+                modulation: Modulation | None = None, key_bias: torch.Tensor | None = None) -> torch.Tensor:
+        """x: [B, N, dim]; AdaLN blocks: temb [B, dim] or its precomputed `modulation`;
+        context / kv for cross-attention; key_bias [B, 1, 1, L] hides attention keys."""
+        if temb is None and modulation is None:
+            h = self.norm1(x)
+        else:
+            h = self.norm1(x, temb, modulation)
+        x = x + self.attn_dropout(self.attn1(h, context=context, kv=kv, key_bias=key_bias))
         return x + self.ff(self.norm3(x))
 
 
@@ -184,23 +211,40 @@ class DiT(nn.Module):
         vl_features: [B, L, cross_attention_dim] -> list of ([B, H, L, hd], [B, H, L, hd])"""
         return [self.transformer_blocks[i].attn1.project_kv(vl_features) for i in self.cross_block_ids]
 
-    def forward(self, tokens: torch.Tensor, timesteps: torch.Tensor,
-                vl_features: torch.Tensor | None = None,
-                cross_kv: list[KeyValue] | None = None) -> torch.Tensor:
-        """tokens: [B, N, inner_dim], timesteps: [B] integer buckets, and either vl_features
-        [B, L, cross_attention_dim] or their `precompute_cross_kv` -> [B, N, output_dim]"""
+    def conditioning(self, timesteps: torch.Tensor) -> DiTConditioning:
+        """timesteps: [B] integer buckets -> every block's AdaLN modulation and the output modulation
+        (chunked (shift, scale), unlike the blocks), each tensor [B, inner_dim]."""
+        temb = self.timestep_encoder(timesteps)  # [B, inner_dim]
+        shift, scale = self.proj_out_1(F.silu(temb)).chunk(2, dim=-1)
+        return DiTConditioning([block.norm1.modulation(temb) for block in self.transformer_blocks],
+                               (1 + scale, shift))
+
+    def forward(self, tokens: torch.Tensor, timesteps: torch.Tensor | None = None,
+                vl_features: torch.Tensor | None = None, cross_kv: list[KeyValue] | None = None,
+                conditioning: DiTConditioning | None = None, vl_key_bias: torch.Tensor | None = None,
+                output_tokens: int | None = None) -> torch.Tensor:
+        """tokens: [B, N, inner_dim]; timesteps [B] integer buckets or their `conditioning`; either
+        vl_features [B, L, cross_attention_dim] or their `precompute_cross_kv`; vl_key_bias
+        [B, 1, 1, L] hides VL positions from the cross-attention; output_tokens: project only the
+        last n rows -> [B, N or n, output_dim]"""
         if cross_kv is None:
             if vl_features is None:
                 raise ValueError("DiT.forward needs vl_features or cross_kv")
             cross_kv = self.precompute_cross_kv(vl_features)
+        if conditioning is None:
+            if timesteps is None:
+                raise ValueError("DiT.forward needs timesteps or their conditioning")
+            conditioning = self.conditioning(timesteps)
         kv_of_block = dict(zip(self.cross_block_ids, cross_kv, strict=True))
-        temb = self.timestep_encoder(timesteps)  # [B, inner_dim]
         x = tokens
-        for i, block in enumerate(self.transformer_blocks):
-            x = block(x, temb, kv=kv_of_block.get(i))
-        shift, scale = self.proj_out_1(F.silu(temb)).chunk(2, dim=-1)
-        x = self.norm_out(x) * (1 + scale[:, None]) + shift[:, None]
-        return self.proj_out_2(x)
+        blocks = zip(self.transformer_blocks, conditioning.blocks, strict=True)
+        for i, (block, modulation) in enumerate(blocks):
+            kv = kv_of_block.get(i)
+            x = block(x, kv=kv, modulation=modulation, key_bias=None if kv is None else vl_key_bias)
+        if output_tokens is not None:
+            x = x[:, -output_tokens:]
+        gain, shift = conditioning.output
+        return self.proj_out_2(self.norm_out(x) * gain[:, None] + shift[:, None])
 
 
 class SelfAttentionTransformer(nn.Module):
@@ -215,8 +259,8 @@ class SelfAttentionTransformer(nn.Module):
             for _ in range(cfg.num_layers)
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [B, L, D] -> [B, L, D]"""
+    def forward(self, x: torch.Tensor, key_bias: torch.Tensor | None = None) -> torch.Tensor:
+        """x: [B, L, D], key_bias [B, 1, 1, L] (hides padded positions) or None -> [B, L, D]"""
         for block in self.transformer_blocks:
-            x = block(x)
+            x = block(x, key_bias=key_bias)
         return x
