@@ -12,9 +12,10 @@ No Qwen3 tokenizer is reachable here, so the built-in byte tokenizer is used wit
 into 4-byte tokens (about Qwen3's rate on English; special and image tokens unchanged), and the
 instruction is padded / trimmed until the whole prompt is `--prompt-tokens` long.
 
-Engine variants (`--variants`): `exact` (the eager model's kernels, a graph per exact prompt length),
-`fused` (exact=False: fused projections, no LLM mask when unpadded), `bucketed` (exact kernels, prompts
-padded to multiples of 32 with key masks). Per batch size and path it reports p50 / p99 milliseconds of
+Engine variants (`--variants`): `exact` (the eager model's numerics, fused projections, a graph per
+exact prompt length), `fast` (exact=False: no LLM mask when unpadded), `bucketed` (exact, prompts
+padded to multiples of 32 with key masks), `compiled` (fast + torch.compile of each stage). Per batch
+size and path it reports p50 / p99 milliseconds of
 - preprocess: uploads (+ prompt ids when they change); eager: CPU transform + processor + uploads,
 - backbone: frames -> pixels (fast path: on the GPU) + vision + LLM; head: VL self-attention + all
   denoising steps (each stage timed with a device synchronisation after it),
@@ -22,7 +23,7 @@ padded to multiples of 32 with key masks). Per batch size and path it reports p5
 plus chunks/s and two max abs differences with the same noise: `model` (the eager model on the
 engine's pixels: the fast path's own numerics) and `end_to_end` (eager with the CPU image transform,
 whose antialiased resize may differ from the GPU's by one uint8 level). `--profile DIR` writes per-
-kernel GPU time summaries (batch 1, graphs off) and a fused-vs-separate GEMM check.
+kernel GPU time summaries (first variant, batch 1, graphs off) and a fused-vs-separate GEMM check.
 JSON goes to benchmarks/results/latency_<device>.json (or --out); a table is printed last.
 """
 
@@ -34,6 +35,7 @@ import math
 import platform
 import re
 import time
+import traceback
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -52,7 +54,8 @@ from groot.model.tokenizer import ByteTokenizer
 INSTRUCTION = "pick up the red cube from the table and put it in the blue bowl next to the sink, then " \
               "move the arm back to its resting pose above the table "
 NEW_EMBODIMENT = 31
-VARIANTS = {"exact": {}, "fused": {"exact": False}, "bucketed": {"length_multiple": 32}}
+VARIANTS = {"exact": {}, "fast": {"exact": False}, "bucketed": {"length_multiple": 32},
+            "compiled": {"exact": False, "compile": True}}
 
 
 class ChunkedByteTokenizer:
@@ -207,6 +210,23 @@ def eager_on_engine_pixels(model: GR00TN15, processor: GrootProcessor, engine: I
     return model.get_action(batch, noise=noise)["action_pred"].float().cpu()
 
 
+def time_variant(engine: InferenceEngine, model: GR00TN15, processor: GrootProcessor, samples: list[dict],
+                 noise: torch.Tensor, eager_actions: torch.Tensor, device: torch.device, warmup: int,
+                 iters: int) -> dict:
+    """One engine at one batch size: stage and total timings, differences to the eager model."""
+    batch = len(samples)
+    start = time.perf_counter()
+    fast_actions = engine.predict(samples, noise=noise).float().cpu()
+    first_call = time.perf_counter() - start  # includes the graph captures
+    stages, _ = time_stages(fast_stages(engine, samples, noise), device, warmup, iters)
+    total = time_total(lambda: engine.predict(samples, noise=noise).float().cpu(), device, warmup, iters)
+    model_reference = eager_on_engine_pixels(model, processor, engine, samples, noise)
+    return {**summary(stages, total, batch), "first_call_s": first_call,
+            "max_abs_diff_model": float((fast_actions - model_reference).abs().max()),
+            "max_abs_diff_end_to_end": float((fast_actions - eager_actions).abs().max()),
+            "bit_identical_to_eager_model": torch.equal(fast_actions, model_reference)}
+
+
 def run(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
@@ -234,17 +254,14 @@ def run(args: argparse.Namespace) -> dict:
             total = [sum(parts) for parts in zip(*stages.values(), strict=True)]
             entry: dict = {"eager": summary(stages, total, batch), "timed_iters": iters}
             for name, engine in engines.items():
-                start = time.perf_counter()
-                fast_actions = engine.predict(samples, noise=noise).float().cpu()
-                first_call = time.perf_counter() - start  # includes the graph captures
-                stages, _ = time_stages(fast_stages(engine, samples, noise), device, args.warmup, iters)
-                total = time_total(lambda e=engine, s=samples, n=noise: e.predict(s, noise=n).float().cpu(),
-                                   device, args.warmup, iters)
-                model_reference = eager_on_engine_pixels(model, processor, engine, samples, noise)
-                entry[name] = {**summary(stages, total, batch), "first_call_s": first_call,
-                               "max_abs_diff_model": float((fast_actions - model_reference).abs().max()),
-                               "max_abs_diff_end_to_end": float((fast_actions - eager_actions).abs().max()),
-                               "bit_identical_to_eager_model": torch.equal(fast_actions, model_reference)}
+                try:
+                    entry[name] = time_variant(engine, model, processor, samples, noise, eager_actions,
+                                               device, args.warmup, iters)
+                except Exception:  # recorded and reported; the other variants still run
+                    entry[name] = {"error": traceback.format_exc()}
+                    results["failed"] = True
+                    print(f"batch {batch} {name} FAILED:\n{entry[name]['error']}", flush=True)
+                    continue
                 print(f"batch {batch} {name}: total p50 {entry[name]['total']['p50']:.2f} ms "
                       f"(eager {entry['eager']['total']['p50']:.2f}), diff model "
                       f"{entry[name]['max_abs_diff_model']:.2e}, end to end "
@@ -255,9 +272,14 @@ def run(args: argparse.Namespace) -> dict:
     if device.type == "cuda":
         results["max_memory_allocated_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
     if args.profile is not None:
-        results["fusion_check"] = fusion_check(model, device)
-        for name in args.variants:
-            profile_kernels(model, processor, name, language, args.raw_size, args.profile)
+        try:
+            results["fusion_check"] = fusion_check(model, device)
+            for name in args.variants[:1]:
+                profile_kernels(model, processor, name, language, args.raw_size, args.profile)
+        except Exception:  # the timings above stay valid
+            results["profile_error"] = traceback.format_exc()
+            results["failed"] = True
+            print(results["profile_error"], flush=True)
     return results
 
 
@@ -311,7 +333,7 @@ def profile_kernels(model: GR00TN15, processor: GrootProcessor, variant: str, la
 
 
 def fusion_check(model: GR00TN15, device: torch.device) -> list[dict]:
-    """Fused vs separate projections at the 3B shapes (bf16): bit-identical? time of each (ms)."""
+    """Fused vs separate projections (with bias) at the 3B shapes (bf16): bit-identical? host-timed ms."""
     cfg, head = model.config.backbone_cfg, model.config.action_head_cfg
     vision, llm, dit = cfg.vision.hidden_size, cfg.llm.hidden_size, head.diffusion_model_cfg.inner_dim
     kv = cfg.llm.num_kv_heads * cfg.llm.head_dim
@@ -325,12 +347,13 @@ def fusion_check(model: GR00TN15, device: torch.device) -> list[dict]:
         for batch in (1, 32):
             x = torch.randn(batch * rows, width, device=device, dtype=dtype)
             weights = [0.02 * torch.randn(n, width, device=device, dtype=dtype) for n in outs]
-            fused_w = torch.cat(weights)
-            separate = torch.cat([F.linear(x, w) for w in weights], -1)
-            fused = F.linear(x, fused_w)
+            biases = [0.02 * torch.randn(n, device=device, dtype=dtype) for n in outs]
+            fused_w, fused_b = torch.cat(weights), torch.cat(biases)
+            separate = torch.cat([F.linear(x, w, b) for w, b in zip(weights, biases, strict=True)], -1)
+            fused = F.linear(x, fused_w, fused_b)
             out.append({"gemm": name, "rows": batch * rows, "bit_identical": torch.equal(separate, fused),
                         "separate_ms": gpu_ms(lambda x=x, ws=weights: [F.linear(x, w) for w in ws], device),
-                        "fused_ms": gpu_ms(lambda x=x, w=fused_w: F.linear(x, w), device)})
+                        "fused_ms": gpu_ms(lambda x=x, w=fused_w: F.linear(x, w), device)})  # launch-bound
     return out
 
 
@@ -359,6 +382,9 @@ def print_table(results: dict) -> None:
     for batch, entry in results["batches"].items():
         for path in [p for p in (*VARIANTS, "eager") if p in entry]:
             r = entry[path]
+            if "error" in r:
+                print(f"{batch:>5} {path:>8} failed: {r['error'].strip().splitlines()[-1]}")
+                continue
             diffs = (f"{r['max_abs_diff_model']:11.2e} {r['max_abs_diff_end_to_end']:9.2e}" if path != "eager"
                      else f"{'':>11} {'':>9}")
             print(f"{batch:>5} {path:>8} {r['preprocess']['p50']:9.2f} {r['backbone']['p50']:8.2f} "
@@ -373,7 +399,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda", help="cuda or cpu")
     parser.add_argument("--dtype", default="bfloat16", help="weight dtype: bfloat16 or float32")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32], help="batch sizes to time")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
+    parser.add_argument("--variants", nargs="+", default=["exact", "fast"], choices=list(VARIANTS),
                         help="engine variants to time")
     parser.add_argument("--prompt-tokens", type=int, default=286,
                         help="prompt length in tokens (n1.5-3b; reference setting 286)")
@@ -393,6 +419,8 @@ def main() -> None:
     out.write_text(json.dumps(results, indent=2))
     print_table(results)
     print(f"\nwrote {out}")
+    if results.get("failed"):
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

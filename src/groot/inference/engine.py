@@ -20,11 +20,15 @@ to a multiple of n instead (many instructions, few graphs); additive key masks h
 the action head, so results equal the unpadded model up to rounding. Batches are padded up to a batch
 bucket; the padding rows compute values that are dropped.
 
-Exactness. With `exact=True` (default) the kernels are the eager model's: at a batch size that is a
+Exactness. With `exact=True` (default) the numerics are the eager model's: at a batch size that is a
 bucket and a prompt-length-exact shape the actions are bit-identical to `GR00TN15.get_action` on the
-same pixels and noise. `exact=False` trades that for speed: projections that share an input run as one
-GEMM (`fusion`), and the LLM takes no padding mask when no prompt is padded (the eager model always
-passes the processor's mask, which selects a slower attention kernel).
+same pixels and noise (checked on an H100 by tests/inference/test_inference_gpu.py). Projections that
+share an input run as one GEMM (`fuse_projections`, `fusion`; bit-identical to the separate products
+there, as cuBLAS does not split their reduction). `exact=False` trades bit-identity for speed: the LLM
+takes no padding mask when no prompt is padded (the eager model always passes the processor's mask,
+which selects a slower attention kernel); `compile=True` also runs each stage through `torch.compile`
+before capture (fused elementwise kernels, rounded differently; slow first call per shape; projection
+fusion is then left to the compiler, which keeps the separate GEMMs).
 
 Weights are read when graphs, fused projections and step conditionings are first built: call `reset()`
 after changing them.
@@ -116,11 +120,13 @@ class InferenceEngine:
     def __init__(self, model, processor, max_batch: int = 32,
                  batch_buckets: Sequence[int] = DEFAULT_BATCH_BUCKETS, length_multiple: int | None = None,
                  crop_scale: float | None = 0.95, use_cuda_graphs: bool = True, exact: bool = True,
-                 max_shapes: int = 8, max_prompt_blocks: int = 256):
+                 fuse_projections: bool = True, compile: bool = False, max_shapes: int = 8,
+                 max_prompt_blocks: int = 256):
         """model: GR00TN15 (put in eval mode); processor: GrootProcessor (prompt ids);
         length_multiple: None = a graph per exact prompt length, n = pad prompts to multiples of n;
         crop_scale: centre-crop fraction for raw frames, None when samples carry transformed images;
-        exact: the eager model's kernels (bit-identical results) or fused projections (faster);
+        exact: the eager model's numerics (bit-identical results) or faster attention kernels;
+        fuse_projections: one GEMM per group of same-input projections; compile: torch.compile stages;
         max_shapes: input shapes whose buffers and graphs are kept (least recently used dropped)."""
         self.model = model.eval()
         self.processor = processor
@@ -129,6 +135,8 @@ class InferenceEngine:
         self.length_multiple = length_multiple
         self.crop_scale = crop_scale
         self.exact = exact
+        self.compile = compile
+        self.fuse_projections = fuse_projections and not compile
         self.max_shapes = max_shapes
         self.max_prompt_blocks = max_prompt_blocks
         self.device = next(model.parameters()).device
@@ -136,7 +144,7 @@ class InferenceEngine:
         self.vision_dtype = _param_dtype(model.backbone.eagle_model.vision_model)
         self.head_dtype = _param_dtype(model.action_head)
         self.pool = graph_pool(self.device, self.use_cuda_graphs)
-        self.fusion = None if exact else ProjectionFusion.for_model(model)
+        self.fusion = ProjectionFusion.for_model(model) if self.fuse_projections else None
         self._slots: OrderedDict[ShapeKey, ShapeSlot] = OrderedDict()
         self._prompts: OrderedDict[tuple, PromptBlock] = OrderedDict()
         self._conditionings: dict[tuple[int, int], list[StepConditioning]] = {}
@@ -238,7 +246,7 @@ class InferenceEngine:
         """Drop graphs, buffers, fused weights and step conditionings (after the weights changed)."""
         self._slots.clear()
         self._conditionings.clear()
-        self.fusion = None if self.exact else ProjectionFusion.for_model(self.model)
+        self.fusion = ProjectionFusion.for_model(self.model) if self.fuse_projections else None
 
     @property
     def captured_graphs(self) -> int:
@@ -249,6 +257,8 @@ class InferenceEngine:
         stage = slot.stages.get(key)
         if stage is None:
             trace = nullcontext if self.fusion is None else self.fusion.applied
+            if self.compile:
+                fn = torch.compile(fn, dynamic=False)
             stage = CapturedStage(fn, self.device, self.use_cuda_graphs, self.pool, trace_context=trace)
             slot.stages[key] = stage
         return stage
