@@ -15,10 +15,10 @@ that depends on the denoising step alone (`denoising_conditionings`) computed on
 
 Shapes. By default every distinct prompt length gets its own graphs (captured on first use; at most
 `max_shapes` input shapes are kept, the least recently used is dropped): a robot repeating one
-instruction then runs exactly the eager model's kernels. `length_multiple=n` pads prompts on the right
-to a multiple of n instead (many instructions, few graphs); additive key masks hide the padding from
-the action head, so results equal the unpadded model up to rounding. Batches are padded up to a batch
-bucket; the padding rows compute values that are dropped.
+instruction then runs the eager model's shapes, with no padding at all. `length_multiple=n` pads
+prompts on the right to a multiple of n instead (many instructions, few graphs); additive key masks
+hide the padding from the action head, so results equal the unpadded model up to rounding. Batches
+are padded up to a batch bucket; the padding rows compute values that are dropped.
 
 Exactness. With `exact=True` (default) the numerics are the eager model's: at a batch size that is a
 bucket and a prompt-length-exact shape the actions are bit-identical to `GR00TN15.get_action` on the
