@@ -10,10 +10,8 @@ The tiny model is far too small to solve the tasks; the demo proves the pipeline
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -62,10 +60,9 @@ def run_demo(cfg: DemoConfig) -> int:
     from groot.eval.closed_loop import PolicySource, evaluate
 
     source = PolicySource(model_path=str(checkpoint), embodiment_tag="new_embodiment", device="cpu")
-    with _torch_threads_per_child(min(cfg.workers, len(cfg.tasks))):
-        report = evaluate(source, "libero_object", out / "eval", tasks=cfg.tasks,
-                          episodes_per_task=cfg.eval_episodes_per_task, action_horizon=cfg.action_horizon,
-                          video="all", seed=cfg.seed, workers=cfg.workers)
+    report = evaluate(source, "libero_object", out / "eval", tasks=cfg.tasks,
+                      episodes_per_task=cfg.eval_episodes_per_task, action_horizon=cfg.action_horizon,
+                      video="all", seed=cfg.seed, workers=cfg.workers)
     timings["eval_s"] = time.perf_counter() - started - sum(timings.values())
 
     _stage(4, "report")
@@ -91,29 +88,6 @@ def run_demo(cfg: DemoConfig) -> int:
 
 def _stage(number: int, text: str) -> None:
     print(f"\n[{number}/4] {text}", flush=True)
-
-
-@contextlib.contextmanager
-def _torch_threads_per_child(processes: int):
-    """OMP_NUM_THREADS for the evaluation processes started inside: the cores split between them.
-
-    Each of them runs the simulator and its own policy; with torch's default of a thread per core in
-    every process they spin against each other and the renderer (tiny-policy query on 2 busy cores:
-    20 ms with one thread, seconds with two). A smaller value set by the user is kept."""
-    from groot.train.data import cores_per_process
-
-    before = os.environ.get("OMP_NUM_THREADS")
-    share = max(1, cores_per_process() // max(1, processes))
-    if before is not None and before.isdigit() and int(before) > 0:
-        share = min(share, int(before))
-    os.environ["OMP_NUM_THREADS"] = str(share)
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("OMP_NUM_THREADS", None)
-        else:
-            os.environ["OMP_NUM_THREADS"] = before
 
 
 def _finetune(cfg: DemoConfig, out: Path) -> Path:

@@ -9,9 +9,11 @@ before it is queried again. Writes `report.json`, `report.md` and MP4s (agent vi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import multiprocessing
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -125,8 +127,31 @@ def _map(function: Callable[[_Job], list], jobs: list[_Job], workers: int) -> An
     if workers <= 1 or len(jobs) <= 1:
         yield from map(function, jobs)
         return
-    with multiprocessing.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
+    processes = min(workers, len(jobs))
+    with _threads_per_process(processes), multiprocessing.get_context("spawn").Pool(processes) as pool:
         yield from pool.imap(function, jobs)
+
+
+@contextlib.contextmanager
+def _threads_per_process(processes: int):
+    """OMP_NUM_THREADS for the evaluation processes started inside: the cores split between them.
+
+    Each of them runs the simulator and its own policy; with torch's default of a thread per core in
+    every process they spin against each other and the renderer (tiny-policy query on 2 busy cores:
+    20 ms with one thread, seconds with two). A smaller value set by the user is kept."""
+    before = os.environ.get("OMP_NUM_THREADS")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    share = max(1, cores // max(1, processes))
+    if before is not None and before.isdigit() and int(before) > 0:
+        share = min(share, int(before))
+    os.environ["OMP_NUM_THREADS"] = str(share)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = before
 
 
 def _run_task(job: _Job) -> list[dict[str, Any]]:
