@@ -49,15 +49,15 @@ def test_sliced_training_equals_full_training_and_leaves_other_rows(ids_per_batc
     table_states = [s["exp_avg"] for p, s in optimizer.state.items() if p.dim() == 3]
     assert table_states and all(s.shape[0] == len(used) for s in table_states)
 
-    with slices.full_tables():
-        sliced_state = sliced_head.state_dict()
-        for name, tensor in full_head.state_dict().items():
-            torch.testing.assert_close(sliced_state[name], tensor, atol=1e-6, rtol=1e-5)
+    sliced_state = slices.full_state_dict(sliced_head.state_dict())
+    assert set(sliced_state) == set(full_head.state_dict())
+    for name, tensor in full_head.state_dict().items():
+        torch.testing.assert_close(sliced_state[name], tensor, atol=1e-6, rtol=1e-5)
     unused = [i for i in range(32) if i not in used]
     for name in ("state_encoder.layer1.W", "action_decoder.layer2.b"):
         assert torch.equal(full_head.state_dict()[name][unused], before[name][unused])
         assert not torch.equal(full_head.state_dict()[name][used], before[name][used])
-    assert sliced_head.state_encoder.layer1.W.shape[0] == len(used)  # slices are back after the block
+    assert sliced_head.state_encoder.layer1.W.shape[0] == len(used)  # the model keeps its slices
 
 
 def test_unknown_embodiment_fails_loudly():

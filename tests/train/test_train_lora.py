@@ -1,10 +1,17 @@
 import numpy as np
 import torch
 
-from groot.model.checkpoint import save_pretrained
+from groot.model.checkpoint import save_state_dict
 from groot.model.gr00t_n15 import GR00TN15
 from groot.model.processor import GrootProcessor
-from groot.train.lora import apply_lora, load_adapters, lora_target_names, merged_linears, save_adapters
+from groot.train.lora import (
+    apply_lora,
+    load_adapters,
+    lora_scalings,
+    lora_target_names,
+    merged_state_dict,
+    save_adapters,
+)
 
 
 def _batch(config):
@@ -47,9 +54,11 @@ def test_adapters_and_merged_export_give_the_adapter_model_output(tmp_path):
     assert not torch.allclose(expected, plain, atol=1e-4)  # the adapters matter
 
     save_adapters(model, tmp_path / "adapter", base_model="tiny")
-    with merged_linears(model):
-        save_pretrained(model, tmp_path / "merged")
-    assert any("lora_" in n for n in model.state_dict())  # adapters back after the export
+    scalings = lora_scalings(model)
+    assert set(scalings) == set(lora_target_names(_tiny(), full_model=False))
+    assert set(scalings.values()) == {8 / 4}  # alpha / rank
+    save_state_dict(model.config, merged_state_dict(model.state_dict(), scalings), tmp_path / "merged")
+    assert any("lora_" in n for n in model.state_dict())  # the model keeps its adapters
 
     merged = GR00TN15.from_pretrained(tmp_path / "merged")
     assert set(merged.state_dict()) == set(_tiny().state_dict())

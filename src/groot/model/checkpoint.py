@@ -93,8 +93,10 @@ def _shards(state: dict[str, torch.Tensor], max_bytes: int) -> list[dict[str, to
     return shards
 
 
-def _dtype_name(model: torch.nn.Module) -> str:
-    return str(next(model.parameters()).dtype).removeprefix("torch.")
+def _dtype_name(state: dict[str, torch.Tensor]) -> str:
+    """The dtype of the first floating-point tensor (the first parameter of a module's state dict)."""
+    first = next((t for t in state.values() if t.is_floating_point()), None)
+    return str(first.dtype if first is not None else torch.float32).removeprefix("torch.")
 
 
 def _to_json(obj: Any) -> Any:
@@ -111,8 +113,8 @@ def _write_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(_to_json(obj), indent=2) + "\n")
 
 
-def _write_weights(model: torch.nn.Module, out: Path, max_shard_size: int | str) -> None:
-    state = _unique_tensors(model.state_dict())
+def _write_weights(state: dict[str, torch.Tensor], out: Path, max_shard_size: int | str) -> None:
+    state = _unique_tensors(state)
     shards = _shards(state, parse_size(max_shard_size))
     if len(shards) == 1:
         names = [SINGLE_FILE]
@@ -137,15 +139,24 @@ def save_pretrained(model: GR00TN15, directory: str | Path, metadata: dict[str, 
     metadata: {embodiment_tag: DatasetMetadata | dict} -> experiment_cfg/metadata.json;
     data_config: DataConfig | dict -> experiment_cfg/data_config.json; tokenizer: saved under
     tokenizer/ when it has `save_pretrained(dir)` (the built-in byte tokenizer needs no files)."""
+    return save_state_dict(model.config, model.state_dict(), directory, metadata=metadata,
+                           data_config=data_config, max_shard_size=max_shard_size, tokenizer=tokenizer)
+
+
+def save_state_dict(config: GR00TN15Config, state: dict[str, torch.Tensor], directory: str | Path,
+                    metadata: dict[str, Any] | None = None, data_config: Any = None,
+                    max_shard_size: int | str = "2GB", tokenizer: Any = None) -> Path:
+    """`save_pretrained` from a config and a full state dict (e.g. gathered from a sharded FSDP model);
+    `state` has the keys of `GR00TN15(config).state_dict()` (tied tensors may be left out)."""
     out = Path(directory).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        config = model.config.to_dict()
-        config["torch_dtype"] = _dtype_name(model)
-        _write_json(tmp / CONFIG_FILE, config)
-        _write_weights(model, tmp, max_shard_size)
+        config_dict = config.to_dict()
+        config_dict["torch_dtype"] = _dtype_name(state)
+        _write_json(tmp / CONFIG_FILE, config_dict)
+        _write_weights(state, tmp, max_shard_size)
         if metadata is not None:
             _write_json(tmp / METADATA_FILE, metadata)
         if data_config is not None:

@@ -12,6 +12,8 @@ import dataclasses
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -142,3 +144,33 @@ def wrap_fsdp(model: nn.Module, bf16: bool) -> nn.Module:
 def unwrap(model: nn.Module) -> nn.Module:
     """The user's model inside a DDP wrapper (FSDP2 shards in place, so it is the model itself)."""
     return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+@contextmanager
+def gradient_sync(model: nn.Module, enabled: bool) -> Iterator[None]:
+    """Backward passes inside the block reduce gradients across ranks only when `enabled` (the last
+    micro-batch of an accumulation); otherwise they accumulate locally (DDP no_sync / FSDP2)."""
+    if enabled:
+        yield
+    elif isinstance(model, DistributedDataParallel):
+        with model.no_sync():
+            yield
+    elif hasattr(model, "set_requires_gradient_sync"):  # FSDP2
+        model.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            model.set_requires_gradient_sync(True)
+    else:
+        yield
+
+
+def full_state_dict(model: nn.Module, ctx: DistributedContext, sharded: bool) -> dict[str, torch.Tensor]:
+    """The whole model's state dict on rank 0, keys of the unwrapped model; {} on the other ranks.
+    `sharded` (FSDP): a collective that every rank must enter; rank 0 receives full CPU tensors."""
+    if sharded:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        return state if ctx.is_main else {}
+    return unwrap(model).state_dict() if ctx.is_main else {}

@@ -9,13 +9,13 @@ N1.5-3B. `EmbodimentSlices` swaps each trainable table for a parameter holding j
 to row numbers in the slice (a forward pre-hook; the model code is untouched). The used rows learn
 exactly what they would learn in the full table; unused rows stay bit-identical (the original only
 differs by AdamW's decoupled weight decay shrinking them by lr*wd per step).
-`full_tables()` writes the slices back and exposes full tables, for saving a normal checkpoint.
+`full_state_dict(state)` writes the slices back and puts the full tables into a state dict of the model,
+for saving a normal checkpoint.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -24,6 +24,7 @@ from torch import nn
 
 @dataclass
 class _Table:
+    name: str  # qualified module name in the model
     module: nn.Module
     full: dict[str, torch.Tensor]  # "W" [C, in, out], "b" [C, out]: CPU copies of the whole tables
     slot_of_id: torch.Tensor  # int64 [C]: row in the slice, or k (out of range) for unused ids
@@ -47,15 +48,15 @@ class EmbodimentSlices:
         if not self.embodiment_ids:
             raise ValueError("EmbodimentSlices: no embodiment ids given")
         self._tables: list[_Table] = []
-        for module in model.modules():
+        for name, module in model.named_modules():
             if is_embodiment_table(module) and module.W.requires_grad:
-                self._tables.append(self._slice(module))
+                self._tables.append(self._slice(name, module))
 
     @property
     def num_tables(self) -> int:
         return len(self._tables)
 
-    def _slice(self, module: nn.Module) -> _Table:
+    def _slice(self, name: str, module: nn.Module) -> _Table:
         num_categories = module.W.shape[0]
         bad = [i for i in self.embodiment_ids if not 0 <= i < num_categories]
         if bad:
@@ -64,11 +65,11 @@ class EmbodimentSlices:
         slot_of_id = torch.full((num_categories,), len(rows), dtype=torch.long)
         slot_of_id[rows] = torch.arange(len(rows))
         full = {}
-        for name in ("W", "b"):
-            param = getattr(module, name)
-            full[name] = param.detach().to("cpu", copy=True)
-            setattr(module, name, nn.Parameter(param.detach()[rows.to(param.device)].clone()))
-        table = _Table(module=module, full=full, slot_of_id=slot_of_id)
+        for key in ("W", "b"):
+            param = getattr(module, key)
+            full[key] = param.detach().to("cpu", copy=True)
+            setattr(module, key, nn.Parameter(param.detach()[rows.to(param.device)].clone()))
+        table = _Table(name=name, module=module, full=full, slot_of_id=slot_of_id)
         table.hook = module.register_forward_pre_hook(
             lambda _module, args, kwargs: self._remap_ids(table, args, kwargs), with_kwargs=True)
         return table
@@ -90,7 +91,7 @@ class EmbodimentSlices:
             return value
         return tuple(remap(a) for a in args), {k: remap(v) for k, v in kwargs.items()}
 
-    def write_back(self) -> None:
+    def _write_back(self) -> None:
         """Copy the trained rows into the CPU full tables."""
         rows = torch.tensor(self.embodiment_ids, dtype=torch.long)
         for table in self._tables:
@@ -98,29 +99,15 @@ class EmbodimentSlices:
                 trained = getattr(table.module, name).detach().to("cpu", full.dtype)
                 full[rows] = trained
 
-    @contextmanager
-    def full_tables(self) -> Iterator[None]:
-        """Within the block the model holds its complete tables (trained rows written back), so
-        `state_dict()` / `save_pretrained` see the normal parameter shapes; the slices come back after."""
-        self.write_back()
-        slices = []
+    def full_state_dict(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A copy of the model's `state` whose tables are whole again (trained rows written back): the
+        state dict of the unsliced model, e.g. for `save_state_dict`. Full tables are CPU tensors."""
+        self._write_back()
+        full_state = dict(state)
         for table in self._tables:
-            slices.append({name: getattr(table.module, name) for name in table.full})
-            for name, full in table.full.items():
-                setattr(table.module, name, nn.Parameter(full, requires_grad=False))
-        try:
-            yield
-        finally:
-            for table, saved in zip(self._tables, slices, strict=True):
-                for name, param in saved.items():
-                    setattr(table.module, name, param)
-
-    def restore_full_tables(self) -> None:
-        """Undo the slicing for good: full tables (with trained rows) back in the model, hooks off."""
-        self.write_back()
-        for table in self._tables:
-            table.hook.remove()
-            for name, full in table.full.items():
-                device = getattr(table.module, name).device
-                setattr(table.module, name, nn.Parameter(full.to(device)))
-        self._tables = []
+            for key, full in table.full.items():
+                name = f"{table.name}.{key}" if table.name else key
+                if name not in full_state:
+                    raise KeyError(f"embodiment table {name!r}: expected in the state dict, found no key")
+                full_state[name] = full
+        return full_state

@@ -9,15 +9,14 @@ accumulation, clipping, held-out loss, checkpoint rotation). Per logged step one
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 import time
-from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from groot.train.finetune_config import FinetuneConfig, validate
 
@@ -74,6 +73,17 @@ def build_processor(model_config, base_model: str):
     return GrootProcessor.for_config(model_config, model_dir)
 
 
+def repeated_parameter_names(model: nn.Module) -> set[str]:
+    """Names under which an already listed parameter appears again (tied weights: the LLM's lm_head)."""
+    seen: set[int] = set()
+    repeats = set()
+    for name, param in model.named_parameters(remove_duplicate=False):
+        if id(param) in seen:
+            repeats.add(name)
+        seen.add(id(param))
+    return repeats
+
+
 class Trainer:
     """One training run: built from the config, then `run()`."""
 
@@ -81,8 +91,8 @@ class Trainer:
         self.cfg, self.ctx = cfg, ctx
         self.output_dir = Path(cfg.output_dir)
         self.use_bf16 = cfg.bf16 and ctx.device.type == "cuda"
-        self.use_fsdp = cfg.fsdp == "on" or (cfg.fsdp == "auto" and ctx.is_distributed
-                                              and (cfg.tune_llm or cfg.tune_visual))
+        self.use_fsdp = ctx.is_distributed and (cfg.fsdp == "on" or (cfg.fsdp == "auto"
+                                                                     and (cfg.tune_llm or cfg.tune_visual)))
 
     # ---- setup -------------------------------------------------------------------------------------
     def run(self) -> Path:
@@ -130,7 +140,7 @@ class Trainer:
         precision, device, DDP / FSDP wrapper."""
         from groot.train.distributed import wrap_ddp, wrap_fsdp
         from groot.train.embodiment_slices import EmbodimentSlices
-        from groot.train.lora import apply_lora, load_adapter_weights
+        from groot.train.lora import apply_lora, load_adapter_weights, lora_scalings
         from groot.train.precision import cast_frozen_to_bf16, enable_activation_checkpointing, enable_tf32
 
         cfg = self.cfg
@@ -138,10 +148,12 @@ class Trainer:
         # LoRA checkpoints hold merged weights: resume from the base weights plus the saved adapters
         model = load_base_model(str(resume_from) if resume_from and not lora else cfg.base_model)
         model.set_trainable(cfg.tune_llm, cfg.tune_visual, cfg.tune_projector, cfg.tune_diffusion_model)
-        self.lora_targets = (apply_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout,
-                                        cfg.lora_full_model) if lora else [])
-        if lora and resume_from is not None:
-            load_adapter_weights(model, resume_from / LORA_ADAPTER_DIR)
+        if lora:
+            apply_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_full_model)
+            if resume_from is not None:
+                load_adapter_weights(model, resume_from / LORA_ADAPTER_DIR)
+        self.lora_scalings = lora_scalings(model) if lora else {}
+        self.repeated_names = repeated_parameter_names(model)
         # FSDP shards parameters itself, so the embodiment tables train whole there
         self.slices = None if self.use_fsdp else EmbodimentSlices(model, self.embodiment_ids)
         if cfg.gradient_checkpointing:
@@ -258,6 +270,7 @@ class Trainer:
     def _optimizer_step(self, batches) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward/backward over `gradient_accumulation_steps` micro-batches, clip, step.
         Returns (mean micro-batch loss, pre-clip gradient norm) as device tensors."""
+        from groot.train.distributed import gradient_sync
         from groot.train.precision import autocast
 
         cfg = self.cfg
@@ -265,10 +278,10 @@ class Trainer:
         total = torch.zeros((), device=self.ctx.device)
         for micro in range(accumulate):
             batch = next(batches)
-            sync = micro == accumulate - 1 or not hasattr(self.model, "no_sync")
-            with nullcontext() if sync else self.model.no_sync(), autocast(self.ctx.device, self.use_bf16):
-                loss = self.model(batch)["loss"]
-            (loss / accumulate).backward()
+            with gradient_sync(self.model, enabled=micro == accumulate - 1):
+                with autocast(self.ctx.device, self.use_bf16):
+                    loss = self.model(batch)["loss"]
+                (loss / accumulate).backward()
             total += loss.detach().float()
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
         max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
@@ -301,17 +314,19 @@ class Trainer:
         if count == 0:
             raise ValueError(f"{self.cfg.eval_dataset_path}: fewer samples than one batch of "
                              f"{self.cfg.batch_size} per process")
-        return (mean_across_ranks(total, self.ctx) / max(count, 1)).item()
+        return (mean_across_ranks(total, self.ctx) / count).item()
 
     # ---- checkpoints -------------------------------------------------------------------------------
-    def _model_views(self, stack: ExitStack) -> None:
-        """Make `raw_model` look like a plain GR00TN15 (full embodiment tables, LoRA merged)."""
-        from groot.train.lora import merged_linears
+    def _plain_model_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The trained state as a plain GR00TN15 state dict: full embodiment tables, LoRA folded in,
+        each tied tensor once."""
+        from groot.train.lora import merged_state_dict
 
         if self.slices is not None:
-            stack.enter_context(self.slices.full_tables())
-        if self.lora_targets:
-            stack.enter_context(merged_linears(self.raw_model))
+            state = self.slices.full_state_dict(state)
+        if self.lora_scalings:
+            state = merged_state_dict(state, self.lora_scalings)
+        return {name: tensor for name, tensor in state.items() if name not in self.repeated_names}
 
     def _metadata(self) -> dict[str, Any]:
         metadata = getattr(self.dataset, "metadata", None)
@@ -320,26 +335,27 @@ class Trainer:
         return {self.cfg.embodiment_tag: metadata}
 
     def save(self) -> Path | None:
-        """Write `checkpoint-<step>` atomically (every rank saves its RNG; rank 0 the rest)."""
+        """Write `checkpoint-<step>` atomically: every rank takes part in gathering the full model and
+        optimizer state (FSDP) and saves its RNG; rank 0 writes the rest."""
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
-        from groot.model.checkpoint import save_pretrained
+        from groot.model.checkpoint import save_state_dict
         from groot.train import checkpointing as ckpt
-        from groot.train.distributed import barrier
+        from groot.train.distributed import barrier, full_state_dict
         from groot.train.lora import save_adapters
 
         ctx = self.ctx
+        model_state = full_state_dict(self.model, ctx, sharded=self.use_fsdp)
         optimizer_state = get_optimizer_state_dict(
             self.model, self.optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         tmp = ckpt.temp_dir(self.output_dir, self.step)
         if ctx.is_main:
             ckpt.begin_checkpoint(self.output_dir, self.step)
-            with ExitStack() as stack:
-                self._model_views(stack)
-                save_pretrained(self.raw_model, tmp, metadata=self._metadata(), data_config=self.data_config,
-                                tokenizer=getattr(self.processor, "tokenizer", None))
-            if self.lora_targets:
-                save_adapters(self.raw_model, tmp / LORA_ADAPTER_DIR, self.cfg.base_model)
+            save_state_dict(self.raw_model.config, self._plain_model_state(model_state), tmp,
+                            metadata=self._metadata(), data_config=self.data_config,
+                            tokenizer=getattr(self.processor, "tokenizer", None))
+            if self.lora_scalings:
+                save_adapters(self.raw_model, tmp / LORA_ADAPTER_DIR, self.cfg.base_model, model_state)
         barrier(ctx)
         ckpt.save_rng_state(tmp / ckpt.STATE_DIR, ctx.rank)
         barrier(ctx)
@@ -374,10 +390,3 @@ class Trainer:
         self.batches_into_epoch = int(state["batches_into_epoch"])
         ckpt.load_rng_state(checkpoint / ckpt.STATE_DIR, self.ctx.rank)
 
-
-def config_from_json(path: Path) -> FinetuneConfig:
-    """A FinetuneConfig from the JSON a checkpoint stores (`trainer_state.json` "config")."""
-    values = json.loads(Path(path).read_text())
-    values = values.get("config", values)
-    names = {f.name for f in dataclasses.fields(FinetuneConfig)}
-    return FinetuneConfig(**{k: v for k, v in values.items() if k in names})

@@ -2,17 +2,16 @@
 
 Targets: every nn.Linear whose name contains q_proj / k_proj / v_proj / to_q / to_k / to_v, only under
 `action_head` unless `full_model`. Adapters are saved in peft's format (adapter_config.json +
-adapter_model.safetensors); `merged_linears(model)` exposes the model with the adapters folded into
-plain nn.Linear layers, so `save_pretrained` writes an ordinary checkpoint that needs no peft.
+adapter_model.safetensors); `merged_state_dict(state, lora_scalings(model))` folds the adapters into the
+base weights of a (possibly FSDP-gathered) state dict, so `save_state_dict` writes an ordinary checkpoint
+that needs no peft.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from groot.errors import CheckpointError
@@ -56,8 +55,10 @@ def apply_lora(model: nn.Module, rank: int, alpha: int, dropout: float, full_mod
     return targets
 
 
-def save_adapters(model: nn.Module, directory: Path, base_model: str) -> None:
-    """peft format: adapter_config.json + adapter_model.safetensors (adapter weights only)."""
+def save_adapters(model: nn.Module, directory: Path, base_model: str,
+                  state: dict[str, torch.Tensor] | None = None) -> None:
+    """peft format: adapter_config.json + adapter_model.safetensors (adapter weights only), taken from
+    `state` (a full state dict of `model`, e.g. gathered from FSDP shards) or else `model.state_dict()`."""
     from peft import get_peft_model_state_dict
     from safetensors.torch import save_file
 
@@ -66,7 +67,8 @@ def save_adapters(model: nn.Module, directory: Path, base_model: str) -> None:
     config = model.peft_config[ADAPTER_NAME]
     config.base_model_name_or_path = base_model
     config.save_pretrained(str(directory))
-    state = get_peft_model_state_dict(model, adapter_name=ADAPTER_NAME, save_embedding_layers=False)
+    state = get_peft_model_state_dict(model, state_dict=state, adapter_name=ADAPTER_NAME,
+                                      save_embedding_layers=False)
     save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(directory / ADAPTER_WEIGHTS))
 
 
@@ -95,50 +97,25 @@ def load_adapter_weights(model: nn.Module, directory: Path) -> None:
         raise CheckpointError(f"{weights_path}: keys {unexpected[:5]} match no adapter of the model")
 
 
-def adapter_base_model(directory: Path) -> str | None:
-    return json.loads((Path(directory) / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
-
-
-def _lora_layers(model: nn.Module) -> list[tuple[nn.Module, str, nn.Module]]:
+def lora_scalings(model: nn.Module) -> dict[str, float]:
+    """{qualified name of each adapted layer: its scaling alpha / r}."""
     from peft.tuners.lora import LoraLayer
 
-    found = []
-    for name, module in model.named_modules():
-        if isinstance(module, LoraLayer):
-            parent_name, _, child = name.rpartition(".")
-            found.append((model.get_submodule(parent_name) if parent_name else model, child, module))
-    return found
+    return {name: float(module.scaling[ADAPTER_NAME]) for name, module in model.named_modules()
+            if isinstance(module, LoraLayer)}
 
 
-def _merged_linear(layer: nn.Module) -> nn.Linear:
-    base = layer.get_base_layer()
-    merged = nn.Linear(base.in_features, base.out_features, bias=base.bias is not None,
-                       device=base.weight.device, dtype=base.weight.dtype)
-    delta = layer.get_delta_weight(ADAPTER_NAME).to(base.weight.dtype)
-    merged.weight.data.copy_(base.weight.detach() + delta.detach())
-    if base.bias is not None:
-        merged.bias.data.copy_(base.bias.detach())
-    merged.requires_grad_(False)
+def merged_state_dict(state: dict[str, torch.Tensor], scalings: dict[str, float]) -> dict[str, torch.Tensor]:
+    """`state` of a model with adapters -> the state dict of the plain model: for every adapted layer
+    `<name>.weight = base + scaling * B @ A` (computed in fp32, stored in the base dtype) and
+    `<name>.bias = base bias`; the peft keys are gone."""
+    merged = dict(state)
+    for name, scaling in scalings.items():
+        base = merged.pop(f"{name}.base_layer.weight")  # [out, in]
+        lora_a = merged.pop(f"{name}.lora_A.{ADAPTER_NAME}.weight").float()  # [r, in]
+        lora_b = merged.pop(f"{name}.lora_B.{ADAPTER_NAME}.weight").float()  # [out, r]
+        merged[f"{name}.weight"] = (base.float() + scaling * (lora_b @ lora_a)).to(base.dtype)
+        bias = merged.pop(f"{name}.base_layer.bias", None)
+        if bias is not None:
+            merged[f"{name}.bias"] = bias
     return merged
-
-
-@contextmanager
-def merged_linears(model: nn.Module) -> Iterator[nn.Module]:
-    """Within the block every LoRA layer is replaced by a plain nn.Linear holding W + (alpha/r)·B·A,
-    so the model has its original parameter names; the adapters come back afterwards."""
-    layers = _lora_layers(model)
-    for parent, child, layer in layers:
-        setattr(parent, child, _merged_linear(layer))
-    try:
-        yield model
-    finally:
-        for parent, child, layer in layers:
-            setattr(parent, child, layer)
-
-
-def merge_in_place(model: nn.Module) -> nn.Module:
-    """Fold the adapters into the weights for good (inference after LoRA training)."""
-    for parent, child, layer in _lora_layers(model):
-        setattr(parent, child, _merged_linear(layer))
-    model.__dict__.pop("peft_config", None)
-    return model
