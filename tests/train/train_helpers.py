@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
 
-from groot.data.configs import DataConfig, get_data_config
+from groot.data.configs import DataConfig
 from groot.data.dataset import GrootDataset
 from groot.data.synthetic import TASKS, synthetic_frames, synthetic_modality
 from groot.data.writer import Episode, write_dataset
@@ -15,14 +14,6 @@ from groot.data.writer import Episode, write_dataset
 LIBERO_STATE = {"eef_pos": 3, "eef_axis_angle": 3, "gripper_qpos": 2}
 LIBERO_ACTION = {"eef_delta_pos": 3, "eef_delta_rot": 3, "gripper": 1}
 LIBERO_CAMERAS = ("image", "wrist_image")
-TINY_IMAGE_SIZE = 56  # the tiny preset's vision input
-
-
-def fast_libero_config() -> DataConfig:
-    """`libero_panda` without colour jitter and with frames resized straight to the tiny model's input
-    (the jitter on 224x224 frames costs more than the tiny model's training step on a CPU).
-    Used as `data_config="train_helpers:fast_libero_config"` by in-process runs."""
-    return dataclasses.replace(get_data_config("libero_panda"), color_jitter=None, image_size=TINY_IMAGE_SIZE)
 
 
 def two_behaviour_dataset(root: Path, episodes_per_behaviour: int, length: int, seed: int) -> Path:

@@ -118,25 +118,18 @@ def wrap_ddp(model: nn.Module, ctx: DistributedContext) -> nn.Module:
                                    bucket_cap_mb=DDP_BUCKET_CAP_MB)
 
 
-def _block_modules(model: nn.Module) -> list[nn.Module]:
-    """Every element of every nn.ModuleList (transformer blocks / layers): the FSDP units."""
-    blocks = []
-    for module in model.modules():
-        if isinstance(module, nn.ModuleList):
-            blocks.extend(module)
-    return blocks
-
-
-def wrap_fsdp(model: nn.Module, bf16: bool) -> nn.Module:
-    """Shard parameters, gradients and optimizer state (FSDP2): one unit per block plus the root;
-    bf16 compute with fp32 gradient reduction when `bf16`."""
+def wrap_fsdp(model: nn.Module, bf16: bool, sharded_blocks_of: nn.Module) -> nn.Module:
+    """Shard parameters, gradients and optimizer state (FSDP2): one unit per block of
+    `sharded_blocks_of` (a submodule whose blocks run only through their own forward), the rest of the
+    model in the root unit; bf16 compute with fp32 gradient reduction when `bf16`."""
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    from groot.train.blocks import outermost_blocks
 
     policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16 if bf16 else None,
                                   reduce_dtype=torch.float32)
-    for block in _block_modules(model):
-        if any(p.requires_grad for p in block.parameters()):
-            fully_shard(block, mp_policy=policy)
+    for _, block in outermost_blocks(sharded_blocks_of, trainable_only=False):
+        fully_shard(block, mp_policy=policy)
     fully_shard(model, mp_policy=policy)
     return model
 

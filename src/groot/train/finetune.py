@@ -163,9 +163,11 @@ class Trainer:
             if not self.use_fsdp:
                 cast_frozen_to_bf16(model)
         self.raw_model = model.to(self.ctx.device).train()
-        if self.ctx.is_distributed:
-            return wrap_fsdp(model, self.use_bf16) if self.use_fsdp else wrap_ddp(model, self.ctx)
-        return model
+        if self.use_fsdp:
+            # backbone layers are FSDP units; the action head stays in the root unit, as its sampling
+            # and conditioning code calls into DiT blocks outside their forward
+            return wrap_fsdp(model, self.use_bf16, sharded_blocks_of=model.backbone)
+        return wrap_ddp(model, self.ctx) if self.ctx.is_distributed else model
 
     def _optimizer(self):
         from groot.train.optim import (

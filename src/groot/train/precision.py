@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from groot.train.blocks import outermost_blocks
+
 
 def enable_tf32() -> None:
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -35,17 +37,12 @@ def autocast(device: torch.device, bf16: bool):
 
 
 def enable_activation_checkpointing(model: nn.Module) -> int:
-    """Recompute the activations of every trainable block (each element of an nn.ModuleList that
-    holds trainable parameters; outermost blocks only) in the backward pass. Returns the count."""
-    wrapped: list[str] = []
-    for name, module in model.named_modules():
-        if not isinstance(module, nn.ModuleList) or any(name.startswith(w + ".") for w in wrapped):
-            continue
-        for index, block in enumerate(module):
-            if any(p.requires_grad for p in block.parameters()):
-                block.forward = _checkpointed(block.forward)
-                wrapped.append(f"{name}.{index}")
-    return len(wrapped)
+    """Recompute the activations of every trainable block (`outermost_blocks`) in the backward pass.
+    Returns the count."""
+    blocks = outermost_blocks(model, trainable_only=True)
+    for _, block in blocks:
+        block.forward = _checkpointed(block.forward)
+    return len(blocks)
 
 
 def _checkpointed(forward):
