@@ -145,6 +145,8 @@ def _decode_opencv(path: Path, wanted: list[float]) -> tuple[Picks, float]:
     """OpenCV addresses frames by index: index = round(t * fps), as the original's opencv backend."""
     import cv2
 
+    cv2.setNumThreads(1)  # one decode per DataLoader worker: OpenCV's own thread pool only oversubscribes
+
     capture = cv2.VideoCapture(str(path))
     try:
         if not capture.isOpened():
