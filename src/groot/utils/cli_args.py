@@ -57,8 +57,9 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             kwargs["type"] = tp
         if has_default:
             kwargs["default"] = default
-            shown = "none" if default is None else default
-            help_text = f"{help_text} (default: {shown})" if help_text else f"(default: {shown})"
+            if "default" not in help_text:  # help that explains its default already says it
+                shown = "none" if default is None else default
+                help_text = f"{help_text} (default: {shown})" if help_text else f"(default: {shown})"
         kwargs["help"] = help_text
         if meta.get("positional"):
             if has_default:
