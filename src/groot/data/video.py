@@ -133,6 +133,9 @@ def _decode_pyav(path: Path, wanted: list[float]) -> tuple[Picks, float]:
     picked: Picks = {}
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
+        # One decode per DataLoader worker: FFmpeg's default starts a thread per core at every open,
+        # which on a many-core machine costs more than the few frames decoded here.
+        stream.codec_context.thread_count = 1
         fps = float(stream.average_rate or stream.guessed_rate)
         for group in _clusters(wanted):
             target = max(0, int(group[0] / stream.time_base))
