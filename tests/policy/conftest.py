@@ -58,3 +58,9 @@ def tiny_setup(tmp_path_factory) -> TinySetup:
     checkpoint = model.save_pretrained(root / "checkpoint", metadata={TAG: dataset.metadata},
                                        data_config=config)
     return TinySetup(checkpoint=checkpoint, dataset=dataset_path, data_config=config)
+
+
+@pytest.fixture(scope="module")
+def raw_dataset(tiny_setup):
+    """The tiny setup's dataset without transforms: raw steps as a robot would send them."""
+    return GrootDataset(tiny_setup.dataset, tiny_setup.data_config, tiny_setup.tag, transform=False)

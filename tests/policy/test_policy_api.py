@@ -5,8 +5,8 @@ import threading
 import numpy as np
 import pytest
 import torch
+from policy_helpers import observation_of
 
-from groot.data.dataset import GrootDataset
 from groot.data.writer import TASK_COLUMN
 from groot.errors import CheckpointError, ObservationError
 from groot.policy import Policy
@@ -18,14 +18,6 @@ from groot.serve.server import InferenceServer
 def policy(tiny_setup):
     return Policy.from_pretrained(tiny_setup.checkpoint, tiny_setup.tag, device="cpu")
 
-
-@pytest.fixture(scope="module")
-def raw_dataset(tiny_setup):
-    return GrootDataset(tiny_setup.dataset, tiny_setup.data_config, tiny_setup.tag, transform=False)
-
-
-def observation_of(raw_step):
-    return {key: value for key, value in raw_step.items() if not key.startswith("action.")}
 
 
 def test_keys_shapes_and_dtypes(policy, raw_dataset):

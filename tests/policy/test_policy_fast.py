@@ -3,21 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
+from policy_helpers import observation_of
 
-from groot.data.dataset import GrootDataset
 from groot.data.writer import TASK_COLUMN
 from groot.policy import Policy
-
-
-@pytest.fixture(scope="module")
-def raw_dataset(tiny_setup):
-    return GrootDataset(tiny_setup.dataset, tiny_setup.data_config, tiny_setup.tag, transform=False)
-
-
-def observation_of(raw_step):
-    return {key: value for key, value in raw_step.items() if not key.startswith("action.")}
 
 
 def test_cpu_is_eager_by_default_and_the_engine_matches_it(tiny_setup, raw_dataset):
