@@ -38,15 +38,17 @@ def padded_rows(values: np.ndarray, indices: np.ndarray, absolute: bool) -> np.n
 
 class GrootDataset(torch.utils.data.Dataset):
     """One LeRobot dataset sampled at every (trajectory, base index). Items are model samples (the data
-    config's transform in training mode) or raw step dicts when `transform=False`."""
+    config's transform in training mode) or raw step dicts when `transform=False`. With a
+    `frame_cache_dir`, videos are decoded once into it (`groot.data.frame_cache`)."""
 
     def __init__(self, path: str | Path, data_config: DataConfig, embodiment_tag: str,
-                 video_backend: str = "pyav", transform: bool = True):
+                 video_backend: str = "pyav", transform: bool = True,
+                 frame_cache_dir: str | Path | None = None):
         embodiment_index(embodiment_tag)  # unknown tags fail here, listing the valid ones
         self.path = Path(path)
         self.data_config = data_config
         self.embodiment_tag = embodiment_tag
-        self.reader = LeRobotDataset(self.path, video_backend=video_backend)
+        self.reader = LeRobotDataset(self.path, video_backend=video_backend, frame_cache_dir=frame_cache_dir)
         self.modality_config = data_config.modality_config()
         self._check_keys()
         stats = load_or_compute_stats(self.reader)

@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from groot.data import video
+from groot.data.frame_cache import FrameCache
 from groot.data.modality import ModalitySpec
 from groot.errors import DatasetError
 
@@ -50,8 +51,9 @@ class LeRobotDataset:
     frames; `video_key`s are modality keys (`front`), not LeRobot keys (`observation.images.front`)."""
 
     def __init__(self, root: str | Path, video_backend: video.VideoBackend = "pyav",
-                 cache_episodes: int = 64):
+                 cache_episodes: int = 64, frame_cache_dir: str | Path | None = None):
         self.root = Path(root)
+        self.frame_cache = FrameCache(frame_cache_dir) if frame_cache_dir is not None else None
         if video_backend not in video.VIDEO_BACKENDS:
             raise ValueError(f"video_backend {video_backend!r} is not one of "
                              f"{', '.join(video.VIDEO_BACKENDS)}")
@@ -126,7 +128,7 @@ class LeRobotDataset:
             raise DatasetError(segment.path, None,
                                f"the video of episode {episode_index}, camera {video_key!r}", "no such file")
         times = segment.from_s + np.asarray(timestamps, dtype=np.float64)
-        frames = video.decode_frames(segment.path, times, backend=self.video_backend)
+        frames = video.decode_frames(segment.path, times, backend=self.video_backend, cache=self.frame_cache)
         height, width = self.video_resolution(video_key)
         return frames[:, :height, :width]  # odd sizes were padded to even for yuv420p
 

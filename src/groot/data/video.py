@@ -10,11 +10,14 @@ import dataclasses
 import fractions
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from groot.errors import DatasetError
+
+if TYPE_CHECKING:
+    from groot.data.frame_cache import FrameCache
 
 VideoBackend = Literal["pyav", "opencv", "torchcodec"]
 VIDEO_BACKENDS = ("pyav", "opencv", "torchcodec")
@@ -25,12 +28,14 @@ Picks = dict[float, tuple[float, np.ndarray]]
 
 
 def decode_frames(path: str | Path, timestamps_s: Sequence[float] | np.ndarray,
-                  backend: VideoBackend = "pyav", tolerance_s: float | None = None) -> np.ndarray:
+                  backend: VideoBackend = "pyav", tolerance_s: float | None = None,
+                  cache: FrameCache | None = None) -> np.ndarray:
     """The frame shown nearest to each timestamp (seconds from the start of the file).
 
     Decodes only what is needed: seeks to the keyframe before the first requested time and decodes
     forward. Raises DatasetError if the nearest frame is more than `tolerance_s` away (default: one
-    frame period, i.e. the time lies outside the video or the video is missing frames).
+    frame period, i.e. the time lies outside the video or the video is missing frames). With a `cache`,
+    frames come from its decoded copy of the file (PyAV decodes it the first time) instead.
     Returns uint8 [T, H, W, 3] (RGB), in the order of `timestamps_s`.
     """
     path = Path(path)
@@ -43,7 +48,7 @@ def decode_frames(path: str | Path, timestamps_s: Sequence[float] | np.ndarray,
     if backend not in decoders:
         raise ValueError(f"video backend {backend!r} is not one of {', '.join(VIDEO_BACKENDS)}")
     wanted = sorted(set(times.tolist()))
-    picked, fps = decoders[backend](path, wanted)
+    picked, fps = cache.pick(path, wanted) if cache is not None else decoders[backend](path, wanted)
     tolerance = 1.0 / fps if tolerance_s is None else tolerance_s
     for t in wanted:
         frame_time = picked[t][0]

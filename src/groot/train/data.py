@@ -21,14 +21,15 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 
 def build_dataset(paths: list[str], data_config: Any, embodiment_tag: str, video_backend: str,
-                  balance_dataset_weights: bool, balance_trajectory_weights: bool, seed: int):
+                  balance_dataset_weights: bool, balance_trajectory_weights: bool, seed: int,
+                  frame_cache_dir: str | None = None):
     """One GrootDataset per path; more than one path -> MixtureDataset with weight 1.0 each (spec 6.4)."""
     from groot.data.dataset import GrootDataset, MixtureDataset
 
     if not paths:
         raise ValueError("--dataset-path: expected at least one dataset directory, found none")
-    datasets = [GrootDataset(path, data_config, embodiment_tag=embodiment_tag, video_backend=video_backend)
-                for path in paths]
+    datasets = [GrootDataset(path, data_config, embodiment_tag=embodiment_tag, video_backend=video_backend,
+                             frame_cache_dir=frame_cache_dir) for path in paths]
     if len(datasets) == 1:
         return datasets[0]
     return MixtureDataset(datasets, weights=[1.0] * len(datasets),

@@ -133,7 +133,8 @@ class Trainer:
 
         cfg = self.cfg
         return build_dataset(paths, self.data_config, cfg.embodiment_tag, cfg.video_backend,
-                             cfg.balance_dataset_weights, cfg.balance_trajectory_weights, cfg.seed)
+                             cfg.balance_dataset_weights, cfg.balance_trajectory_weights, cfg.seed,
+                             cfg.video_cache_dir)
 
     def _model(self, resume_from: Path | None):
         """The model to train: base (or resumed) weights, trainable flags, LoRA, embodiment slices,

@@ -39,6 +39,9 @@ class FinetuneConfig:
     report_to: Literal["none", "tensorboard", "wandb"] = arg("none", "experiment tracker")
     embodiment_tag: str = arg("new_embodiment", "embodiment of the data (selects the projector slot)")
     video_backend: str = arg("pyav", "video decoder: pyav, opencv or torchcodec")
+    video_cache_dir: str | None = arg(None, "decode each video once into this directory as raw uint8 "
+                                            "frames that all loader workers memory-map (H*W*3 bytes per "
+                                            "frame and camera on disk): no decoding during training")
     balance_dataset_weights: bool = arg(True, "mixture: weight each dataset by its length")
     balance_trajectory_weights: bool = arg(True, "mixture: sample trajectories proportionally to length")
     seed: int = arg(42, "random seed")

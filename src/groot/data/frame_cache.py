@@ -1,0 +1,102 @@
+"""Every frame of a video decoded once, kept on disk as raw uint8 and memory-mapped by every reader.
+
+Training draws frames at random positions, so each sample pays a container open, a seek and a few
+decoded frames per camera: on small datasets that, not the model, sets the pace. A `FrameCache`
+decodes each video file in full the first time one of its frames is asked for and writes
+
+    <dir>/<key>.frames.npy   uint8 [N, H, W, 3]   every frame of the file, RGB
+    <dir>/<key>.times.npy    float64 [N]          presentation time of each frame, seconds
+    <dir>/<key>.json         {"fps": ..., "source": ...}   written last: its presence marks the entry complete
+
+where `key` hashes the video's absolute path, size and modification time (an edited video gets a new
+entry). Later lookups read the memory map: DataLoader workers share one copy through the page cache.
+Files are written under temporary names and renamed, so workers that race on one video, or a run
+killed mid-write, never leave an entry that reads wrong. It costs H * W * 3 bytes per frame on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from groot.data.video import Picks
+from groot.errors import DatasetError
+
+
+class FrameCache:
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        self._open: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}  # key -> frames, times, fps
+
+    def pick(self, path: Path, wanted: list[float]) -> tuple[Picks, float]:
+        """For each time in `wanted`, the nearest frame of `path` (ties go to the later frame, as the
+        streaming decoder does). Returns (picks, fps)."""
+        frames, times, fps = self._entry(path)
+        picked: Picks = {}
+        for t in wanted:
+            after = int(np.searchsorted(times, t, side="left"))
+            if after == len(times) or (after > 0 and t - times[after - 1] < times[after] - t):
+                after -= 1
+            picked[t] = (float(times[after]), frames[after])
+        return picked, fps
+
+    def _entry(self, path: Path) -> tuple[np.ndarray, np.ndarray, float]:
+        key = _key(path)
+        if key not in self._open:
+            stem = self.directory / key
+            if not stem.with_suffix(".json").is_file():
+                self._write(path, stem)
+            fps = float(json.loads(stem.with_suffix(".json").read_text())["fps"])
+            frames = np.load(f"{stem}.frames.npy", mmap_mode="r", allow_pickle=False)
+            times = np.load(f"{stem}.times.npy", allow_pickle=False)
+            self._open[key] = (frames, times, fps)
+        return self._open[key]
+
+    def _write(self, path: Path, stem: Path) -> None:
+        frames, times, fps = decode_all(path)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        _atomic_save(Path(f"{stem}.frames.npy"), frames)
+        _atomic_save(Path(f"{stem}.times.npy"), times)
+        _atomic_write_text(stem.with_suffix(".json"), json.dumps({"fps": fps, "source": str(path)}))
+
+
+def decode_all(path: Path) -> tuple[np.ndarray, np.ndarray, float]:
+    """Every frame of a video: (uint8 [N, H, W, 3] RGB, float64 [N] seconds, fps)."""
+    import av
+
+    images, times = [], []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.thread_count = 1  # see groot.data.video: many DataLoader workers decode at once
+        fps = float(stream.average_rate or stream.guessed_rate)
+        for frame in container.decode(stream):
+            if frame.time is not None:
+                images.append(frame.to_ndarray(format="rgb24"))
+                times.append(float(frame.time))
+    if not images:
+        raise DatasetError(path, None, "a video with decodable frames", "none")
+    order = np.argsort(times, kind="stable")
+    return np.stack(images)[order], np.asarray(times, np.float64)[order], fps
+
+
+def _key(path: Path) -> str:
+    resolved = path.resolve()
+    info = resolved.stat()
+    return hashlib.sha1(f"{resolved}|{info.st_size}|{info.st_mtime_ns}".encode()).hexdigest()[:20]
+
+
+def _atomic_save(target: Path, array: np.ndarray) -> None:
+    with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".tmp", delete=False) as handle:
+        np.save(handle, array, allow_pickle=False)
+    os.replace(handle.name, target)
+
+
+def _atomic_write_text(target: Path, text: str) -> None:
+    with tempfile.NamedTemporaryFile("w", dir=target.parent, suffix=".tmp", delete=False) as handle:
+        handle.write(text)
+    os.replace(handle.name, target)
