@@ -29,7 +29,7 @@ from groot.train.embodiment_slices import EmbodimentSlices
 from groot.train.finetune import FinetuneConfig, finetune
 from groot.train.logging import read_metrics
 from groot.train.optim import build_optimizer, parameter_groups
-from groot.train.precision import autocast, cast_frozen_to_bf16, enable_tf32
+from groot.train.precision import autocast, cast_frozen_to_bf16, compile_for_training, enable_tf32
 
 NEW_EMBODIMENT = 31
 BYTE_IMAGE_TOKEN_ID = 261  # <IMG_CONTEXT> of the built-in byte tokenizer
@@ -69,7 +69,8 @@ def offline_base_model(preset: str, work_dir: Path) -> str:
     return str(work_dir / "base_model")
 
 
-def model_only(preset: str, batch_size: int, steps: int, warmup: int, device: torch.device) -> dict:
+def model_only(preset: str, batch_size: int, steps: int, warmup: int, device: torch.device,
+               compile_model: bool) -> dict:
     """Samples/s and peak memory of forward + backward + AdamW step on one repeated batch."""
     torch.manual_seed(0)
     model = GR00TN15.from_preset(preset)
@@ -80,6 +81,8 @@ def model_only(preset: str, batch_size: int, steps: int, warmup: int, device: to
         enable_tf32()
         cast_frozen_to_bf16(model)
     model.to(device).train()
+    if compile_model:
+        compile_for_training(model)
     optimizer = build_optimizer(parameter_groups(model, 1e-5), learning_rate=1e-4)
     batch = synthetic_batch(model, batch_size, device)
     if device.type == "cuda":
@@ -111,25 +114,24 @@ def model_only(preset: str, batch_size: int, steps: int, warmup: int, device: to
     return result
 
 
-def end_to_end(preset: str, batch_size: int, steps: int, warmup: int, workers: int, work_dir: Path) -> dict:
-    """`finetune()` on a generated 256x256 video dataset (2 cameras, so twice the model-only images);
-    samples/s over the steps after warmup."""
+def end_to_end(preset: str, batch_size: int, steps: int, warmup: int, workers: int, work_dir: Path,
+               compile_model: bool) -> dict:
+    """`finetune()` on a generated 256x256 one-camera video dataset (the `fourier_gr1_arms_only`
+    layout: as many images per sample as model-only); samples/s over the steps after warmup."""
+    arms_and_hands = {"left_arm": 7, "right_arm": 7, "left_hand": 6, "right_hand": 6}
     dataset = make_synthetic_dataset(work_dir / "dataset", num_episodes=8,
-                                     episode_length=max(64, batch_size * 4), cameras=("image", "wrist_image"),
-                                     image_size=256, state_dims={"eef_pos": 3, "eef_axis_angle": 3,
-                                                                 "gripper_qpos": 2},
-                                     action_dims={"eef_delta_pos": 3, "eef_delta_rot": 3, "gripper": 1})
+                                     episode_length=max(64, batch_size * 4), cameras=("ego_view",),
+                                     image_size=256, state_dims=arms_and_hands)
     total = warmup + steps
     cfg = FinetuneConfig(dataset_path=[str(dataset)], output_dir=str(work_dir / "run"),
-                         data_config="libero_panda", base_model=offline_base_model(preset, work_dir),
-                         batch_size=batch_size,
-                         max_steps=total, save_steps=total, logging_steps=1, dataloader_num_workers=workers,
-                         save_total_limit=1)
+                         data_config="fourier_gr1_arms_only", base_model=offline_base_model(preset, work_dir),
+                         batch_size=batch_size, max_steps=total, save_steps=total, logging_steps=1,
+                         dataloader_num_workers=workers, save_total_limit=1, compile=compile_model)
     finetune(cfg)
     records = read_metrics(work_dir / "run" / "metrics.jsonl")[warmup:]
     rates = [r["samples_per_s"] for r in records]
     return {"samples_per_s": len(rates) / sum(1.0 / r for r in rates), "workers": workers,
-            "cameras": 2, "video_size": 256}
+            "cameras": 1, "video_size": 256}
 
 
 def _sync(device: torch.device) -> None:
@@ -145,22 +147,25 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed optimizer steps")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
     parser.add_argument("--workers", type=int, default=8, help="data loader workers (end-to-end)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the step (finetune --compile)")
     parser.add_argument("--skip-end-to-end", action="store_true", help="only the model-only measurement")
     parser.add_argument("--out", default=None, help="result JSON (default benchmarks/results/...)")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     result = {"preset": args.preset, "batch_size": args.batch_size, "device": _device_name(device),
               "torch": torch.__version__, "python": platform.python_version(),
-              "model_only": model_only(args.preset, args.batch_size, args.steps, args.warmup, device)}
+              "compile": args.compile,
+              "model_only": model_only(args.preset, args.batch_size, args.steps, args.warmup, device,
+                                       args.compile)}
     print(json.dumps(result["model_only"], indent=1))
     if not args.skip_end_to_end:
         with tempfile.TemporaryDirectory(prefix="groot-train-bench-") as tmp:
             result["end_to_end"] = end_to_end(args.preset, args.batch_size, args.steps, args.warmup,
-                                              args.workers, Path(tmp))
+                                              args.workers, Path(tmp), args.compile)
         result["end_to_end_over_model_only"] = (result["end_to_end"]["samples_per_s"]
                                                 / result["model_only"]["samples_per_s"])
-    out = Path(args.out) if args.out else (Path(__file__).parent / "results"
-                                           / f"train_throughput_{args.preset}.json")
+    name = f"train_throughput_{args.preset}{'_compiled' * args.compile}.json"
+    out = Path(args.out) if args.out else Path(__file__).parent / "results" / name
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))

@@ -121,3 +121,17 @@ def test_finetune_command_on_a_mixture_writes_checkpoints_that_serve(libero_data
             np.testing.assert_allclose(stats["min"], expected_min, rtol=1e-6)
             np.testing.assert_allclose(stats["max"], expected_max, rtol=1e-6)
         assert_policy_acts(checkpoint, observation(second, libero))
+
+
+def test_compiled_training_matches_eager_training(libero_dataset, tmp_path):
+    eager = finetune(_config(libero_dataset, tmp_path / "eager", max_steps=2, save_steps=2))
+    compiled = finetune(_config(libero_dataset, tmp_path / "compiled", max_steps=2, save_steps=2,
+                                compile=True))
+    for a, b in zip(read_metrics(tmp_path / "compiled" / "metrics.jsonl"),
+                    read_metrics(tmp_path / "eager" / "metrics.jsonl"), strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+    reference = GR00TN15.from_pretrained(eager).state_dict()
+    weights = GR00TN15.from_pretrained(compiled).state_dict()
+    assert weights.keys() == reference.keys()
+    for name, tensor in reference.items():
+        torch.testing.assert_close(weights[name], tensor, atol=1e-5, rtol=1e-4)

@@ -142,7 +142,12 @@ class Trainer:
         from groot.train.distributed import wrap_ddp, wrap_fsdp
         from groot.train.embodiment_slices import EmbodimentSlices
         from groot.train.lora import apply_lora, load_adapter_weights, lora_scalings
-        from groot.train.precision import cast_frozen_to_bf16, enable_activation_checkpointing, enable_tf32
+        from groot.train.precision import (
+            cast_frozen_to_bf16,
+            compile_for_training,
+            enable_activation_checkpointing,
+            enable_tf32,
+        )
 
         cfg = self.cfg
         lora = cfg.lora_rank > 0
@@ -164,6 +169,8 @@ class Trainer:
             if not self.use_fsdp:
                 cast_frozen_to_bf16(model)
         self.raw_model = model.to(self.ctx.device).train()
+        if cfg.compile:
+            compile_for_training(model)
         if self.use_fsdp:
             # backbone layers are FSDP units; the action head stays in the root unit, as its sampling
             # and conditioning code calls into DiT blocks outside their forward

@@ -1,5 +1,6 @@
 """Numerics and activation memory of training: bf16 autocast with frozen weights stored in bf16,
-fp32 master weights for everything that trains, TF32 matmuls, optional activation checkpointing."""
+fp32 master weights for everything that trains, TF32 matmuls, optional torch.compile and activation
+checkpointing."""
 
 from __future__ import annotations
 
@@ -34,6 +35,19 @@ def autocast(device: torch.device, bf16: bool):
     if bf16 and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def compile_for_training(model: nn.Module) -> None:
+    """Compile the model's forward (and so its backward) with torch.compile, in place: parameter names
+    and the state dict stay as they are. Fuses the elementwise work between the matmuls and the
+    autocast weight casts, and recomputes cheap elementwise results in the backward instead of keeping
+    them: a faster step at lower peak memory. Random numbers (noise, timesteps, dropout) come from the
+    eager generators, so a seed gives the same draws compiled or not. New prompt lengths trigger one
+    more compile, after which the sequence dimension is treated as dynamic."""
+    import torch._inductor.config
+
+    torch._inductor.config.fallback_random = True
+    model.compile()
 
 
 def enable_activation_checkpointing(model: nn.Module) -> int:
