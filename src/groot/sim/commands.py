@@ -18,8 +18,9 @@ class GenerateConfig:
     tasks: list[int] | None = arg(None, "task ids to generate (default: every task of the suite)")
     workers: int = arg(2, "simulator processes in parallel (each uses one CPU core)")
     image_size: int = arg(128, "camera resolution (square, pixels)")
-    noise: float = arg(0.0, "std of Gaussian noise on the expert's actions (in action units, e.g. 0.1) "
-                            "and small random waypoint offsets, for diverse demonstrations")
+    noise: float = arg(0.0, "std of Gaussian noise on the executed actions (action units, e.g. 0.1) and "
+                            "small random waypoint offsets; the dataset records the expert's noise-free "
+                            "action for each state reached, so it shows how to correct small errors")
     seed: int = arg(0, "random seed (noise, waypoint offsets, simulator)")
     version: Literal["v2.1", "v3.0"] = arg("v2.1", "LeRobot dataset format version")
     attempts_per_episode: int = arg(3, "expert tries per demonstration (next init states) before giving up")

@@ -262,17 +262,22 @@ class PickPlaceExpert:
 
     # ---- act ---------------------------------------------------------------------------------------------
     def act(self) -> np.ndarray:
-        """The next 7-dim OSC_POSE action (with the configured noise)."""
+        """The expert's next 7-dim OSC_POSE action for the current state (noise-free)."""
         waypoint = self._current_waypoint()
         eef = self._eef()
         error = waypoint.position - eef
         position = np.clip(error / POS_SCALE * 1.5, -1.0, 1.0)
         rotation = self._rotation_action()
-        if self.noise > 0:
-            position = np.clip(position + self.rng.normal(0.0, self.noise, 3), -1.0, 1.0)
-            rotation = np.clip(rotation + self.rng.normal(0.0, self.noise * 0.3, 3), -1.0, 1.0)
         self.stage_steps += 1
         return np.concatenate([position, rotation, [waypoint.gripper]])
+
+    def perturb(self, action: np.ndarray) -> np.ndarray:
+        """`action` with the configured Gaussian noise on position (std `noise`) and rotation (0.3x)."""
+        if self.noise <= 0:
+            return action
+        position = np.clip(action[:3] + self.rng.normal(0.0, self.noise, 3), -1.0, 1.0)
+        rotation = np.clip(action[3:6] + self.rng.normal(0.0, self.noise * 0.3, 3), -1.0, 1.0)
+        return np.concatenate([position, rotation, action[6:]])
 
     def _current_waypoint(self) -> Waypoint:
         while True:
@@ -320,7 +325,9 @@ def _horizontal_unit(vector: np.ndarray) -> np.ndarray:
 
 def run_expert_episode(env: LiberoEnv, init_state_index: int, rng: np.random.Generator, noise: float = 0.0,
                        record: bool = True) -> dict[str, Any]:
-    """One expert rollout from init state `init_state_index`.
+    """One expert rollout from init state `init_state_index`. With `noise`, the executed actions are
+    perturbed but the recorded ones are the expert's noise-free actions for the states reached (as in
+    DART): the data then shows how to correct small deviations instead of imitating noise.
 
     -> {"success": bool, "steps": int, "observations": [obs...] (before each action), "actions": [[7]...]}"""
     obs = env.reset(init_state_index)
@@ -333,7 +340,7 @@ def run_expert_episode(env: LiberoEnv, init_state_index: int, rng: np.random.Gen
         if record:
             observations.append(obs)
             actions.append(action.astype(np.float32))
-        obs, success, done = env.step(action)
+        obs, success, done = env.step(expert.perturb(action))
     return {"success": success, "steps": env.steps, "observations": observations, "actions": actions}
 
 
@@ -351,6 +358,7 @@ class ExpertPolicy:
     def get_action(self, observation: dict[str, Any]) -> dict[str, np.ndarray]:
         if self.env.steps == 0:  # a new episode: plan from the current scene
             self.expert.reset()
-        action = np.tile(self.expert.act().astype(np.float32), (self.horizon, 1))  # [16, 7]
+        action = self.expert.perturb(self.expert.act()).astype(np.float32)
+        action = np.tile(action, (self.horizon, 1))  # [16, 7]
         return {"action.eef_delta_pos": action[:, :3], "action.eef_delta_rot": action[:, 3:6],
                 "action.gripper": action[:, 6:7]}
