@@ -124,14 +124,17 @@ def test_finetune_command_on_a_mixture_writes_checkpoints_that_serve(libero_data
 
 
 def test_compiled_training_matches_eager_training(libero_dataset, tmp_path):
-    eager = finetune(_config(libero_dataset, tmp_path / "eager", max_steps=2, save_steps=2))
+    """Same draws, same losses and weights up to rounding: fp32 on the CPU; on a GPU bf16 autocast,
+    where fused elementwise kernels round differently and an Adam step of size lr (1e-4) can flip."""
+    loss_rel, weight_atol = (2e-2, 5e-4) if torch.cuda.is_available() else (1e-4, 1e-5)
+    eager = finetune(_config(libero_dataset, tmp_path / "eager", max_steps=2, save_steps=2, compile="off"))
     compiled = finetune(_config(libero_dataset, tmp_path / "compiled", max_steps=2, save_steps=2,
-                                compile=True))
+                                compile="on"))
     for a, b in zip(read_metrics(tmp_path / "compiled" / "metrics.jsonl"),
                     read_metrics(tmp_path / "eager" / "metrics.jsonl"), strict=True):
-        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+        assert a["loss"] == pytest.approx(b["loss"], rel=loss_rel)
     reference = GR00TN15.from_pretrained(eager).state_dict()
     weights = GR00TN15.from_pretrained(compiled).state_dict()
     assert weights.keys() == reference.keys()
     for name, tensor in reference.items():
-        torch.testing.assert_close(weights[name], tensor, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(weights[name], tensor, atol=weight_atol, rtol=1e-4)

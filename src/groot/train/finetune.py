@@ -169,7 +169,10 @@ class Trainer:
             if not self.use_fsdp:
                 cast_frozen_to_bf16(model)
         self.raw_model = model.to(self.ctx.device).train()
-        if cfg.compile:
+        if cfg.compile == "on" or (cfg.compile == "auto" and self.ctx.device.type == "cuda"
+                                   and not self.ctx.is_distributed):
+            if self.ctx.is_main:
+                print("compiling the training step: the first step takes minutes (--compile off skips this)")
             compile_for_training(model)
         if self.use_fsdp:
             # backbone layers are FSDP units; the action head stays in the root unit, as its sampling

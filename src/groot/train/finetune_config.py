@@ -53,8 +53,9 @@ class FinetuneConfig:
     eval_dataset_path: list[str] | None = arg(None, "held-out dataset(s) for an eval loss")
     eval_steps: int = arg(500, "held-out loss before training and every N steps (with --eval-dataset-path)")
     eval_batches: int = arg(8, "batches per held-out loss evaluation")
-    compile: bool = arg(False, "torch.compile the training step's forward/backward (fused elementwise "
-                               "kernels, lower peak memory); the first steps spend minutes compiling")
+    compile: Literal["auto", "on", "off"] = arg("auto", "torch.compile the training forward/backward (fused "
+                                                         "elementwise kernels, less memory; the first step "
+                                                         "compiles for minutes); auto: on one CUDA GPU")
     bf16: bool = arg(True, "bf16 autocast and bf16 storage of frozen weights (CUDA only)")
     fsdp: Literal["auto", "on", "off"] = arg("auto", "FSDP instead of DDP; auto: when the backbone is tuned "
                                                        "on more than one GPU")
