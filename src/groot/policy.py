@@ -162,9 +162,8 @@ class Policy:
         if self.engine is not None:
             return self.engine.predict(samples, num_steps=self.denoising_steps).float().cpu().numpy()
         batch = {key: value.to(self.device) for key, value in self.processor(samples).items()}
-        # no autocast (the original wraps bf16 weights in bf16 autocast): the engine cannot keep its
-        # fp32 norm outputs cheaply, and this way both paths compute the same numbers; the two differ
-        # by bf16 rounding only
+        # bf16 weights without autocast, as the fast engine computes: both paths give the same numbers
+        # (the original adds bf16 autocast, which changes results by bf16 rounding only)
         with torch.inference_mode():
             predicted = self.model.get_action(batch, num_steps=self.denoising_steps)["action_pred"]
         return predicted.float().cpu().numpy()

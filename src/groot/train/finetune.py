@@ -170,7 +170,7 @@ class Trainer:
                 cast_frozen_to_bf16(model)
         self.raw_model = model.to(self.ctx.device).train()
         if cfg.compile == "on" or (cfg.compile == "auto" and self.ctx.device.type == "cuda"
-                                   and not self.ctx.is_distributed):
+                                   and not self.ctx.is_distributed and not lora):
             if self.ctx.is_main:
                 print("compiling the training step: the first step takes minutes (--compile off skips this)")
             compile_for_training(model)

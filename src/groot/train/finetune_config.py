@@ -55,7 +55,7 @@ class FinetuneConfig:
     eval_batches: int = arg(8, "batches per held-out loss evaluation")
     compile: Literal["auto", "on", "off"] = arg("auto", "torch.compile the training forward/backward (fused "
                                                          "elementwise kernels, less memory; the first step "
-                                                         "compiles for minutes); auto: on one CUDA GPU")
+                                                         "compiles for minutes); auto: one CUDA GPU, no LoRA")
     bf16: bool = arg(True, "bf16 autocast and bf16 storage of frozen weights (CUDA only)")
     fsdp: Literal["auto", "on", "off"] = arg("auto", "FSDP instead of DDP; auto: when the backbone is tuned "
                                                        "on more than one GPU")
