@@ -60,3 +60,16 @@ def test_dataset_reads_the_same_frames_through_the_cache(dataset_root, layout, t
         for camera in layout.cameras:
             np.testing.assert_array_equal(cached.decode_frames(episode.index, camera, times),
                                           plain.decode_frames(episode.index, camera, times))
+
+
+def test_cache_that_would_not_fit_is_refused_before_decoding(dataset_root, layout, tmp_path, monkeypatch):
+    height, width = layout.size
+    needed = layout.num_episodes * layout.length * len(layout.cameras) * 3 * height * width
+    assert LeRobotDataset(dataset_root).decoded_video_bytes() == needed
+    usage = frame_cache.shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(frame_cache.shutil, "disk_usage", lambda path: usage._replace(free=needed // 2))
+    expected = (rf"need {needed / 1e6:.1f} MB \(0\.0 MB stored already\), "
+                rf"the disk has {needed / 2e6:.1f} MB free")
+    with pytest.raises(OSError, match=expected):
+        LeRobotDataset(dataset_root, frame_cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()

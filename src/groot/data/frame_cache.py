@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -32,6 +33,20 @@ class FrameCache:
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
         self._open: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}  # key -> frames, times, fps
+
+    def check_space(self, needed_bytes: int, what: str) -> None:
+        """Raise OSError, before any decoding, when `needed_bytes` of decoded frames (less what the
+        directory holds already) would not fit on its disk."""
+        existing = self.directory
+        while not existing.exists():
+            existing = existing.parent
+        stored = sum(f.stat().st_size for f in self.directory.glob("*.npy")) if self.directory.is_dir() else 0
+        free = shutil.disk_usage(existing).free
+        if needed_bytes - stored > free:
+            raise OSError(f"frame cache {self.directory}: the decoded frames of {what} need "
+                          f"{_size(needed_bytes)} ({_size(stored)} stored already), the disk has "
+                          f"{_size(free)} free; choose a cache directory on a larger disk or leave the "
+                          "cache off")
 
     def pick(self, path: Path, wanted: list[float]) -> tuple[Picks, float]:
         """For each time in `wanted`, the nearest frame of `path` (ties go to the later frame, as the
@@ -82,6 +97,10 @@ def decode_all(path: Path) -> tuple[np.ndarray, np.ndarray, float]:
         raise DatasetError(path, None, "a video with decodable frames", "none")
     order = np.argsort(times, kind="stable")
     return np.stack(images)[order], np.asarray(times, np.float64)[order], fps
+
+
+def _size(num_bytes: float) -> str:
+    return f"{num_bytes / 1e9:.1f} GB" if num_bytes >= 1e9 else f"{num_bytes / 1e6:.1f} MB"
 
 
 def _key(path: Path) -> str:

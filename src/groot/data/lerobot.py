@@ -75,6 +75,8 @@ class LeRobotDataset:
         self._cache_size = cache_episodes
         self._episode_cache: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
         self._file_cache: OrderedDict[Path, Any] = OrderedDict()  # v3.0: last parquet files read
+        if self.frame_cache is not None:
+            self.frame_cache.check_space(self.decoded_video_bytes(), str(self.root))
 
     def __repr__(self) -> str:
         return (f"LeRobotDataset({str(self.root)!r}, version={self.version}, episodes={len(self.episodes)}, "
@@ -88,6 +90,10 @@ class LeRobotDataset:
         if episode_index not in self._episode_by_index:
             raise KeyError(f"{self.root}: no episode {episode_index} (the dataset has {len(self.episodes)})")
         return self._episode_by_index[episode_index]
+
+    def decoded_video_bytes(self) -> int:
+        """Bytes of every camera's frames decoded to uint8 RGB."""
+        return self.num_frames * sum(3 * h * w for h, w in map(self.video_resolution, self.modality.video))
 
     def video_resolution(self, video_key: str) -> tuple[int, int]:
         """(H, W) of a camera, from its info.json feature."""
