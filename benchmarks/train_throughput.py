@@ -148,7 +148,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed optimizer steps")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
     parser.add_argument("--workers", type=int, default=8, help="data loader workers (end-to-end)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the step (what finetune does on one GPU)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the step (as finetune does on one GPU)")
     parser.add_argument("--skip-end-to-end", action="store_true", help="only the model-only measurement")
     parser.add_argument("--out", default=None, help="result JSON (default benchmarks/results/...)")
     args = parser.parse_args()
