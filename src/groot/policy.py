@@ -112,8 +112,9 @@ class Policy:
         self.observation_spec = observation_spec(self.modality_config, metadata)
         use_engine = self.device.type == "cuda" if fast is None else fast
         self.engine = self._fast_engine() if use_engine else None
-        # the fast path crops and resizes raw frames on the device: the transforms minus the video stage
-        self.raw_frame_transform = ComposedTransform(
+        # observation -> model sample; the engine crops and resizes the raw frames on the device, so it
+        # takes the eval transforms minus their video stage
+        self.sample_transform = self.transform if self.engine is None else ComposedTransform(
             [t for t in self.transform.transforms if not isinstance(t, VideoTransform)])
 
     @classmethod
@@ -151,8 +152,8 @@ class Policy:
         """{"video.<k>": uint8 [(B,) T, H, W, 3], "state.<k>": [(B,) T, D], <language key>: str | [str]}
         -> {"action.<k>": float32 [(B,) 16, D]} in original units."""
         checked, batched = self.observation_spec.check(observation)
-        transform = self.transform if self.engine is None else self.raw_frame_transform
-        samples = [transform.apply(self._raw_step(checked, b)) for b in range(_batch_size(checked))]
+        samples = [self.sample_transform.apply(self._raw_step(checked, b))
+                   for b in range(_batch_size(checked))]
         actions = self.transform.unapply({"action": self._predict_normalized(samples)})
         out = {key: np.asarray(actions[key], np.float32) for key in self.data_config.action_keys}
         return out if batched else {key: value[0] for key, value in out.items()}

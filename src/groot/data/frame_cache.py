@@ -32,7 +32,7 @@ from groot.errors import DatasetError
 class FrameCache:
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
-        self._open: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}  # key -> frames, times, fps
+        self._open: dict[Path, tuple[np.ndarray, np.ndarray, float]] = {}  # video -> frames, times, fps
 
     def check_space(self, needed_bytes: int, what: str) -> None:
         """Raise OSError, before any decoding, when `needed_bytes` of decoded frames (less what the
@@ -61,16 +61,17 @@ class FrameCache:
         return picked, fps
 
     def _entry(self, path: Path) -> tuple[np.ndarray, np.ndarray, float]:
-        key = _key(path)
-        if key not in self._open:
-            stem = self.directory / key
+        """The opened entry of a video; its key (path, size, mtime) is read once per FrameCache, at the
+        first request: every sample asks again, and a video does not change during a run."""
+        if path not in self._open:
+            stem = self.directory / _key(path)
             if not stem.with_suffix(".json").is_file():
                 self._write(path, stem)
             fps = float(json.loads(stem.with_suffix(".json").read_text())["fps"])
             frames = np.load(f"{stem}.frames.npy", mmap_mode="r", allow_pickle=False)
             times = np.load(f"{stem}.times.npy", allow_pickle=False)
-            self._open[key] = (frames, times, fps)
-        return self._open[key]
+            self._open[path] = (frames, times, fps)
+        return self._open[path]
 
     def _write(self, path: Path, stem: Path) -> None:
         frames, times, fps = decode_all(path)
