@@ -9,8 +9,11 @@ An observation is batched iff every `state.*` array has ndim >= 3 (video [B, T, 
 [B, T, D], language a list of B strings); the outputs then carry the batch dim too ([B, 16, D]).
 
 On CUDA the model runs through the fast path (`groot.inference.InferenceEngine`: raw uint8 frames are
-cropped and resized on the GPU, the eval transforms run without their video stage, CUDA graphs);
-`fast=False` (`groot serve --no-fast`) keeps the eager path, which the CPU always uses.
+cropped and resized on the GPU, the eval transforms run without their video stage, fused projections,
+compiled transformer blocks, CUDA graphs; the first call compiles, ~20 s once per process);
+`exact=True` (`groot serve --exact`) makes it compute the eager model's numbers bit for bit, a little
+slower and without compiling; `fast=False` (`groot serve --no-fast`) keeps the eager path, which the
+CPU always uses.
 """
 
 from __future__ import annotations
@@ -90,13 +93,14 @@ class Policy:
     matching, `denoising_steps` steps) -> unapply, and returns float32 `action.<k>` chunks.
     `fast`: None = the fast inference engine on CUDA, eager on the CPU; True / False force either
     (True on the CPU runs the engine without CUDA graphs; views of different resolutions or a data
-    config whose image size differs from the model's fall back to eager).
+    config whose image size differs from the model's fall back to eager). `exact`: the engine computes
+    the eager model's numbers bit for bit instead of compiling its blocks on CUDA (rounded differently).
     """
 
     def __init__(self, model: torch.nn.Module, data_config: DataConfig, metadata: DatasetMetadata,
                  embodiment_tag: str | None = None, processor: GrootProcessor | None = None,
                  denoising_steps: int | None = None, device: str | torch.device | None = None,
-                 fast: bool | None = None):
+                 fast: bool | None = None, exact: bool = False):
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.model = model.to(self.device).eval()
         self.data_config = data_config
@@ -111,7 +115,7 @@ class Policy:
         self.denoising_steps = denoising_steps
         self.observation_spec = observation_spec(self.modality_config, metadata)
         use_engine = self.device.type == "cuda" if fast is None else fast
-        self.engine = self._fast_engine() if use_engine else None
+        self.engine = self._fast_engine(exact) if use_engine else None
         # observation -> model sample; the engine crops and resizes the raw frames on the device, so it
         # takes the eval transforms minus their video stage
         self.sample_transform = self.transform if self.engine is None else ComposedTransform(
@@ -120,10 +124,11 @@ class Policy:
     @classmethod
     def from_pretrained(cls, path: str | Path, embodiment_tag: str,
                         data_config: DataConfig | str | None = None, denoising_steps: int | None = None,
-                        device: str | torch.device | None = None, fast: bool | None = None) -> Policy:
+                        device: str | torch.device | None = None, fast: bool | None = None,
+                        exact: bool = False) -> Policy:
         """Load a checkpoint directory or hub id: weights (bf16 on CUDA, fp32 on CPU), the tag's block of
         experiment_cfg/metadata.json, and the data config (given by object or name, else the
-        checkpoint's experiment_cfg/data_config.json). `fast`: see the class docstring."""
+        checkpoint's experiment_cfg/data_config.json). `fast`, `exact`: see the class docstring."""
         from groot.model.checkpoint import resolve_checkpoint_dir
         from groot.model.gr00t_n15 import GR00TN15
 
@@ -134,7 +139,7 @@ class Policy:
         config = resolve_data_config(root, data_config)
         model = GR00TN15.from_pretrained(root, dtype=dtype, device=device)
         processor = GrootProcessor.for_config(model.config, root)
-        return cls(model, config, metadata, embodiment_tag, processor, denoising_steps, device, fast)
+        return cls(model, config, metadata, embodiment_tag, processor, denoising_steps, device, fast, exact)
 
     # ---- the official Gr00tPolicy surface -------------------------------------------------------------
     def get_modality_config(self) -> dict[str, ModalityConfig]:
@@ -169,7 +174,7 @@ class Policy:
             predicted = self.model.get_action(batch, num_steps=self.denoising_steps)["action_pred"]
         return predicted.float().cpu().numpy()
 
-    def _fast_engine(self):
+    def _fast_engine(self, exact: bool):
         """The inference engine for this policy, or None (logged) when the data config needs the CPU
         video transform: views of different resolutions, or an image size other than the model's."""
         from groot.inference import InferenceEngine
@@ -180,7 +185,9 @@ class Policy:
                            "the data config's image size %s = the model's %s", sorted(resolutions),
                            self.data_config.image_size, self.processor.image_size)
             return None
-        return InferenceEngine(self.model, self.processor, crop_scale=self.data_config.crop_scale)
+        compile = not exact and self.device.type == "cuda"
+        return InferenceEngine(self.model, self.processor, crop_scale=self.data_config.crop_scale,
+                               exact=exact, compile=compile)
 
     def _raw_step(self, checked: dict[str, Any], index: int) -> dict[str, Any]:
         """Sample `index` of a checked batch as the dataset's raw step (language: list of one str)."""

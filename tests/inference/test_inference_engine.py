@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from inference_samples import make_sample
+from inference_samples import eager_actions, make_sample
 
 from groot.data import image_ops
 from groot.errors import ObservationError
@@ -14,14 +14,6 @@ from groot.inference.engine import key_padding_bias
 from groot.model.processor import GrootProcessor
 
 ATOL = 2e-5
-
-
-def eager_actions(model, processor, samples, noise):
-    """The reference: CPU transform (centre crop + resize), processor, GR00TN15.get_action."""
-    size = processor.image_size
-    transformed = [dict(s, images=image_ops.crop_resize(torch.from_numpy(s["images"]), 0.95, size).numpy())
-                   for s in samples]
-    return model.get_action(processor(transformed), noise=noise)["action_pred"]
 
 
 def assert_matches(fast: torch.Tensor, eager: torch.Tensor) -> None:

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import torch
 
-from groot.inference.fusion import FusedGroup, ProjectionFusion, shared_input_projections
+from groot.inference.fusion import FusedLinears, ProjectionFusion, shared_input_projections
+from groot.model.layers import shared_input_linears
 
 
-def test_fused_group_equals_the_separate_linears():
+def test_fused_linears_equal_the_separate_linears():
     torch.manual_seed(0)
     linears = [torch.nn.Linear(16, n) for n in (8, 4, 4)]
-    group = FusedGroup(linears)
+    fused = FusedLinears(linears)
     x = torch.randn(2, 5, 16)
-    product = group.output(x)
-    assert product.shape == (2, 5, 16) and group.output(x) is product  # computed once per input
-    for linear, (start, end) in zip(linears, group.columns, strict=True):
-        torch.testing.assert_close(product[..., start:end], linear(x), atol=1e-6, rtol=0)
-    assert group.output(x.clone()) is not product
+    outputs = fused(x)
+    assert [tuple(o.shape) for o in outputs] == [(2, 5, 8), (2, 5, 4), (2, 5, 4)]
+    for linear, output in zip(linears, outputs, strict=True):
+        torch.testing.assert_close(output, linear(x), atol=1e-6, rtol=0)
 
 
 def test_groups_cover_self_attention_and_gated_mlps_only(tiny_model):
@@ -31,13 +31,18 @@ def test_groups_cover_self_attention_and_gated_mlps_only(tiny_model):
     assert not any(id(module) in cross_attention for module, _ in groups)
 
 
-def test_applied_swaps_in_slices_and_restores_the_linears(tiny_model):
+def test_applied_fuses_each_group_and_restores_the_separate_linears(tiny_model):
     attention = tiny_model.backbone.eagle_model.language_model.model.layers[0].self_attn
-    original = attention.q_proj
+    names = ("q_proj", "k_proj", "v_proj")
+    x = torch.randn(1, 3, attention.q_proj.in_features)
+    separate = shared_input_linears(attention, x, *names)
     fusion = ProjectionFusion.for_model(tiny_model)
-    x = torch.randn(1, 3, original.in_features)
+    calls = []
     with fusion.applied():
-        assert attention.q_proj is not original
-        torch.testing.assert_close(attention.q_proj(x), original(x), atol=1e-6, rtol=0)
-    assert attention.q_proj is original
-    assert all(group._input is None for group in fusion.groups)
+        fused = attention.fused_linears
+        attention.fused_linears = lambda t: calls.append(t) or fused(t)  # count the fused calls
+        outputs = shared_input_linears(attention, x, *names)
+    assert len(calls) == 1 and calls[0] is x
+    for output, expected in zip(outputs, separate, strict=True):
+        torch.testing.assert_close(output, expected, atol=1e-6, rtol=0)
+    assert not hasattr(attention, "fused_linears")

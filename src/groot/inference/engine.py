@@ -26,20 +26,25 @@ same pixels and noise (checked on an H100 by tests/inference/test_inference_gpu.
 share an input run as one GEMM (`fuse_projections`, `fusion`; bit-identical to the separate products
 there, as cuBLAS does not split their reduction). `exact=False` trades bit-identity for speed: the LLM
 takes no padding mask when no prompt is padded (the eager model always passes the processor's mask,
-which selects a slower attention kernel); `compile=True` also runs each stage through `torch.compile`
-before capture (fused elementwise kernels, rounded differently; slow first call per shape; projection
-fusion is then left to the compiler, which keeps the separate GEMMs).
+which selects a slower attention kernel). `compile=True` runs the repeated transformer blocks (SigLIP
+and Qwen3 layers, DiT and VL self-attention blocks) through `torch.compile` inside the stages
+(`regional_compile`): each kind of block is compiled once, when a stage first runs, and all its
+instances share that code (fused elementwise kernels, rounded differently); the glue between blocks
+stays eager, captured in the graphs like the rest. A kind's first input shape is compiled static; a
+new shape recompiles it with the sizes that changed made dynamic, so all prompt lengths and batch
+buckets share a few compilations per kind (~20 s in all for N1.5-3B on an H100, the first call).
+Projection fusion stays on inside compiled blocks (it is a stateless function of the block's input).
 
 Weights are read when graphs, fused projections and step conditionings are first built: call `reset()`
-after changing them.
+after changing them (compiled blocks take the parameters as inputs on every call and are kept).
 """
 
 from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +56,7 @@ from groot.errors import ObservationError
 from groot.inference.cuda_graphs import CapturedStage, graph_pool
 from groot.inference.fusion import ProjectionFusion
 from groot.inference.gpu_preprocess import PackedUpload, preprocess_images
+from groot.inference.regional_compile import RegionalCompile
 from groot.model.action_head import StepConditioning
 
 DEFAULT_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32)
@@ -121,13 +127,15 @@ class InferenceEngine:
                  batch_buckets: Sequence[int] = DEFAULT_BATCH_BUCKETS, length_multiple: int | None = None,
                  crop_scale: float | None = 0.95, use_cuda_graphs: bool = True, exact: bool = True,
                  fuse_projections: bool = True, compile: bool = False, max_shapes: int = 8,
-                 max_prompt_blocks: int = 256):
+                 max_prompt_blocks: int = 256, compile_backend: str | Callable = "inductor"):
         """model: GR00TN15 (put in eval mode); processor: GrootProcessor (prompt ids);
         length_multiple: None = a graph per exact prompt length, n = pad prompts to multiples of n;
         crop_scale: centre-crop fraction for raw frames, None when samples carry transformed images;
         exact: the eager model's numerics (bit-identical results) or faster attention kernels;
-        fuse_projections: one GEMM per group of same-input projections; compile: torch.compile stages;
-        max_shapes: input shapes whose buffers and graphs are kept (least recently used dropped)."""
+        fuse_projections: one GEMM per group of same-input projections;
+        compile: run the repeated transformer blocks compiled (`RegionalCompile`, backend
+        `compile_backend`); max_shapes: input shapes whose buffers and graphs are kept (least recently
+        used dropped)."""
         self.model = model.eval()
         self.processor = processor
         self.max_batch = max_batch
@@ -135,8 +143,7 @@ class InferenceEngine:
         self.length_multiple = length_multiple
         self.crop_scale = crop_scale
         self.exact = exact
-        self.compile = compile
-        self.fuse_projections = fuse_projections and not compile
+        self.fuse_projections = fuse_projections
         self.max_shapes = max_shapes
         self.max_prompt_blocks = max_prompt_blocks
         self.device = next(model.parameters()).device
@@ -145,6 +152,7 @@ class InferenceEngine:
         self.head_dtype = _param_dtype(model.action_head)
         self.pool = graph_pool(self.device, self.use_cuda_graphs)
         self.fusion = ProjectionFusion.for_model(model) if self.fuse_projections else None
+        self.regional = RegionalCompile.for_model(model, compile_backend) if compile else None
         self._slots: OrderedDict[ShapeKey, ShapeSlot] = OrderedDict()
         self._prompts: OrderedDict[tuple, PromptBlock] = OrderedDict()
         self._conditionings: dict[tuple[int, int], list[StepConditioning]] = {}
@@ -256,12 +264,19 @@ class InferenceEngine:
     def _stage(self, slot: ShapeSlot, key: tuple, fn) -> CapturedStage:
         stage = slot.stages.get(key)
         if stage is None:
-            trace = nullcontext if self.fusion is None else self.fusion.applied
-            if self.compile:
-                fn = torch.compile(fn, dynamic=False)
-            stage = CapturedStage(fn, self.device, self.use_cuda_graphs, self.pool, trace_context=trace)
+            stage = CapturedStage(fn, self.device, self.use_cuda_graphs, self.pool,
+                                  trace_context=self._model_swaps)
             slot.stages[key] = stage
         return stage
+
+    @contextmanager
+    def _model_swaps(self) -> Iterator[None]:
+        """Fused projections and compiled blocks in place while a stage's Python runs."""
+        with ExitStack() as stack:
+            for swap in (self.fusion, self.regional):
+                if swap is not None:
+                    stack.enter_context(swap.applied())
+            yield
 
     @staticmethod
     def _frame_shape(samples: Sequence[dict[str, Any]]) -> tuple[int, tuple[int, int]]:

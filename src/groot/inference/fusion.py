@@ -1,11 +1,12 @@
 """Projection fusion: linears that read the same input run as one GEMM over concatenated weights.
 
 At small batch most of the model's matrix products are too narrow to fill a GPU: q / k / v of every
-self-attention and gate / up of every gated MLP each read the same activations. `ProjectionFusion`
-concatenates each group's weights once (a copy: the model's parameters and checkpoint names stay as
-they are) and, inside `with fusion.applied():`, puts a `FusedSlice` in place of every member linear. The
-first member called on an input computes the group's one product; the others return their column
-block of it. The model's own forward code runs unchanged.
+self-attention and gate / up of every gated MLP each read the same activations. The model computes such
+groups through `layers.shared_input_linears(module, x, *names)`; `ProjectionFusion` concatenates each
+group's weights once (a copy: the model's parameters and checkpoint names stay as they are) and, inside
+`with fusion.applied():`, gives each such module a `fused_linears` callable: one product, split into the
+members' column blocks (views). Stateless, so compiled blocks (`regional_compile`) trace it like any
+other function of their input.
 
 Results equal the separate projections up to the matrix kernel's accumulation order (bit-identical
 when the kernel does not split the reduction dimension). Call `ProjectionFusion.for_model` again after
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -27,50 +27,20 @@ from groot.model.qwen3 import Qwen3Attention, Qwen3MLP
 from groot.model.siglip import SiglipAttention
 
 
-class FusedGroup:
-    """The concatenated weights of linears that read one input, and the last product computed."""
+class FusedLinears:
+    """The concatenated weights of linears that read one input: x [..., in] -> their outputs, in order."""
 
     def __init__(self, linears: list[nn.Linear]):
         with torch.no_grad():
             self.weight = torch.cat([linear.weight for linear in linears])  # [sum of out, in]
             has_bias = [linear.bias is not None for linear in linears]
             if any(has_bias) and not all(has_bias):
-                raise ValueError("FusedGroup: the linears of one group must all have a bias or none")
+                raise ValueError("FusedLinears: the linears of one group must all have a bias or none")
             self.bias = torch.cat([linear.bias for linear in linears]) if all(has_bias) else None
-        ends = torch.tensor([linear.out_features for linear in linears]).cumsum(0).tolist()
-        self.columns = list(zip([0, *ends[:-1]], ends, strict=True))  # per member: [start, end)
-        self._input: torch.Tensor | None = None
-        self._output: torch.Tensor | None = None
+        self.sizes = [linear.out_features for linear in linears]
 
-    def output(self, x: torch.Tensor) -> torch.Tensor:
-        """x [..., in] -> the group's product [..., sum of out]; computed once per input tensor."""
-        if x is not self._input:
-            self._input, self._output = x, F.linear(x, self.weight, self.bias)
-        return self._output
-
-    def clear(self) -> None:
-        self._input = self._output = None
-
-
-class FusedSlice(nn.Module):
-    """Stands in for one member linear: its column block of the group's product (a view)."""
-
-    def __init__(self, group: FusedGroup, index: int):
-        super().__init__()
-        self.group = group
-        self.start, self.end = group.columns[index]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x [..., in] -> [..., out]"""
-        return self.group.output(x)[..., self.start:self.end]
-
-
-@dataclass
-class _Member:
-    parent: nn.Module
-    name: str
-    original: nn.Module
-    stand_in: FusedSlice
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return F.linear(x, self.weight, self.bias).split(self.sizes, dim=-1)
 
 
 def shared_input_projections(model: nn.Module) -> list[tuple[nn.Module, list[str]]]:
@@ -95,14 +65,8 @@ def shared_input_projections(model: nn.Module) -> list[tuple[nn.Module, list[str
 
 class ProjectionFusion:
     def __init__(self, groups: list[tuple[nn.Module, list[str]]]):
-        self.groups: list[FusedGroup] = []
-        self.members: list[_Member] = []
-        for parent, names in groups:
-            linears = [getattr(parent, name) for name in names]
-            group = FusedGroup(linears)
-            self.groups.append(group)
-            self.members += [_Member(parent, name, linear, FusedSlice(group, i))
-                             for i, (name, linear) in enumerate(zip(names, linears, strict=True))]
+        self.groups = [(module, FusedLinears([getattr(module, name) for name in names]))
+                       for module, names in groups]
 
     @classmethod
     def for_model(cls, model: nn.Module) -> ProjectionFusion:
@@ -110,13 +74,11 @@ class ProjectionFusion:
 
     @contextmanager
     def applied(self) -> Iterator[None]:
-        """Swap the member linears for their fused stand-ins; the originals are back on exit."""
-        for member in self.members:
-            setattr(member.parent, member.name, member.stand_in)
+        """Each group's module computes it as one GEMM; the separate linears are back on exit."""
+        for module, fused in self.groups:
+            module.fused_linears = fused
         try:
             yield
         finally:
-            for member in self.members:
-                setattr(member.parent, member.name, member.original)
-            for group in self.groups:
-                group.clear()
+            for module, _ in self.groups:
+                del module.fused_linears

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from groot.model.config import DiTConfig, VLSelfAttentionConfig
+from groot.model.layers import shared_input_linears
 
 KeyValue = tuple[torch.Tensor, torch.Tensor]  # each [B, heads, L, head_dim]
 Modulation = tuple[torch.Tensor, torch.Tensor]  # (gain = 1 + scale, shift), each [B, dim]
@@ -119,10 +120,12 @@ class Attention(nn.Module):
                 kv: KeyValue | None = None, key_bias: torch.Tensor | None = None) -> torch.Tensor:
         """x: [B, N, dim]; context [B, L, kv_dim] or precomputed kv; neither = self-attention.
         key_bias: additive [B, 1, 1, L] (-inf hides a key) or None (every key visible)."""
-        if kv is None:
-            kv = self.project_kv(x if context is None else context)
-        q = self._split_heads(self.to_q(x))
-        out = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=key_bias)  # [B, H, N, hd]
+        if kv is None and context is None:
+            q, k, v = (self._split_heads(t) for t in shared_input_linears(self, x, "to_q", "to_k", "to_v"))
+        else:
+            k, v = self.project_kv(context) if kv is None else kv
+            q = self._split_heads(self.to_q(x))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_bias)  # [B, H, N, hd]
         out = out.transpose(1, 2).flatten(2)
         return self.to_out[1](self.to_out[0](out))
 

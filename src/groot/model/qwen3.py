@@ -14,7 +14,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from groot.model.config import LLMConfig
-from groot.model.layers import RMSNorm, apply_rotary, causal_padding_mask, init_weights, rotary_cos_sin
+from groot.model.layers import (
+    RMSNorm,
+    apply_rotary,
+    causal_padding_mask,
+    init_weights,
+    rotary_cos_sin,
+    shared_input_linears,
+)
 
 # SDPA reads grouped K/V heads itself with `enable_gqa` (torch >= 2.5). The CPU kernels honour it with
 # or without a mask; on CUDA only the flash kernel (fp16 / bf16, no mask) does, and with a padding mask
@@ -60,9 +67,10 @@ class Qwen3Attention(nn.Module):
         """x: [B, L, D], rotary cos/sin: [L, head_dim], mask: bool [B, 1, L, L] | None (causal)
         -> [B, L, D]"""
         b, length, _ = x.shape
-        q = self.q_norm(self.q_proj(x).view(b, length, self.num_heads, self.head_dim)).transpose(1, 2)
-        k = self.k_norm(self.k_proj(x).view(b, length, self.num_kv_heads, self.head_dim)).transpose(1, 2)
-        v = self.v_proj(x).view(b, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        q, k, v = shared_input_linears(self, x, "q_proj", "k_proj", "v_proj")
+        q = self.q_norm(q.view(b, length, self.num_heads, self.head_dim)).transpose(1, 2)
+        k = self.k_norm(k.view(b, length, self.num_kv_heads, self.head_dim)).transpose(1, 2)
+        v = v.view(b, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
         q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)  # [B, H(kv), L, head_dim]
         out = grouped_query_attention(q, k, v, mask)  # [B, H, L, head_dim]
         return self.o_proj(out.transpose(1, 2).reshape(b, length, self.num_heads * self.head_dim))
@@ -76,7 +84,8 @@ class Qwen3MLP(nn.Module):
         self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        gate, up = shared_input_linears(self, x, "gate_proj", "up_proj")
+        return self.down_proj(F.silu(gate) * up)
 
 
 class Qwen3DecoderLayer(nn.Module):

@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from groot.model.config import VisionConfig
-from groot.model.layers import init_weights
+from groot.model.layers import init_weights, shared_input_linears
 
 
 class SiglipEmbeddings(nn.Module):
@@ -49,7 +49,7 @@ class SiglipAttention(nn.Module):
         def heads(t: torch.Tensor) -> torch.Tensor:  # [N, P, C] -> [N, H, P, C/H]
             return t.view(n, p, self.num_heads, c // self.num_heads).transpose(1, 2)
 
-        q, k, v = heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x))
+        q, k, v = (heads(t) for t in shared_input_linears(self, x, "q_proj", "k_proj", "v_proj"))
         out = F.scaled_dot_product_attention(q, k, v)  # [N, H, P, C/H]
         return self.out_proj(out.transpose(1, 2).reshape(n, p, c))
 

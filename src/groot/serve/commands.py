@@ -21,8 +21,10 @@ class ServeConfig:
                                             "num_inference_timesteps (4)")
     device: str | None = arg(None, "torch device, e.g. cuda, cuda:1, cpu; default: cuda if available")
     max_message_mb: float = arg(64.0, "largest request accepted, in MiB; larger ones are dropped")
-    fast: bool = arg(True, "on CUDA, run the fast inference engine (GPU image preprocessing, CUDA graphs); "
-                           "--no-fast uses the eager model")
+    fast: bool = arg(True, "on CUDA, run the fast inference engine (GPU image preprocessing, fused "
+                           "projections, compiled blocks, CUDA graphs); --no-fast uses the eager model")
+    exact: bool = arg(False, "fast engine with the eager model's numbers bit for bit (no compilation at the "
+                             "first request; ~10 instead of ~9 ms per chunk on an H100)")
 
 
 def run(cfg: ServeConfig) -> int:
@@ -34,7 +36,7 @@ def run(cfg: ServeConfig) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     policy = Policy.from_pretrained(cfg.model_path, cfg.embodiment_tag, data_config=cfg.data_config,
                                     denoising_steps=cfg.denoising_steps, device=cfg.device,
-                                    fast=None if cfg.fast else False)
+                                    fast=None if cfg.fast else False, exact=cfg.exact)
     server = InferenceServer(policy, host=cfg.host, port=cfg.port, api_token=cfg.api_token,
                              max_message_bytes=int(cfg.max_message_mb * 2**20))
     with server:
