@@ -14,13 +14,15 @@ instruction is padded / trimmed until the whole prompt is `--prompt-tokens` long
 
 Engine variants (`--variants`): `exact` (the eager model's numerics, fused projections, a graph per
 exact prompt length), `fast` (exact=False: no LLM mask when unpadded), `bucketed` (exact, prompts
-padded to multiples of 32 with key masks), `compiled` (fast + torch.compile of each stage). Per batch
-size and path it reports p50 / p99 milliseconds of
+padded to multiples of 32 with key masks), `compiled` (fast + `compile=True`: each kind of repeated
+transformer block compiled once, `regional_compile`; no projection fusion). Per batch size and path it
+reports p50 / p99 milliseconds of
 - preprocess: uploads (+ prompt ids when they change); eager: CPU transform + processor + uploads,
 - backbone: frames -> pixels (fast path: on the GPU) + vision + LLM; head: VL self-attention + all
   denoising steps (each stage timed with a device synchronisation after it),
 - total: samples in -> actions on the host with no intermediate synchronisation,
-plus chunks/s and two max abs differences with the same noise: `model` (the eager model on the
+plus chunks/s, `first_call_s` (engines: the first call at that batch size, compilation and graph
+captures included) and two max abs differences with the same noise: `model` (the eager model on the
 engine's pixels: the fast path's own numerics) and `end_to_end` (eager with the CPU image transform,
 whose antialiased resize may differ from the GPU's by one uint8 level). `--profile DIR` writes per-
 kernel GPU time summaries (first variant, batch 1, graphs off) and a fused-vs-separate GEMM check.
@@ -36,7 +38,6 @@ import platform
 import re
 import time
 import traceback
-from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -50,6 +51,7 @@ from groot.model.config import preset_config
 from groot.model.gr00t_n15 import GR00TN15
 from groot.model.processor import GrootProcessor, render_prompt
 from groot.model.tokenizer import ByteTokenizer
+from kernel_profile import kernel_summary
 
 INSTRUCTION = "pick up the red cube from the table and put it in the blue bowl next to the sink, then " \
               "move the arm back to its resting pose above the table "
@@ -283,19 +285,6 @@ def run(args: argparse.Namespace) -> dict:
     return results
 
 
-def kernel_category(name: str) -> str:
-    lowered = name.lower()
-    for category, needles in (("attention", ("flash", "fmha", "attention", "sdpa")),
-                              ("gemm", ("gemm", "sm90_xmma", "cutlass", "nvjet", "matmul", "splitk")),
-                              ("norm", ("layer_norm", "layernorm", "rms", "norm")),
-                              ("elementwise", ("elementwise", "vectorized", "unrolled", "copy", "cat",
-                                               "fill")),
-                              ("reduce", ("reduce",))):
-        if any(n in lowered for n in needles):
-            return category
-    return "other"
-
-
 def profile_kernels(model: GR00TN15, processor: GrootProcessor, variant: str, language: str, raw_size: int,
                     directory: Path) -> None:
     """GPU kernel times of one batch-1 call without graphs (kernel durations equal the replay's)."""
@@ -310,26 +299,10 @@ def profile_kernels(model: GR00TN15, processor: GrootProcessor, variant: str, la
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
             engine.predict(samples)
             sync(engine.device)
-    kernels: dict[str, list[float]] = defaultdict(list)
-    for event in prof.events():
-        if event.device_type == torch.autograd.DeviceType.CUDA and event.device_time > 0:
-            kernels[event.name].append(event.device_time / 1e3)  # ms
-    by_category: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
-    for name, times in kernels.items():
-        entry = by_category[kernel_category(name)]
-        entry[0] += len(times)
-        entry[1] += sum(times)
-    lines = [f"variant {variant}, batch 1, graphs off: {sum(len(t) for t in kernels.values())} kernels, "
-             f"{sum(sum(t) for t in kernels.values()):.3f} ms of kernel time",
-             "", f"{'category':<12} {'kernels':>8} {'ms':>8}"]
-    ranked = sorted(by_category.items(), key=lambda item: -item[1][1])
-    lines += [f"{c:<12} {n:>8} {ms:8.3f}" for c, (n, ms) in ranked]
-    lines += ["", f"{'count':>6} {'ms':>8} {'mean us':>8}  kernel"]
-    for name, times in sorted(kernels.items(), key=lambda x: -sum(x[1]))[:40]:
-        lines.append(f"{len(times):6d} {sum(times):8.3f} {1e3 * np.mean(times):8.1f}  {name[:150]}")
+    summary = kernel_summary(prof, f"variant {variant}, batch 1, graphs off")
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / f"kernels_{variant}_b1.txt").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines[:12]), flush=True)
+    (directory / f"kernels_{variant}_b1.txt").write_text(summary)
+    print(summary[:1200], flush=True)
 
 
 def fusion_check(model: GR00TN15, device: torch.device) -> list[dict]:

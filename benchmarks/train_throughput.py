@@ -25,11 +25,13 @@ from groot.model.checkpoint import save_pretrained
 from groot.model.config import preset_config
 from groot.model.gr00t_n15 import GR00TN15
 from groot.model.processor import GrootProcessor
+from groot.train.data import move_batch
 from groot.train.embodiment_slices import EmbodimentSlices
 from groot.train.finetune import FinetuneConfig, finetune
 from groot.train.logging import read_metrics
 from groot.train.optim import build_optimizer, parameter_groups
 from groot.train.precision import autocast, cast_frozen_to_bf16, compile_for_training, enable_tf32
+from kernel_profile import device_kernels, kernel_summary
 
 NEW_EMBODIMENT = 31
 BYTE_IMAGE_TOKEN_ID = 261  # <IMG_CONTEXT> of the built-in byte tokenizer
@@ -53,7 +55,7 @@ def synthetic_batch(model: GR00TN15, batch_size: int, device: torch.device,
              "action": torch.randn(batch_size, 16, 32, generator=generator),
              "action_mask": torch.ones(batch_size, 16, 32, dtype=torch.bool),
              "embodiment_id": torch.full((batch_size,), NEW_EMBODIMENT, dtype=torch.int64)}
-    return {k: v.to(device) for k, v in batch.items()}
+    return move_batch(batch, device)
 
 
 def offline_base_model(preset: str, work_dir: Path) -> str:
@@ -70,7 +72,7 @@ def offline_base_model(preset: str, work_dir: Path) -> str:
 
 
 def model_only(preset: str, batch_size: int, steps: int, warmup: int, device: torch.device,
-               compile_model: bool) -> dict:
+               compile_model: bool, profile_dir: Path | None = None) -> dict:
     """Samples/s and peak memory of forward + backward + AdamW step on one repeated batch."""
     torch.manual_seed(0)
     model = GR00TN15.from_preset(preset)
@@ -111,7 +113,29 @@ def model_only(preset: str, batch_size: int, steps: int, warmup: int, device: to
               "final_loss": float(loss)}
     if device.type == "cuda":
         result["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    if profile_dir is not None:
+        result["profile"] = profile_steps(step, device, profile_dir, batch_size)
     return result
+
+
+def profile_steps(step, device: torch.device, directory: Path, batch_size: int, steps: int = 2) -> dict:
+    """Kernel time by category over `steps` steps, and host vs device time (is the step host-bound?)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    _sync(device)
+    start = time.perf_counter()
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+        _sync(device)
+    wall_ms = 1000 * (time.perf_counter() - start) / steps
+    summary = kernel_summary(prof, f"model-only step, batch {batch_size}, {steps} steps")
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "train_step_kernels.txt").write_text(summary)
+    print(summary[:1500], flush=True)
+    kernel_ms = sum(sum(times) for times in device_kernels(prof).values()) / steps
+    return {"profiled_step_ms": wall_ms, "kernel_ms_per_step": kernel_ms}
 
 
 def end_to_end(preset: str, batch_size: int, steps: int, warmup: int, workers: int, work_dir: Path,
@@ -150,6 +174,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8, help="data loader workers (end-to-end)")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the step (as finetune does on one GPU)")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="also profile two model-only steps (kernel summary: DIR/train_step_kernels.txt)")
     parser.add_argument("--skip-end-to-end", action="store_true", help="only the model-only measurement")
     parser.add_argument("--out", default=None, help="result JSON (default benchmarks/results/...)")
     args = parser.parse_args()
@@ -158,7 +184,7 @@ def main() -> None:
               "torch": torch.__version__, "python": platform.python_version(),
               "compile": args.compile,
               "model_only": model_only(args.preset, args.batch_size, args.steps, args.warmup, device,
-                                       args.compile)}
+                                       args.compile, args.profile)}
     print(json.dumps(result["model_only"], indent=1))
     if not args.skip_end_to_end:
         with tempfile.TemporaryDirectory(prefix="groot-train-bench-") as tmp:

@@ -20,6 +20,7 @@ LLM = "backbone.eagle_model.language_model."
 @pytest.fixture
 def two_processes(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # CPU processes (gloo), also on a GPU machine
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
 

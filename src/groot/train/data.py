@@ -157,5 +157,8 @@ def build_loader(dataset: Dataset, sampler: ResumableShardedSampler, batch_size:
 
 
 def move_batch(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {key: value.to(device, non_blocking=True) if isinstance(value, torch.Tensor) else value
+    """Tensors to `device`, except the embodiment ids: on the host the action head sees whether the batch
+    holds one embodiment without waiting for the device (a sync per step would stall the queue)."""
+    return {key: value.to(device, non_blocking=True)
+            if isinstance(value, torch.Tensor) and key != "embodiment_id" else value
             for key, value in batch.items()}

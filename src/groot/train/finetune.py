@@ -9,6 +9,7 @@ accumulation, clipping, held-out loss, checkpoint rotation). Per logged step one
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
 import time
 from pathlib import Path
@@ -37,6 +38,10 @@ def finetune(cfg: FinetuneConfig) -> Path:
     )
 
     validate(cfg)
+    visible = torch.cuda.device_count()
+    if 0 < visible < cfg.num_gpus:
+        raise ValueError(f"--num-gpus {cfg.num_gpus}: only {visible} CUDA device(s) visible "
+                         f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})")
     if cfg.num_gpus > 1 and not launched_by_torchrun():
         relaunch_under_torchrun(cfg.num_gpus, ["finetune", *config_to_argv(cfg)])
         return checkpoint_dir(Path(cfg.output_dir), cfg.max_steps)
