@@ -72,7 +72,8 @@ def offline_base_model(preset: str, work_dir: Path) -> str:
 
 
 def model_only(preset: str, batch_size: int, steps: int, warmup: int, device: torch.device,
-               compile_model: bool, profile_dir: Path | None = None) -> dict:
+               compile_model: bool, memory_budget: float, text_tokens: int,
+               profile_dir: Path | None = None) -> dict:
     """Samples/s and peak memory of forward + backward + AdamW step on one repeated batch."""
     torch.manual_seed(0)
     model = GR00TN15.from_preset(preset)
@@ -84,9 +85,9 @@ def model_only(preset: str, batch_size: int, steps: int, warmup: int, device: to
         cast_frozen_to_bf16(model)
     model.to(device).train()
     if compile_model:
-        compile_for_training(model)
+        compile_for_training(model, memory_budget)
     optimizer = build_optimizer(parameter_groups(model, 1e-5), learning_rate=1e-4)
-    batch = synthetic_batch(model, batch_size, device)
+    batch = synthetic_batch(model, batch_size, device, text_tokens)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
@@ -102,6 +103,9 @@ def model_only(preset: str, batch_size: int, steps: int, warmup: int, device: to
     for _ in range(warmup):
         step()
     _sync(device)
+    first_steps_peak = _peak_memory_gib(device)  # compiling: inductor autotunes on real-size buffers
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
     for _ in range(steps):
         loss = step()
@@ -112,7 +116,8 @@ def model_only(preset: str, batch_size: int, steps: int, warmup: int, device: to
               "tokens_per_sample": int(batch["input_ids"].shape[1]), "trainable_params": trainable,
               "final_loss": float(loss)}
     if device.type == "cuda":
-        result["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+        result["peak_memory_gib"] = _peak_memory_gib(device)  # training after the first steps
+        result["warmup_peak_memory_gib"] = first_steps_peak
     if profile_dir is not None:
         result["profile"] = profile_steps(step, device, profile_dir, batch_size)
     return result
@@ -139,7 +144,7 @@ def profile_steps(step, device: torch.device, directory: Path, batch_size: int, 
 
 
 def end_to_end(preset: str, batch_size: int, steps: int, warmup: int, workers: int, work_dir: Path,
-               compile_model: bool) -> dict:
+               compile_model: bool, memory_budget: float) -> dict:
     """`finetune()` on a generated 256x256 one-camera video dataset (the `fourier_gr1_arms_only`
     layout: as many images per sample as model-only); samples/s over the steps after warmup."""
     arms_and_hands = {"left_arm": 7, "right_arm": 7, "left_hand": 6, "right_hand": 6}
@@ -151,12 +156,31 @@ def end_to_end(preset: str, batch_size: int, steps: int, warmup: int, workers: i
                          data_config="fourier_gr1_arms_only", base_model=offline_base_model(preset, work_dir),
                          batch_size=batch_size, max_steps=total, save_steps=total, logging_steps=1,
                          dataloader_num_workers=workers, save_total_limit=1,
-                         compile="on" if compile_model else "off")
+                         compile="on" if compile_model else "off", activation_memory_budget=memory_budget)
     finetune(cfg)
     records = read_metrics(work_dir / "run" / "metrics.jsonl")[warmup:]
     rates = [r["samples_per_s"] for r in records]
     return {"samples_per_s": len(rates) / sum(1.0 / r for r in rates), "workers": workers,
-            "cameras": 1, "video_size": 256}
+            "tokens_per_sample": _tokens_per_sample(cfg),            "cameras": 1, "video_size": 256}
+
+
+def _peak_memory_gib(device: torch.device) -> float | None:
+    return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+
+
+def _tokens_per_sample(cfg: FinetuneConfig) -> int:
+    """Prompt length of the end-to-end batches (the byte tokenizer spends a token per character)."""
+    from groot.data.configs import get_data_config
+    from groot.model.checkpoint import read_config
+    from groot.train.data import build_dataset, fit_data_config_to_model
+    from groot.train.finetune import build_processor
+
+    base = Path(cfg.base_model)
+    config = read_config(base) if base.is_dir() else preset_config(cfg.base_model)
+    data_config = fit_data_config_to_model(get_data_config(cfg.data_config), config)
+    dataset = build_dataset(cfg.dataset_path, data_config, cfg.embodiment_tag, cfg.video_backend,
+                            True, True, cfg.seed, None)
+    return int(build_processor(config, cfg.base_model)([dataset[0]])["input_ids"].shape[1])
 
 
 def _sync(device: torch.device) -> None:
@@ -174,6 +198,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8, help="data loader workers (end-to-end)")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the step (as finetune does on one GPU)")
+    parser.add_argument("--text-tokens", type=int, default=34,
+                        help="model-only prompt tokens besides the 256 image tokens (34: ~290 in all; the "
+                             "end-to-end prompts of the byte tokenizer come to 88: pass that for the ratio)")
+    parser.add_argument("--activation-memory-budget", type=float,
+                        default=FinetuneConfig.activation_memory_budget,
+                        help="with --compile: share of activations kept for the backward (1.0: fastest)")
     parser.add_argument("--profile", type=Path, default=None,
                         help="also profile two model-only steps (kernel summary: DIR/train_step_kernels.txt)")
     parser.add_argument("--skip-end-to-end", action="store_true", help="only the model-only measurement")
@@ -182,16 +212,20 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     result = {"preset": args.preset, "batch_size": args.batch_size, "device": _device_name(device),
               "torch": torch.__version__, "python": platform.python_version(),
-              "compile": args.compile,
+              "compile": args.compile, "activation_memory_budget": args.activation_memory_budget,
               "model_only": model_only(args.preset, args.batch_size, args.steps, args.warmup, device,
-                                       args.compile, args.profile)}
+                                       args.compile, args.activation_memory_budget, args.text_tokens,
+                                       args.profile)}
     print(json.dumps(result["model_only"], indent=1))
     if not args.skip_end_to_end:
         with tempfile.TemporaryDirectory(prefix="groot-train-bench-") as tmp:
             result["end_to_end"] = end_to_end(args.preset, args.batch_size, args.steps, args.warmup,
-                                              args.workers, Path(tmp), args.compile)
-        result["end_to_end_over_model_only"] = (result["end_to_end"]["samples_per_s"]
-                                                / result["model_only"]["samples_per_s"])
+                                              args.workers, Path(tmp), args.compile,
+                                              args.activation_memory_budget)
+        same_shapes = result["end_to_end"]["tokens_per_sample"] == result["model_only"]["tokens_per_sample"]
+        # only a ratio at equal shapes says how much the data pipeline costs
+        ratio = result["end_to_end"]["samples_per_s"] / result["model_only"]["samples_per_s"]
+        result["end_to_end_over_model_only"] = ratio if same_shapes else None
     name = f"train_throughput_{args.preset}{'_compiled' * args.compile}.json"
     out = Path(args.out) if args.out else Path(__file__).parent / "results" / name
     out.parent.mkdir(parents=True, exist_ok=True)

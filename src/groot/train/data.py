@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 import os
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -154,6 +154,28 @@ def build_loader(dataset: Dataset, sampler: ResumableShardedSampler, batch_size:
                       num_workers=num_workers, pin_memory=pin_memory, drop_last=True,
                       generator=torch.Generator().manual_seed(sampler.seed),
                       prefetch_factor=4 if num_workers > 0 else None)
+
+
+def batches_on_device(batches: Iterable[dict[str, Any]], device: torch.device) -> Iterator[dict[str, Any]]:
+    """`move_batch` over `batches`; on CUDA the next batch's host-to-device copy is issued on a side stream
+    before the current batch is handed out, so the copy overlaps the step instead of preceding it."""
+    if device.type != "cuda":
+        yield from (move_batch(batch, device) for batch in batches)
+        return
+    copy_stream = torch.cuda.Stream(device)
+    ready = None
+    for batch in batches:
+        with torch.cuda.stream(copy_stream):
+            issued = move_batch(batch, device)
+        if ready is not None:
+            yield ready
+        torch.cuda.current_stream(device).wait_stream(copy_stream)
+        for value in issued.values():  # the allocator must not reuse these until the step is done
+            if isinstance(value, torch.Tensor) and value.is_cuda:
+                value.record_stream(torch.cuda.current_stream(device))
+        ready = issued
+    if ready is not None:
+        yield ready
 
 
 def move_batch(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:

@@ -178,7 +178,7 @@ class Trainer:
                                    and not self.ctx.is_distributed and not lora):
             if self.ctx.is_main:
                 print("compiling the training step: the first step takes minutes (--compile off skips this)")
-            compile_for_training(model)
+            compile_for_training(model, cfg.activation_memory_budget)
         if self.use_fsdp:
             # backbone layers are FSDP units; the action head stays in the root unit, as its sampling
             # and conditioning code calls into DiT blocks outside their forward
@@ -219,16 +219,16 @@ class Trainer:
     # ---- training ----------------------------------------------------------------------------------
     def _micro_batches(self):
         """Endless (epoch, batch) stream starting where the run stands; tracks the position."""
-        from groot.train.data import move_batch
+        from groot.train.data import batches_on_device
 
         per_epoch = self._batches_per_epoch()
         while True:
             if self.batches_into_epoch >= per_epoch:
                 self.epoch, self.batches_into_epoch = self.epoch + 1, 0
             loader = self._loader(self.dataset, self.epoch, self.batches_into_epoch, self.cfg.seed)
-            for batch in loader:
+            for batch in batches_on_device(loader, self.ctx.device):  # counts batches handed out
                 self.batches_into_epoch += 1
-                yield move_batch(batch, self.ctx.device)
+                yield batch
 
     def _train(self) -> None:
         from tqdm import tqdm
@@ -253,33 +253,48 @@ class Trainer:
                 logger.log(0, {"eval_loss": eval_loss})
         bar = tqdm(total=cfg.max_steps, initial=self.step, desc="finetune", unit="step",
                    disable=not ctx.is_main, dynamic_ncols=True)
+        # a logged window's loss and gradient norm stay on the device until the next step is queued:
+        # reading them then waits for the logged step only, so logging never drains the GPU's queue
+        pending: dict[str, Any] | None = None
+
+        def flush() -> None:
+            nonlocal pending
+            if pending is None:
+                return
+            step, metrics = pending.pop("step"), {key: float(value) for key, value in pending.items()}
+            pending = None
+            if logger is not None:
+                logger.log(step, metrics)
+            bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['lr']:.2e}",
+                            samples_s=f"{metrics['samples_per_s']:.1f}")
+
         try:
             while self.step < cfg.max_steps:
                 lr = self.schedule.current_lr()
                 loss, grad_norm = self._optimizer_step(batches)
+                flush()
                 self.step += 1
                 window_loss += loss
                 window_steps += 1
                 bar.update(1)
                 if self.step % cfg.logging_steps == 0 or self.step == cfg.max_steps:
-                    mean_loss = (mean_across_ranks(window_loss, ctx) / window_steps).item()
                     elapsed = time.perf_counter() - window_start
-                    metrics = {"loss": mean_loss, "lr": lr, "grad_norm": float(grad_norm),
+                    pending = {"step": self.step, "loss": mean_across_ranks(window_loss, ctx) / window_steps,
+                               "lr": lr, "grad_norm": grad_norm.detach(),
                                "samples_per_s": samples_per_step * window_steps / max(elapsed, 1e-9),
                                "epoch": self.epoch + self.batches_into_epoch / per_epoch}
-                    if logger is not None:
-                        logger.log(self.step, metrics)
-                    bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}",
-                                    samples_s=f"{metrics['samples_per_s']:.1f}")
-                    window_loss.zero_()
+                    window_loss = torch.zeros_like(window_loss)
                     window_steps, window_start = 0, time.perf_counter()
                 if eval_dataset is not None and self.step % cfg.eval_steps == 0:
+                    flush()
                     eval_loss = self.evaluate(eval_dataset)
                     if logger is not None:
                         logger.log(self.step, {"eval_loss": eval_loss})
                 if self.step % cfg.save_steps == 0 or self.step == cfg.max_steps:
+                    flush()
                     self.save()
         finally:
+            flush()
             batches.close()
             bar.close()
             if logger is not None:

@@ -1,6 +1,6 @@
 """Numerics and activation memory of training: bf16 autocast with frozen weights stored in bf16,
-fp32 master weights for everything that trains, TF32 matmuls, optional torch.compile and activation
-checkpointing."""
+fp32 master weights for everything that trains, TF32 matmuls, optional torch.compile (with a budget
+for the activations it keeps) and activation checkpointing."""
 
 from __future__ import annotations
 
@@ -37,17 +37,47 @@ def autocast(device: torch.device, bf16: bool):
     return contextlib.nullcontext()
 
 
-def compile_for_training(model: nn.Module) -> None:
+def compile_for_training(model: nn.Module, activation_memory_budget: float = 1.0) -> None:
     """Compile the model's forward (and so its backward) with torch.compile, in place: parameter names
     and the state dict stay as they are. Fuses the elementwise work between the matmuls and the
     autocast weight casts, and recomputes cheap elementwise results in the backward instead of keeping
     them: a faster step at lower peak memory. Random numbers (noise, timesteps, dropout) come from the
     eager generators, so a seed gives the same draws compiled or not. New prompt lengths trigger one
-    more compile, after which the sequence dimension is treated as dynamic."""
+    more compile, after which the sequence dimension is treated as dynamic.
+
+    `activation_memory_budget` in (0, 1) lets the partitioner recompute more in the backward, keeping
+    about that fraction of the activations it would keep at 1.0 (PyTorch's exactly-0 mode recomputes
+    even random draws, so 0 is refused by `validate`). It is process-wide and read when a graph
+    compiles, i.e. at the first step."""
+    import torch._functorch.config
     import torch._inductor.config
 
     torch._inductor.config.fallback_random = True
+    torch._inductor.config.joint_custom_pre_pass = _save_random_draws_pass()
+    torch._functorch.config.activation_memory_budget = activation_memory_budget
     model.compile()
+
+
+def _save_random_draws_pass():
+    """An inductor joint-graph pass that marks every random op (dropout, randn, ...) "must save".
+
+    With `fallback_random` the draws come from the eager generator; if the partitioner recomputed one in
+    the backward (its memory-budget solver may pick any op), the backward would see a different dropout
+    mask than the forward and every later draw would shift."""
+    from torch._inductor.custom_graph_pass import CustomGraphPass
+    from torch.utils.checkpoint import CheckpointPolicy
+
+    class SaveRandomDraws(CustomGraphPass):
+        def __call__(self, graph: torch.fx.Graph) -> None:
+            for node in graph.nodes:
+                if (node.op == "call_function"
+                        and torch.Tag.nondeterministic_seeded in getattr(node.target, "tags", ())):
+                    node.meta["recompute"] = CheckpointPolicy.MUST_SAVE
+
+        def uuid(self) -> str:  # part of inductor's cache key
+            return "groot-save-random-draws-1"
+
+    return SaveRandomDraws()
 
 
 def enable_activation_checkpointing(model: nn.Module) -> int:
