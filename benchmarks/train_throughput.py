@@ -4,8 +4,9 @@ pipeline, under the default fine-tune flags (LLM and vision frozen, projector an
     python benchmarks/train_throughput.py                      # n1.5-3b, batch 32, one GPU
     python benchmarks/train_throughput.py --preset tiny --batch-size 4 --steps 3 --warmup 1   # CPU check
 
-Model-only feeds one synthetic batch of the right shapes (1 camera, ~290 tokens) again and again;
-end-to-end trains through `finetune()` on a generated 256x256 video dataset with N loader workers.
+Model-only feeds one synthetic batch of the right shapes (1 camera: the model's image tokens, 256 on
+n1.5-3b, plus --text-tokens) again and again; end-to-end trains through `finetune()` on a generated
+256x256 video dataset with N loader workers.
 Writes JSON to benchmarks/results/train_throughput_<preset>.json.
 """
 
@@ -161,7 +162,7 @@ def end_to_end(preset: str, batch_size: int, steps: int, warmup: int, workers: i
     records = read_metrics(work_dir / "run" / "metrics.jsonl")[warmup:]
     rates = [r["samples_per_s"] for r in records]
     return {"samples_per_s": len(rates) / sum(1.0 / r for r in rates), "workers": workers,
-            "tokens_per_sample": _tokens_per_sample(cfg),            "cameras": 1, "video_size": 256}
+            "tokens_per_sample": _tokens_per_sample(cfg), "cameras": 1, "video_size": 256}
 
 
 def _peak_memory_gib(device: torch.device) -> float | None:
@@ -179,7 +180,8 @@ def _tokens_per_sample(cfg: FinetuneConfig) -> int:
     config = read_config(base) if base.is_dir() else preset_config(cfg.base_model)
     data_config = fit_data_config_to_model(get_data_config(cfg.data_config), config)
     dataset = build_dataset(cfg.dataset_path, data_config, cfg.embodiment_tag, cfg.video_backend,
-                            True, True, cfg.seed, None)
+                            cfg.balance_dataset_weights, cfg.balance_trajectory_weights, cfg.seed,
+                            cfg.video_cache_dir)
     return int(build_processor(config, cfg.base_model)([dataset[0]])["input_ids"].shape[1])
 
 
