@@ -28,27 +28,9 @@ import torch
 
 from groot.model.config import preset_config
 from groot.model.gr00t_n15 import GR00TN15
+from groot.model.synthetic_batch import synthetic_batch
 
 NEW_EMBODIMENT = 31
-
-
-def synthetic_batch(model: GR00TN15, text_tokens: int, device: torch.device) -> dict[str, torch.Tensor]:
-    """Batch of 1: pixels [1, 3, S, S] in [-1, 1], ids [1, text/2 | image tokens | text/2],
-    state [1, 1, 64]."""
-    bb, ah = model.config.backbone_cfg, model.config.action_head_cfg
-    g = torch.Generator().manual_seed(0)
-    text = torch.randint(0, min(bb.llm.vocab_size, 100_000), (1, text_tokens), generator=g)
-    image = torch.full((1, bb.num_image_tokens), bb.image_token_id)
-    ids = torch.cat([text[:, : text_tokens // 2], image, text[:, text_tokens // 2:]], dim=1)
-    size = bb.vision.image_size
-    batch = {
-        "pixel_values": torch.rand(1, 3, size, size, generator=g) * 2 - 1,
-        "input_ids": ids,
-        "attention_mask": torch.ones_like(ids),
-        "state": torch.randn(1, 1, ah.max_state_dim, generator=g),
-        "embodiment_id": torch.tensor([NEW_EMBODIMENT]),
-    }
-    return {k: v.to(device) for k, v in batch.items()}
 
 
 def sync(device: torch.device) -> None:
@@ -130,7 +112,9 @@ def main() -> None:
     model = model.to(dtype).eval()
     sync(device)
     build_s = time.perf_counter() - start
-    batch = synthetic_batch(model, args.text_tokens, device)
+    # batch of 1: the model's image tokens with text_tokens // 2 prompt tokens on either side
+    batch = {key: value.to(device) for key, value in
+             synthetic_batch(model.config, 1, args.text_tokens // 2, embodiment=NEW_EMBODIMENT).items()}
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 

@@ -25,7 +25,7 @@ from groot.data.synthetic import make_synthetic_dataset
 from groot.model.checkpoint import save_pretrained
 from groot.model.config import preset_config
 from groot.model.gr00t_n15 import GR00TN15
-from groot.model.processor import GrootProcessor
+from groot.model.synthetic_batch import synthetic_batch
 from groot.train.data import move_batch
 from groot.train.embodiment_slices import EmbodimentSlices
 from groot.train.finetune import FinetuneConfig, finetune
@@ -36,27 +36,6 @@ from kernel_profile import device_kernels, kernel_summary
 
 NEW_EMBODIMENT = 31
 BYTE_IMAGE_TOKEN_ID = 261  # <IMG_CONTEXT> of the built-in byte tokenizer
-
-
-def synthetic_batch(model: GR00TN15, batch_size: int, device: torch.device,
-                    text_tokens: int = 34) -> dict[str, torch.Tensor]:
-    """A processor-shaped batch without a tokenizer (the GPU box is offline): 1 camera at the model's
-    image size, `num_image_tokens` image tokens plus `text_tokens` random text ids (~290 in all)."""
-    bb = model.config.backbone_cfg
-    size = bb.vision.image_size
-    generator = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 255, (batch_size, size, size, 3), dtype=torch.uint8, generator=generator)
-    text = torch.randint(0, min(bb.llm.vocab_size, 100_000), (batch_size, text_tokens), generator=generator)
-    image_ids = torch.full((batch_size, bb.num_image_tokens), bb.image_token_id)
-    input_ids = torch.cat([text[:, : text_tokens // 2], image_ids, text[:, text_tokens // 2:]], dim=1)
-    batch = {"pixel_values": GrootProcessor(None, size, bb.num_image_tokens).pixels(images),
-             "input_ids": input_ids, "attention_mask": torch.ones_like(input_ids),
-             "state": torch.randn(batch_size, 1, 64, generator=generator),
-             "state_mask": torch.ones(batch_size, 1, 64, dtype=torch.bool),
-             "action": torch.randn(batch_size, 16, 32, generator=generator),
-             "action_mask": torch.ones(batch_size, 16, 32, dtype=torch.bool),
-             "embodiment_id": torch.full((batch_size,), NEW_EMBODIMENT, dtype=torch.int64)}
-    return move_batch(batch, device)
 
 
 def offline_base_model(preset: str, work_dir: Path) -> str:
@@ -88,7 +67,9 @@ def model_only(preset: str, batch_size: int, steps: int, warmup: int, device: to
     if compile_model:
         compile_for_training(model, memory_budget)
     optimizer = build_optimizer(parameter_groups(model, 1e-5), learning_rate=1e-4)
-    batch = synthetic_batch(model, batch_size, device, text_tokens)
+    # 1 camera: the model's image tokens with text_tokens // 2 prompt tokens on either side
+    batch = move_batch(synthetic_batch(model.config, batch_size, text_tokens // 2, embodiment=NEW_EMBODIMENT),
+                       device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 

@@ -9,24 +9,9 @@ import torch._functorch.config
 
 from groot.model.config import preset_config
 from groot.model.gr00t_n15 import GR00TN15
+from groot.model.synthetic_batch import synthetic_batch
 from groot.train.finetune_config import FinetuneConfig, validate
 from groot.train.precision import compile_for_training
-
-
-def _batch(model: GR00TN15, batch_size: int = 4) -> dict[str, torch.Tensor]:
-    """A processor-shaped batch: 1 image, 10 text tokens around the image tokens, one embodiment."""
-    bb = model.config.backbone_cfg
-    generator = torch.Generator().manual_seed(0)
-    image_ids = torch.full((batch_size, bb.num_image_tokens), bb.image_token_id)
-    text = torch.randint(0, 256, (batch_size, 10), generator=generator)
-    input_ids = torch.cat([text[:, :5], image_ids, text[:, 5:]], dim=1)
-    size = bb.vision.image_size
-    return {"pixel_values": torch.randn(batch_size, 3, size, size, generator=generator),
-            "input_ids": input_ids, "attention_mask": torch.ones_like(input_ids),
-            "state": torch.randn(batch_size, 1, 64, generator=generator),
-            "action": torch.randn(batch_size, 16, 32, generator=generator),
-            "action_mask": torch.ones(batch_size, 16, 32, dtype=torch.bool),
-            "embodiment_id": torch.full((batch_size,), 31, dtype=torch.int64)}
 
 
 def _two_steps(compiled: bool) -> tuple[list[float], torch.Tensor, float]:
@@ -37,7 +22,7 @@ def _two_steps(compiled: bool) -> tuple[list[float], torch.Tensor, float]:
     torch.manual_seed(0)
     model = GR00TN15(config)
     model.set_trainable(tune_llm=False, tune_visual=False, tune_projector=True, tune_diffusion_model=True)
-    batch = _batch(model)
+    batch = synthetic_batch(config, batch=4, text_tokens=5)
     if compiled:
         torch._dynamo.reset()
         compile_for_training(model, activation_memory_budget=0.05)  # recompute nearly all
