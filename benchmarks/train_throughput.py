@@ -13,6 +13,7 @@ Writes JSON to benchmarks/results/train_throughput_<preset>.json.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import tempfile
@@ -26,12 +27,15 @@ from groot.model.checkpoint import save_pretrained
 from groot.model.config import preset_config
 from groot.model.gr00t_n15 import GR00TN15
 from groot.model.synthetic_batch import synthetic_batch
+from groot.train.cuda_graph_step import GraphedTrainStep
 from groot.train.data import move_batch
 from groot.train.embodiment_slices import EmbodimentSlices
 from groot.train.finetune import FinetuneConfig, finetune
+from groot.train.host_embedding import HostTokenEmbedding
 from groot.train.logging import read_metrics
 from groot.train.optim import build_optimizer, parameter_groups
-from groot.train.precision import autocast, cast_frozen_to_bf16, compile_for_training, enable_tf32
+from groot.train.precision import cast_frozen_to_bf16, compile_for_training, enable_tf32
+from groot.train.step import train_step, with_flow_time
 from kernel_profile import device_kernels, kernel_summary
 
 NEW_EMBODIMENT = 31
@@ -52,9 +56,10 @@ def offline_base_model(preset: str, work_dir: Path) -> str:
 
 
 def model_only(preset: str, batch_size: int, steps: int, warmup: int, device: torch.device,
-               compile_model: bool, memory_budget: float, text_tokens: int,
-               profile_dir: Path | None = None) -> dict:
-    """Samples/s and peak memory of forward + backward + AdamW step on one repeated batch."""
+               compile_model: bool, memory_budget: float, text_tokens: int, cuda_graphs: bool,
+               host_embedding: bool, profile_dir: Path | None = None) -> dict:
+    """Samples/s and peak memory of `finetune`'s step (forward + backward + clip + AdamW) on one repeated
+    batch, with its flow-matching times drawn per step as in `finetune`."""
     torch.manual_seed(0)
     model = GR00TN15.from_preset(preset)
     model.set_trainable(tune_llm=False, tune_visual=False, tune_projector=True, tune_diffusion_model=True)
@@ -68,24 +73,25 @@ def model_only(preset: str, batch_size: int, steps: int, warmup: int, device: to
         compile_for_training(model, memory_budget)
     optimizer = build_optimizer(parameter_groups(model, 1e-5), learning_rate=1e-4)
     # 1 camera: the model's image tokens with text_tokens // 2 prompt tokens on either side
-    batch = move_batch(synthetic_batch(model.config, batch_size, text_tokens // 2, embodiment=NEW_EMBODIMENT),
-                       device)
+    batch = synthetic_batch(model.config, batch_size, text_tokens // 2, embodiment=NEW_EMBODIMENT)
+    if host_embedding:
+        batch = HostTokenEmbedding(model)(batch)
+    batch = move_batch(batch, device)
+    run = functools.partial(train_step, model, optimizer, max_grad_norm=1.0, bf16=bf16)
+    if cuda_graphs:
+        run = GraphedTrainStep(run, optimizer)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
     def step() -> torch.Tensor:
-        with autocast(device, bf16):
-            loss = model(batch)["loss"]
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return loss
+        return run([with_flow_time(model, batch, device)])[0]
 
     for _ in range(warmup):
         step()
     _sync(device)
-    first_steps_peak = _peak_memory_gib(device)  # compiling: inductor autotunes on real-size buffers
+    # compiling (inductor autotunes on real-size buffers) and, with CUDA graphs, recording: a replay
+    # allocates nothing, so the recording's peak is the step's footprint
+    first_steps_peak = _peak_memory_gib(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
@@ -98,8 +104,10 @@ def model_only(preset: str, batch_size: int, steps: int, warmup: int, device: to
               "tokens_per_sample": int(batch["input_ids"].shape[1]), "trainable_params": trainable,
               "final_loss": float(loss)}
     if device.type == "cuda":
-        result["peak_memory_gib"] = _peak_memory_gib(device)  # training after the first steps
+        result["steady_peak_memory_gib"] = _peak_memory_gib(device)  # the timed steps
         result["warmup_peak_memory_gib"] = first_steps_peak
+        result["peak_memory_gib"] = max(result["steady_peak_memory_gib"], first_steps_peak)
+        result["peak_reserved_gib"] = torch.cuda.max_memory_reserved(device) / 2**30
     if profile_dir is not None:
         result["profile"] = profile_steps(step, device, profile_dir, batch_size)
     return result
@@ -126,7 +134,7 @@ def profile_steps(step, device: torch.device, directory: Path, batch_size: int, 
 
 
 def end_to_end(preset: str, batch_size: int, steps: int, warmup: int, workers: int, work_dir: Path,
-               compile_model: bool, memory_budget: float) -> dict:
+               compile_model: bool, memory_budget: float, cuda_graphs: bool, host_embedding: bool) -> dict:
     """`finetune()` on a generated 256x256 one-camera video dataset (the `fourier_gr1_arms_only`
     layout: as many images per sample as model-only); samples/s over the steps after warmup."""
     arms_and_hands = {"left_arm": 7, "right_arm": 7, "left_hand": 6, "right_hand": 6}
@@ -138,7 +146,9 @@ def end_to_end(preset: str, batch_size: int, steps: int, warmup: int, workers: i
                          data_config="fourier_gr1_arms_only", base_model=offline_base_model(preset, work_dir),
                          batch_size=batch_size, max_steps=total, save_steps=total, logging_steps=1,
                          dataloader_num_workers=workers, save_total_limit=1,
-                         compile="on" if compile_model else "off", activation_memory_budget=memory_budget)
+                         compile="on" if compile_model else "off", activation_memory_budget=memory_budget,
+                         cuda_graphs="on" if cuda_graphs else "off",
+                         host_token_embedding="on" if host_embedding else "off")
     finetune(cfg)
     records = read_metrics(work_dir / "run" / "metrics.jsonl")[warmup:]
     rates = [r["samples_per_s"] for r in records]
@@ -187,24 +197,33 @@ def main() -> None:
     parser.add_argument("--activation-memory-budget", type=float,
                         default=FinetuneConfig.activation_memory_budget,
                         help="with --compile: share of activations kept for the backward (1.0: fastest)")
+    parser.add_argument("--no-cuda-graphs", action="store_true",
+                        help="replay no CUDA graph of the step (default: recorded with --compile on a GPU, "
+                             "as finetune does)")
+    parser.add_argument("--no-host-embedding", action="store_true",
+                        help="keep the frozen token-embedding table on the GPU (default: on the host, as "
+                             "finetune does on a GPU)")
     parser.add_argument("--profile", type=Path, default=None,
                         help="also profile two model-only steps (kernel summary: DIR/train_step_kernels.txt)")
     parser.add_argument("--skip-end-to-end", action="store_true", help="only the model-only measurement")
     parser.add_argument("--out", default=None, help="result JSON (default benchmarks/results/...)")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    cuda_graphs = args.compile and device.type == "cuda" and not args.no_cuda_graphs
+    host_embedding = device.type == "cuda" and not args.no_host_embedding
     result = {"preset": args.preset, "batch_size": args.batch_size, "device": _device_name(device),
               "torch": torch.__version__, "python": platform.python_version(),
               "compile": args.compile, "activation_memory_budget": args.activation_memory_budget,
+              "cuda_graphs": cuda_graphs, "host_token_embedding": host_embedding,
               "model_only": model_only(args.preset, args.batch_size, args.steps, args.warmup, device,
                                        args.compile, args.activation_memory_budget, args.text_tokens,
-                                       args.profile)}
+                                       cuda_graphs, host_embedding, args.profile)}
     print(json.dumps(result["model_only"], indent=1))
     if not args.skip_end_to_end:
         with tempfile.TemporaryDirectory(prefix="groot-train-bench-") as tmp:
             result["end_to_end"] = end_to_end(args.preset, args.batch_size, args.steps, args.warmup,
                                               args.workers, Path(tmp), args.compile,
-                                              args.activation_memory_budget)
+                                              args.activation_memory_budget, cuda_graphs, host_embedding)
         same_shapes = result["end_to_end"]["tokens_per_sample"] == result["model_only"]["tokens_per_sample"]
         # only a ratio at equal shapes says how much the data pipeline costs
         ratio = result["end_to_end"]["samples_per_s"] / result["model_only"]["samples_per_s"]

@@ -9,6 +9,8 @@ from groot.train.optim import (
     ADAM_BETAS,
     WarmupCosineSchedule,
     build_optimizer,
+    clip_and_step,
+    gradient_norm,
     parameter_groups,
     warmup_steps_for,
 )
@@ -66,3 +68,38 @@ def test_warmup_then_cosine_values():
         schedule_at_6.step()
     restored.load_state_dict(schedule_at_6.state_dict())
     assert restored.current_lr() == pytest.approx(lrs[6])
+
+
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("max_norm", [0.05, 1e3])
+def test_clip_and_step_matches_clip_grad_norm_then_step(fused, max_norm):
+    """Clipped (max_norm below the norm) and unclipped: the same update as `clip_grad_norm_` + `step`,
+    whether the scale is applied by a pass of its own or, fused, inside AdamW's kernel."""
+    def trained(clip_separately: bool):
+        torch.manual_seed(0)
+        net = _Net()
+        optimizer = torch.optim.AdamW(parameter_groups(net, 0.1), lr=1e-2, fused=fused)
+        norms = []
+        for step in range(3):
+            x = torch.randn(8, 4, generator=torch.Generator().manual_seed(step))
+            (net.norm(net.proj(x)) * net.rms.weight).pow(2).sum().backward()
+            if clip_separately:
+                norms.append(float(nn.utils.clip_grad_norm_(
+                    [p for g in optimizer.param_groups for p in g["params"]], max_norm)))
+                optimizer.step()
+            else:
+                norms.append(float(clip_and_step(optimizer, max_norm)))
+                assert not hasattr(optimizer, "grad_scale")  # a fused step's divisor is not left behind
+            optimizer.zero_grad(set_to_none=True)
+        return norms, {name: p.detach().clone() for name, p in net.named_parameters()}
+
+    (norms, params), (ref_norms, ref_params) = trained(False), trained(True)
+    assert norms == pytest.approx(ref_norms, rel=1e-6)
+    assert min(ref_norms) > max_norm or max(ref_norms) < max_norm  # clips every step, or never
+    for name, value in params.items():
+        torch.testing.assert_close(value, ref_params[name], rtol=1e-6, atol=1e-7, msg=name)
+
+
+def test_gradient_norm_is_the_global_l2_norm():
+    grads = [torch.tensor([3.0]), torch.tensor([[4.0, 12.0]])]
+    assert float(gradient_norm(grads)) == pytest.approx(13.0)

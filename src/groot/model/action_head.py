@@ -181,14 +181,19 @@ class FlowMatchingActionHead(nn.Module):
 
     # ---- training ------------------------------------------------------------------------------------
     def forward(self, features: torch.Tensor, state: torch.Tensor, action: torch.Tensor,
-                action_mask: torch.Tensor, embodiment_id: torch.Tensor) -> torch.Tensor:
+                action_mask: torch.Tensor, embodiment_id: torch.Tensor,
+                flow_time: torch.Tensor | None = None) -> torch.Tensor:
         """features [B, L, D], state [B, 1, 64], action / action_mask [B, 16, 32], embodiment_id [B]
-        -> scalar loss: masked MSE between predicted and true velocity (spec 3.5)."""
+        -> scalar loss: masked MSE between predicted and true velocity (spec 3.5).
+        flow_time [B]: the times `sample_time` would draw, drawn beforehand (a CUDA-graphed training
+        step cannot draw on the host); None: drawn here."""
         category = resolve_category(embodiment_id)
         vl = self.encode_vl(features)
         state_tokens = self.state_encoder(state, category)  # [B, 1, W]
         noise = torch.randn(action.shape, device=action.device, dtype=action.dtype)
-        t = self.sample_time(action.shape[0], action.device).to(action.dtype)[:, None, None]  # [B, 1, 1]
+        if flow_time is None:
+            flow_time = self.sample_time(action.shape[0], action.device)
+        t = flow_time.to(action.dtype)[:, None, None]  # [B, 1, 1]
         noisy = (1 - t) * noise + t * action
         target = action - noise
         pred = self.predict_velocity(state_tokens, noisy, self.time_bucket(t[:, 0, 0]), category, vl=vl)

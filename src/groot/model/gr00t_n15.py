@@ -113,7 +113,8 @@ class GR00TN15(nn.Module):
         """pixel_values [N_img, 3, S, S], input_ids / attention_mask [B, L] -> features [B, L, D]
         in the action head's dtype."""
         pixels = batch["pixel_values"].to(_param_dtype(self.backbone.eagle_model.vision_model))
-        features = self.backbone(pixels, batch["input_ids"], batch["attention_mask"])
+        features = self.backbone(pixels, batch["input_ids"], batch["attention_mask"],
+                                 batch.get("text_embeds"))
         return features.to(_param_dtype(self.action_head))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -125,6 +126,7 @@ class GR00TN15(nn.Module):
             batch["action"].to(dtype),  # [B, 16, 32]
             batch["action_mask"],  # [B, 16, 32]
             batch["embodiment_id"],  # [B]
+            batch.get("flow_time"),  # [B] or None: drawn by the action head
         )
         return {"loss": loss}
 

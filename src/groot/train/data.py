@@ -156,15 +156,22 @@ def build_loader(dataset: Dataset, sampler: ResumableShardedSampler, batch_size:
                       prefetch_factor=4 if num_workers > 0 else None)
 
 
-def batches_on_device(batches: Iterable[dict[str, Any]], device: torch.device) -> Iterator[dict[str, Any]]:
-    """`move_batch` over `batches`; on CUDA the next batch's host-to-device copy is issued on a side stream
-    before the current batch is handed out, so the copy overlaps the step instead of preceding it."""
+def batches_on_device(batches: Iterable[dict[str, Any]], device: torch.device,
+                      prepare: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+                      ) -> Iterator[dict[str, Any]]:
+    """`move_batch` over `batches` (each first passed through `prepare`, on the host, if given); on CUDA
+    the next batch is prepared and its host-to-device copy issued on a side stream before the current
+    batch is handed out, so both overlap the step instead of preceding it."""
+    if prepare is None:
+        def prepare(batch):
+            return batch
     if device.type != "cuda":
-        yield from (move_batch(batch, device) for batch in batches)
+        yield from (move_batch(prepare(batch), device) for batch in batches)
         return
     copy_stream = torch.cuda.Stream(device)
     ready = None
     for batch in batches:
+        batch = prepare(batch)
         with torch.cuda.stream(copy_stream):
             issued = move_batch(batch, device)
         if ready is not None:

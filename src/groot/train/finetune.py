@@ -98,6 +98,7 @@ class Trainer:
         self.use_bf16 = cfg.bf16 and ctx.device.type == "cuda"
         self.use_fsdp = ctx.is_distributed and (cfg.fsdp == "on" or (cfg.fsdp == "auto"
                                                                      and (cfg.tune_llm or cfg.tune_visual)))
+        self.host_embedding = None  # HostTokenEmbedding: looks prompts up before batches go to the device
 
     # ---- setup -------------------------------------------------------------------------------------
     def run(self) -> Path:
@@ -123,6 +124,7 @@ class Trainer:
         self.num_workers = loader_workers(cfg.dataloader_num_workers, ctx.device)
         self.processor = build_processor(self.raw_model.config, cfg.base_model)
         self.optimizer, self.schedule = self._optimizer()
+        self.train_step = self._graphed_or_plain_step()
         self.step, self.epoch, self.batches_into_epoch = 0, 0, 0
         if resume_from is not None:
             self._resume(resume_from)
@@ -146,6 +148,7 @@ class Trainer:
         precision, device, DDP / FSDP wrapper."""
         from groot.train.distributed import wrap_ddp, wrap_fsdp
         from groot.train.embodiment_slices import EmbodimentSlices
+        from groot.train.host_embedding import HostTokenEmbedding
         from groot.train.lora import apply_lora, load_adapter_weights, lora_scalings
         from groot.train.precision import (
             cast_frozen_to_bf16,
@@ -174,8 +177,9 @@ class Trainer:
             if not self.use_fsdp:
                 cast_frozen_to_bf16(model)
         self.raw_model = model.to(self.ctx.device).train()
-        if cfg.compile == "on" or (cfg.compile == "auto" and self.ctx.device.type == "cuda"
-                                   and not self.ctx.is_distributed and not lora):
+        self.compiled = cfg.compile == "on" or (cfg.compile == "auto" and self.ctx.device.type == "cuda"
+                                                and not self.ctx.is_distributed and not lora)
+        if self.compiled:
             if self.ctx.is_main:
                 print("compiling the training step: the first step takes minutes (--compile off skips this)")
             compile_for_training(model, cfg.activation_memory_budget)
@@ -183,7 +187,43 @@ class Trainer:
             # backbone layers are FSDP units; the action head stays in the root unit, as its sampling
             # and conditioning code calls into DiT blocks outside their forward
             return wrap_fsdp(model, self.use_bf16, sharded_blocks_of=model.backbone)
-        return wrap_ddp(model, self.ctx) if self.ctx.is_distributed else model
+        wrapped = wrap_ddp(model, self.ctx) if self.ctx.is_distributed else model
+        if self._use_host_token_embedding():  # after DDP's broadcast of the parameters from rank 0
+            self.host_embedding = HostTokenEmbedding(model)
+        return wrapped
+
+    def _use_host_token_embedding(self) -> bool:
+        cfg = self.cfg
+        if cfg.host_token_embedding == "off":
+            return False
+        blocker = ("the LLM trains (--tune-llm)" if cfg.tune_llm else
+                   "FSDP shards the table" if self.use_fsdp else None)
+        if cfg.host_token_embedding == "on" and blocker:
+            raise ValueError(f"--host-token-embedding on: not possible when {blocker}")
+        return blocker is None and (cfg.host_token_embedding == "on" or (self.ctx.device.type == "cuda"
+                                                                         and not self.ctx.is_distributed))
+
+    def _graphed_or_plain_step(self):
+        """The step function `_train_step`, wrapped in `GraphedTrainStep` when CUDA graphs are used."""
+        from groot.train.cuda_graph_step import GraphedTrainStep
+
+        cfg = self.cfg
+        if cfg.cuda_graphs == "off":
+            return self._train_step
+        blocker = ("the device is not CUDA" if self.ctx.device.type != "cuda" else
+                   "training is distributed" if self.ctx.is_distributed else None)
+        if blocker:
+            if cfg.cuda_graphs == "on":
+                raise ValueError(f"--cuda-graphs on: not possible when {blocker}")
+            return self._train_step
+        if cfg.cuda_graphs == "auto" and not self.compiled:
+            return self._train_step
+        return GraphedTrainStep(self._train_step, self.optimizer)
+
+    def _train_step(self, micro_batches: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+        from groot.train.step import train_step
+
+        return train_step(self.model, self.optimizer, micro_batches, self.cfg.max_grad_norm, self.use_bf16)
 
     def _optimizer(self):
         from groot.train.optim import (
@@ -226,7 +266,7 @@ class Trainer:
             if self.batches_into_epoch >= per_epoch:
                 self.epoch, self.batches_into_epoch = self.epoch + 1, 0
             loader = self._loader(self.dataset, self.epoch, self.batches_into_epoch, self.cfg.seed)
-            for batch in batches_on_device(loader, self.ctx.device):  # counts batches handed out
+            for batch in batches_on_device(loader, self.ctx.device, self.host_embedding):  # counts handed out
                 self.batches_into_epoch += 1
                 yield batch
 
@@ -301,34 +341,27 @@ class Trainer:
                 logger.close()
 
     def _optimizer_step(self, batches) -> tuple[torch.Tensor, torch.Tensor]:
-        """Forward/backward over `gradient_accumulation_steps` micro-batches, clip, step.
+        """One optimizer step over the next `gradient_accumulation_steps` micro-batches.
         Returns (mean micro-batch loss, pre-clip gradient norm) as device tensors."""
-        from groot.train.distributed import gradient_sync
-        from groot.train.precision import autocast
+        from groot.train.step import with_flow_time
 
-        cfg = self.cfg
-        accumulate = cfg.gradient_accumulation_steps
-        total = torch.zeros((), device=self.ctx.device)
-        for micro in range(accumulate):
-            batch = next(batches)
-            with gradient_sync(self.model, enabled=micro == accumulate - 1):
-                with autocast(self.ctx.device, self.use_bf16):
-                    loss = self.model(batch)["loss"]
-                (loss / accumulate).backward()
-            total += loss.detach().float()
-        params = [p for group in self.optimizer.param_groups for p in group["params"]]
-        max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-        self.optimizer.step()
+        accumulate = self.cfg.gradient_accumulation_steps
+        micro_batches = [with_flow_time(self.raw_model, next(batches), self.ctx.device)
+                         for _ in range(accumulate)]
+        loss, grad_norm = self.train_step(micro_batches)
         self.schedule.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return total / accumulate, grad_norm
+        return loss, grad_norm
+
+    def _on_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """A loader batch on the device (with its prompt looked up on the host when the table is there)."""
+        from groot.train.data import move_batch
+
+        return move_batch(self.host_embedding(batch) if self.host_embedding else batch, self.ctx.device)
 
     @torch.no_grad()
     def evaluate(self, dataset) -> float:
         """Mean flow-matching loss on up to `eval_batches` held-out batches, under a fixed seed (the
         training RNG streams are left untouched)."""
-        from groot.train.data import move_batch
         from groot.train.distributed import mean_across_ranks
         from groot.train.precision import autocast
 
@@ -339,7 +372,7 @@ class Trainer:
             torch.manual_seed(self.cfg.seed)
             for batch in self._loader(dataset, epoch=0, start_batch=0, seed=self.cfg.seed):
                 with autocast(self.ctx.device, self.use_bf16):
-                    total += self.model(move_batch(batch, self.ctx.device))["loss"].float()
+                    total += self.model(self._on_device(batch))["loss"].float()
                 count += 1
                 if count >= self.cfg.eval_batches:
                     break

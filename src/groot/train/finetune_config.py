@@ -56,6 +56,13 @@ class FinetuneConfig:
     compile: Literal["auto", "on", "off"] = arg("auto", "torch.compile the training forward/backward (fused "
                                                          "elementwise kernels, less memory; the first step "
                                                          "compiles for minutes); auto: one CUDA GPU, no LoRA")
+    cuda_graphs: Literal["auto", "on", "off"] = arg(
+        "auto", "record the whole training step (forward, backward, clip, AdamW) once per batch shape as a "
+                "CUDA graph and replay it: no waiting for the host between kernels; auto: with --compile on "
+                "one CUDA GPU")
+    host_token_embedding: Literal["auto", "on", "off"] = arg(
+        "auto", "keep the frozen LLM token-embedding table (0.58 GiB on N1.5-3B) in host memory and look "
+                "prompts up there; auto: on one CUDA GPU when the LLM is frozen")
     activation_memory_budget: float = arg(
         0.7, "with --compile: fraction of the activations the compiled step keeps for the backward; the "
              "rest is recomputed (1.0: fastest, most memory; 0.7: N1.5-3B at batch 32 peaks at 16.4 "

@@ -58,6 +58,34 @@ def build_optimizer(groups: Iterable[dict], learning_rate: float) -> torch.optim
                              fused=True if on_cuda else None)
 
 
+def gradient_norm(grads: list[torch.Tensor]) -> torch.Tensor:
+    """Global L2 norm of `grads` as a float32 scalar on their device (no host synchronisation)."""
+    if not grads:
+        return torch.zeros(())
+    norms = torch._foreach_norm(grads)
+    return torch.linalg.vector_norm(torch.stack([n.float() for n in norms]))
+
+
+def clip_and_step(optimizer: torch.optim.Optimizer, max_norm: float) -> torch.Tensor:
+    """Scale the gradients by min(1, max_norm / (norm + 1e-6)) (as `clip_grad_norm_`), then step.
+    Returns the pre-clip global norm (a device tensor). A fused optimizer takes the scale as its
+    `grad_scale` divisor, applied in its own kernel: no separate pass over the gradients. Nothing here
+    waits for the device, so the whole step can be captured in a CUDA graph."""
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    norm = gradient_norm(grads)
+    divisor = torch.clamp((norm + 1e-6) / max_norm, min=1.0)
+    if optimizer.defaults.get("fused"):
+        optimizer.grad_scale = divisor
+        try:
+            optimizer.step()
+        finally:
+            del optimizer.grad_scale
+    else:
+        torch._foreach_div_(grads, divisor)
+        optimizer.step()
+    return norm
+
+
 def warmup_steps_for(warmup_ratio: float, total_steps: int) -> int:
     """Warmup length as the HF Trainer computes it from a ratio: ceil(ratio * total)."""
     return math.ceil(warmup_ratio * total_steps)

@@ -1,0 +1,114 @@
+"""One CUDA graph per batch layout for the whole training step: forward, backward, clip, AdamW.
+
+A compiled N1.5-3B step launches ~2,400 kernels, many of them a few microseconds long (the DiT runs on
+49 tokens per sample), so the GPU waits for the host between them. Replaying a recorded graph launches
+them all at once. `GraphedTrainStep` wraps a step function and, per batch layout (tensor shapes and
+dtypes, and the values of host-side entries such as the embodiment ids, which steer Python control
+flow), runs it directly for `warmup` steps (compiling, creating the optimizer state), then records it
+once on the next step and replays it from then on, with the batch copied into the recorded inputs.
+
+What the step needs to hold for that: no host synchronisation and no host-side randomness inside (the
+flow-matching times come in the batch as `flow_time`); the optimizer's parameter groups are recorded
+with device-side learning rates, which are refilled from the groups' float `lr` before each replay, so
+the schedule, the optimizer's state dict and checkpoints see plain floats as before. CUDA random draws
+(noise, dropout) advance the generator on replay exactly as they would run by run, so a graphed run
+draws the same numbers as an ungraphed one. All recordings share one memory pool: nothing a recording
+allocates outlives its replay except its two outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+Batches = list[dict[str, Any]]  # the micro-batches of one optimizer step
+StepFn = Callable[[Batches], tuple[torch.Tensor, torch.Tensor]]  # -> (loss, grad_norm)
+
+
+def batch_layout(batches: Batches) -> tuple:
+    """What must match for a recording to serve a step's batches: device tensors' shapes and dtypes, the
+    values of host tensors and of everything else."""
+    key = []
+    for index, batch in enumerate(batches):
+        key.append(index)
+        key.extend(_entry_layout(name, batch[name]) for name in sorted(batch))
+    return tuple(key)
+
+
+def _entry_layout(name: str, value: Any) -> tuple:
+    if isinstance(value, torch.Tensor) and value.is_cuda:
+        return name, tuple(value.shape), value.dtype
+    if isinstance(value, torch.Tensor):
+        return name, tuple(value.shape), tuple(value.flatten().tolist())
+    return name, repr(value)
+
+
+class _Recording:
+    def __init__(self, graph: torch.cuda.CUDAGraph, inputs: Batches, outputs: tuple):
+        self.graph, self.inputs, self.outputs = graph, inputs, outputs
+
+
+class GraphedTrainStep:
+    """`step(batches) -> (loss, grad_norm)` with the same results as `step_fn(batches)`; see the module
+    docstring. Returned tensors are fresh copies (the recorded outputs are overwritten by the next
+    replay)."""
+
+    def __init__(self, step_fn: StepFn, optimizer: torch.optim.Optimizer, warmup: int = 2):
+        self.step_fn, self.optimizer, self.warmup = step_fn, optimizer, warmup
+        self.recordings: dict[tuple, _Recording] = {}
+        self.steps_seen: dict[tuple, int] = {}
+        self.pool = torch.cuda.graph_pool_handle()
+        self.stream = torch.cuda.Stream()
+        self.lrs = [torch.tensor(float(group["lr"]), device=group["params"][0].device)
+                    for group in optimizer.param_groups]
+
+    def __call__(self, batches: Batches) -> tuple[torch.Tensor, torch.Tensor]:
+        layout = batch_layout(batches)
+        recording = self.recordings.get(layout)
+        if recording is None:
+            seen = self.steps_seen.get(layout, 0)
+            self.steps_seen[layout] = seen + 1
+            if seen < self.warmup:
+                return self._on_side_stream(lambda: self.step_fn(batches))
+            recording = self.recordings[layout] = self._record(batches)
+        return self._replay(recording, batches)
+
+    def _on_side_stream(self, run: Callable[[], Any]) -> Any:
+        """Run on the recording stream, so that lazily created per-stream state (cuBLAS workspaces, ...)
+        exists before a recording starts."""
+        self.stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self.stream):
+            result = run()
+        torch.cuda.current_stream().wait_stream(self.stream)
+        return result
+
+    def _record(self, batches: Batches) -> _Recording:
+        inputs = [{name: value.clone() if isinstance(value, torch.Tensor) and value.is_cuda else value
+                   for name, value in batch.items()} for batch in batches]
+        groups = self.optimizer.param_groups
+        saved = [(group["lr"], group["capturable"]) for group in groups]
+        self.optimizer.zero_grad(set_to_none=True)  # gradients are allocated inside the recording
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()  # warmup blocks cached on the side stream are of no use to the pool
+        graph = torch.cuda.CUDAGraph()
+        try:
+            for group, lr in zip(groups, self.lrs, strict=True):
+                group["lr"], group["capturable"] = lr, True
+            with torch.cuda.graph(graph, pool=self.pool, stream=self.stream):
+                outputs = self.step_fn(inputs)
+        finally:
+            for group, (lr, capturable) in zip(groups, saved, strict=True):
+                group["lr"], group["capturable"] = lr, capturable
+        return _Recording(graph, inputs, outputs)
+
+    def _replay(self, recording: _Recording, batches: Batches) -> tuple[torch.Tensor, torch.Tensor]:
+        for inputs, batch in zip(recording.inputs, batches, strict=True):
+            for name, value in inputs.items():
+                if isinstance(value, torch.Tensor) and value.is_cuda:
+                    value.copy_(batch[name], non_blocking=True)
+        for group, lr in zip(self.optimizer.param_groups, self.lrs, strict=True):
+            lr.fill_(float(group["lr"]))
+        recording.graph.replay()
+        return tuple(output.clone() for output in recording.outputs)

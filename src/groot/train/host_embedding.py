@@ -1,0 +1,42 @@
+"""The frozen token-embedding table of the LLM kept in host memory during fine-tuning.
+
+N1.5-3B's table is 151,680 x 2048 bf16 = 0.58 GiB of GPU memory, of which a batch reads a few hundred
+rows. When the LLM is frozen, `HostTokenEmbedding` moves the table to the host and looks each batch's
+prompt up there before the batch goes to the device: the batch gains `text_embeds` [B, L, D] (the same
+rows `embed_tokens` would return, bit for bit), which `EagleBackbone.embed` uses instead of the table.
+The lookup runs where the next batch is prepared, ahead of the GPU.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def token_embedding(model: nn.Module) -> nn.Embedding:
+    """The LLM's `embed_tokens` of a GR00TN15."""
+    return model.backbone.eagle_model.language_model.model.embed_tokens
+
+
+class HostTokenEmbedding:
+    """Moves the (frozen) table of `model` to the host; `__call__` adds `text_embeds` to a host batch."""
+
+    def __init__(self, model: nn.Module):
+        weight = token_embedding(model).weight
+        if weight.requires_grad:
+            raise ValueError("HostTokenEmbedding: the token embedding trains (--tune-llm); it must stay on "
+                             "the device")
+        weight.data = weight.data.to("cpu")  # the same Parameter object: a tied lm_head follows
+        self.weight = weight
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Host batch with `input_ids` [B, L] -> the batch plus `text_embeds` [B, L, D], in pinned memory
+        when CUDA is present (so that the copy to the device is asynchronous)."""
+        ids = batch["input_ids"]
+        width = self.weight.shape[1]
+        text_embeds = torch.empty((*ids.shape, width), dtype=self.weight.dtype,
+                                  pin_memory=torch.cuda.is_available())
+        torch.index_select(self.weight.detach(), 0, ids.reshape(-1), out=text_embeds.view(-1, width))
+        return {**batch, "text_embeds": text_embeds}

@@ -1,0 +1,99 @@
+"""`GraphedTrainStep` on a GPU: recorded-and-replayed steps give the losses, gradient norms and weights of
+plain steps (same draws, learning rate following the schedule), one recording per batch layout; the
+pre-drawn flow-matching times equal the action head's own draw; `finetune --cuda-graphs on` trains as
+`off` does."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+from groot.model.gr00t_n15 import GR00TN15
+from groot.model.synthetic_batch import synthetic_batch
+from groot.train.cuda_graph_step import GraphedTrainStep
+from groot.train.data import move_batch
+from groot.train.embodiment_slices import EmbodimentSlices
+from groot.train.finetune import FinetuneConfig, finetune
+from groot.train.logging import read_metrics
+from groot.train.optim import WarmupCosineSchedule, build_optimizer, parameter_groups
+from groot.train.precision import cast_frozen_to_bf16
+from groot.train.step import train_step, with_flow_time
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+CUDA = torch.device("cuda")
+
+
+def _setup():
+    torch.manual_seed(0)
+    model = GR00TN15.from_preset("tiny")
+    model.set_trainable(tune_llm=False, tune_visual=False, tune_projector=True, tune_diffusion_model=True)
+    EmbodimentSlices(model, [31])
+    cast_frozen_to_bf16(model)
+    model.to(CUDA).train()
+    optimizer = build_optimizer(parameter_groups(model, 0.1), learning_rate=1e-3)
+    schedule = WarmupCosineSchedule(optimizer, warmup_steps=3, total_steps=10)
+    return model, optimizer, schedule
+
+
+def _train(graphed: bool, layouts: str):
+    """One step per letter of `layouts` (A, B: two prompt lengths) -> (losses, norms, weights, step)."""
+    model, optimizer, schedule = _setup()
+    batches = {name: move_batch(synthetic_batch(model.config, batch=4, text_tokens=tokens, seed=1), CUDA)
+               for name, tokens in (("A", 3), ("B", 5))}
+    step = functools.partial(train_step, model, optimizer, max_grad_norm=0.5, bf16=True)
+    if graphed:
+        step = GraphedTrainStep(step, optimizer, warmup=2)
+    torch.manual_seed(3)
+    losses, norms = [], []
+    for name in layouts:
+        loss, norm = step([with_flow_time(model, batches[name], CUDA)])
+        schedule.step()
+        losses.append(loss)
+        norms.append(norm)
+    weights = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+    return torch.stack(losses).tolist(), torch.stack(norms).tolist(), weights, step
+
+
+def test_replayed_steps_equal_plain_steps_with_one_recording_per_layout():
+    layouts = "AAAABBBAA"  # A: warmup, warmup, record, replay; B likewise; A replays again
+    plain_losses, plain_norms, plain_weights, _ = _train(False, layouts)
+    losses, norms, weights, graphed = _train(True, layouts)
+
+    assert len(graphed.recordings) == 2
+    assert losses == plain_losses
+    assert norms == plain_norms
+    assert max(plain_norms) > 0.5  # clipping takes part
+    for name, value in plain_weights.items():
+        assert torch.equal(weights[name], value), name
+
+
+def test_pre_drawn_flow_times_equal_the_action_heads_own_draw():
+    model, _, _ = _setup()
+    batch = move_batch(synthetic_batch(model.config, batch=4, text_tokens=3), CUDA)
+    torch.manual_seed(5)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        inside = model(batch)["loss"]
+    torch.manual_seed(5)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        outside = model(with_flow_time(model, batch, CUDA))["loss"]
+    assert torch.equal(inside, outside)
+
+
+def test_finetune_with_cuda_graphs_trains_as_without(libero_dataset, tmp_path, monkeypatch):
+    recorded = []
+    record = GraphedTrainStep._record
+    monkeypatch.setattr(GraphedTrainStep, "_record",
+                        lambda self, batches: recorded.append(len(batches)) or record(self, batches))
+
+    def run(graphs: str):
+        cfg = FinetuneConfig(dataset_path=[str(libero_dataset)], output_dir=str(tmp_path / graphs),
+                             data_config="libero_panda", base_model="tiny", batch_size=2, max_steps=8,
+                             save_steps=4, logging_steps=1, dataloader_num_workers=0, compile="off",
+                             cuda_graphs=graphs)
+        finetune(cfg)
+        return [(r["loss"], r["grad_norm"]) for r in read_metrics(tmp_path / graphs / "metrics.jsonl")]
+
+    assert run("on") == run("off")
+    assert recorded  # the run did replay recorded steps
