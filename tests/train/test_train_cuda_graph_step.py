@@ -6,6 +6,7 @@ pre-drawn flow-matching times equal the action head's own draw; `finetune --cuda
 from __future__ import annotations
 
 import functools
+import shutil
 
 import pytest
 import torch
@@ -42,7 +43,7 @@ def _train(graphed: bool, layouts: str):
     model, optimizer, schedule = _setup()
     batches = {name: move_batch(synthetic_batch(model.config, batch=4, text_tokens=tokens, seed=1), CUDA)
                for name, tokens in (("A", 3), ("B", 5))}
-    step = functools.partial(train_step, model, optimizer, max_grad_norm=0.5, bf16=True)
+    step = functools.partial(train_step, model, optimizer, max_grad_norm=0.1, bf16=True)
     if graphed:
         step = GraphedTrainStep(step, optimizer, warmup=2)
     torch.manual_seed(3)
@@ -64,7 +65,7 @@ def test_replayed_steps_equal_plain_steps_with_one_recording_per_layout():
     assert len(graphed.recordings) == 2
     assert losses == plain_losses
     assert norms == plain_norms
-    assert max(plain_norms) > 0.5  # clipping takes part
+    assert min(plain_norms) > 0.1  # every step clips
     for name, value in plain_weights.items():
         assert torch.equal(weights[name], value), name
 
@@ -81,19 +82,33 @@ def test_pre_drawn_flow_times_equal_the_action_heads_own_draw():
     assert torch.equal(inside, outside)
 
 
-def test_finetune_with_cuda_graphs_trains_as_without(libero_dataset, tmp_path, monkeypatch):
+def _finetune(dataset, output_dir, **overrides) -> list[tuple[float, float]]:
+    values = dict(dataset_path=[str(dataset)], output_dir=str(output_dir), data_config="libero_panda",
+                  base_model="tiny", batch_size=2, max_steps=8, save_steps=4, logging_steps=1,
+                  dataloader_num_workers=0, compile="off", cuda_graphs="on")
+    finetune(FinetuneConfig(**{**values, **overrides}))
+    return [(r["loss"], r["grad_norm"]) for r in read_metrics(output_dir / "metrics.jsonl")]
+
+
+@pytest.fixture
+def recordings(monkeypatch) -> list[int]:
+    """Counts the steps `GraphedTrainStep` records (each is replayed at once)."""
     recorded = []
     record = GraphedTrainStep._record
     monkeypatch.setattr(GraphedTrainStep, "_record",
                         lambda self, batches: recorded.append(len(batches)) or record(self, batches))
+    return recorded
 
-    def run(graphs: str):
-        cfg = FinetuneConfig(dataset_path=[str(libero_dataset)], output_dir=str(tmp_path / graphs),
-                             data_config="libero_panda", base_model="tiny", batch_size=2, max_steps=8,
-                             save_steps=4, logging_steps=1, dataloader_num_workers=0, compile="off",
-                             cuda_graphs=graphs)
-        finetune(cfg)
-        return [(r["loss"], r["grad_norm"]) for r in read_metrics(tmp_path / graphs / "metrics.jsonl")]
 
-    assert run("on") == run("off")
-    assert recorded  # the run did replay recorded steps
+def test_finetune_with_cuda_graphs_trains_as_without(libero_dataset, tmp_path, recordings):
+    assert _finetune(libero_dataset, tmp_path / "on") == _finetune(libero_dataset, tmp_path / "off",
+                                                                   cuda_graphs="off")
+    assert recordings  # the run did replay recorded steps
+
+
+def test_graphed_resume_reproduces_the_uninterrupted_run(libero_dataset, tmp_path, recordings):
+    straight = _finetune(libero_dataset, tmp_path / "straight")
+    _finetune(libero_dataset, tmp_path / "interrupted")
+    shutil.rmtree(tmp_path / "interrupted" / "checkpoint-8")  # as if it had died after step 4's checkpoint
+    assert _finetune(libero_dataset, tmp_path / "interrupted", resume=True) == straight
+    assert recordings

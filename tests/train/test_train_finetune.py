@@ -58,14 +58,18 @@ def test_resume_reproduces_the_uninterrupted_run(libero_dataset, tmp_path):
     assert resumed == final and straight.name == final.name
     got = read_metrics(interrupted / "metrics.jsonl")
     assert [r["step"] for r in got] == [1, 2, 3, 4, 5, 6]
+    # on a GPU (bf16, compiled) two fresh runs of the same config already differ by ~1e-5 in some
+    # steps' losses (measured on an H200), and an Adam step of size lr (1e-4) can then flip.
+    gpu = torch.cuda.is_available()
+    loss_tolerance, weight_atol = (dict(rel=1e-4), 5e-4) if gpu else (dict(abs=1e-6), 1e-6)
     for a, b in zip(got, expected, strict=True):
-        assert a["loss"] == pytest.approx(b["loss"], abs=1e-6)
+        assert a["loss"] == pytest.approx(b["loss"], **loss_tolerance)
         assert a["lr"] == pytest.approx(b["lr"])
     assert load_trainer_state(resumed)["global_step"] == 6
     weights = GR00TN15.from_pretrained(resumed).state_dict()
     reference = GR00TN15.from_pretrained(straight).state_dict()
     for name, tensor in reference.items():
-        torch.testing.assert_close(weights[name], tensor, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(weights[name], tensor, atol=weight_atol, rtol=1e-5)
     metadata = json.loads((resumed / "experiment_cfg" / "metadata.json").read_text())
     assert list(metadata) == ["new_embodiment"]
     assert (resumed / STATE_DIR / "optimizer.safetensors").is_file()

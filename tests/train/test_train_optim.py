@@ -97,7 +97,7 @@ def test_clip_and_step_matches_clip_grad_norm_then_step(fused, max_norm):
     assert norms == pytest.approx(ref_norms, rel=1e-6)
     assert min(ref_norms) > max_norm or max(ref_norms) < max_norm  # clips every step, or never
     for name, value in params.items():
-        torch.testing.assert_close(value, ref_params[name], rtol=1e-6, atol=1e-7, msg=name)
+        torch.testing.assert_close(value, ref_params[name], rtol=1e-5, atol=1e-6, msg=name)
 
 
 def test_gradient_norm_is_the_global_l2_norm():

@@ -109,7 +109,10 @@ class SeededSamples(Dataset):
             with torch.random.fork_rng(devices=[]):
                 random.seed(seed)
                 np.random.seed(seed % (2**32))
-                torch.manual_seed(seed)
+                # the CPU generator only: `torch.manual_seed` would also reseed the CUDA generator (which
+                # fork_rng(devices=[]) does not restore), so loading in the trainer's process
+                # (0 workers) would replace the model's noise and dropout stream by the last sample's seed
+                torch.default_generator.manual_seed(seed)
                 return self.dataset[index]
         finally:
             random.setstate(python_state)
@@ -149,11 +152,27 @@ class ResumableShardedSampler(Sampler):
 
 def build_loader(dataset: Dataset, sampler: ResumableShardedSampler, batch_size: int, collate: Callable,
                  num_workers: int, pin_memory: bool) -> DataLoader:
-    """Batches of `batch_size` (the last partial batch of an epoch is dropped: static shapes)."""
+    """Batches of `batch_size` (the last partial batch of an epoch is dropped: static shapes).
+
+    Workers start from a forkserver (a clean process with torch and groot imported), not by forking the
+    trainer: a new loader is made every epoch, when the trainer already runs threads (torch.compile's
+    compile workers, the pin-memory thread, CUDA), and a fork of a threaded process can inherit a
+    lock held by another thread and hang. That hang was seen on a GPU: a loader forked after a
+    compiled run never delivered its first batch."""
     return DataLoader(SeededSamples(dataset), batch_size=batch_size, sampler=sampler, collate_fn=collate,
                       num_workers=num_workers, pin_memory=pin_memory, drop_last=True,
                       generator=torch.Generator().manual_seed(sampler.seed),
-                      prefetch_factor=4 if num_workers > 0 else None)
+                      prefetch_factor=4 if num_workers > 0 else None,
+                      multiprocessing_context=_worker_context() if num_workers > 0 else None)
+
+
+def _worker_context():
+    import multiprocessing
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(  # imported once, not per worker
+        ["torch", "groot.data.dataset", "groot.model.processor", "groot.train.data"])
+    return context
 
 
 def batches_on_device(batches: Iterable[dict[str, Any]], device: torch.device,
