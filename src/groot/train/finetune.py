@@ -216,8 +216,8 @@ class Trainer:
             if cfg.cuda_graphs == "on":
                 raise ValueError(f"--cuda-graphs on: not possible when {blocker}")
             return self._train_step
-        if cfg.cuda_graphs == "auto" and not self.compiled:
-            return self._train_step
+        if cfg.cuda_graphs == "auto" and (not self.compiled or cfg.gradient_accumulation_steps > 1):
+            return self._train_step  # recordings of several micro-batches are not measured yet: opt-in
         return GraphedTrainStep(self._train_step, self.optimizer)
 
     def _train_step(self, micro_batches: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -59,7 +59,7 @@ class FinetuneConfig:
     cuda_graphs: Literal["auto", "on", "off"] = arg(
         "auto", "record the whole training step (forward, backward, clip, AdamW) once per batch shape as a "
                 "CUDA graph and replay it: no waiting for the host between kernels; auto: with --compile on "
-                "one CUDA GPU")
+                "one CUDA GPU, without gradient accumulation")
     host_token_embedding: Literal["auto", "on", "off"] = arg(
         "auto", "keep the frozen LLM token-embedding table (0.58 GiB on N1.5-3B) in host memory and look "
                 "prompts up there; auto: on one CUDA GPU when the LLM is frozen")
