@@ -181,16 +181,13 @@ def batches_on_device(batches: Iterable[dict[str, Any]], device: torch.device,
     """`move_batch` over `batches` (each first passed through `prepare`, on the host, if given); on CUDA
     the next batch is prepared and its host-to-device copy issued on a side stream before the current
     batch is handed out, so both overlap the step instead of preceding it."""
-    if prepare is None:
-        def prepare(batch):
-            return batch
     if device.type != "cuda":
-        yield from (move_batch(prepare(batch), device) for batch in batches)
+        yield from (move_batch(prepare(batch) if prepare else batch, device) for batch in batches)
         return
     copy_stream = torch.cuda.Stream(device)
     ready = None
     for batch in batches:
-        batch = prepare(batch)
+        batch = prepare(batch) if prepare else batch
         with torch.cuda.stream(copy_stream):
             issued = move_batch(batch, device)
         if ready is not None:

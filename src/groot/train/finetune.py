@@ -352,16 +352,11 @@ class Trainer:
         self.schedule.step()
         return loss, grad_norm
 
-    def _on_device(self, batch: dict[str, Any]) -> dict[str, Any]:
-        """A loader batch on the device (with its prompt looked up on the host when the table is there)."""
-        from groot.train.data import move_batch
-
-        return move_batch(self.host_embedding(batch) if self.host_embedding else batch, self.ctx.device)
-
     @torch.no_grad()
     def evaluate(self, dataset) -> float:
         """Mean flow-matching loss on up to `eval_batches` held-out batches, under a fixed seed (the
         training RNG streams are left untouched)."""
+        from groot.train.data import batches_on_device
         from groot.train.distributed import mean_across_ranks
         from groot.train.precision import autocast
 
@@ -370,9 +365,10 @@ class Trainer:
         total, count = torch.zeros((), device=self.ctx.device), 0
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.cfg.seed)
-            for batch in self._loader(dataset, epoch=0, start_batch=0, seed=self.cfg.seed):
+            loader = self._loader(dataset, epoch=0, start_batch=0, seed=self.cfg.seed)
+            for batch in batches_on_device(loader, self.ctx.device, self.host_embedding):
                 with autocast(self.ctx.device, self.use_bf16):
-                    total += self.model(self._on_device(batch))["loss"].float()
+                    total += self.model(batch)["loss"].float()
                 count += 1
                 if count >= self.cfg.eval_batches:
                     break
