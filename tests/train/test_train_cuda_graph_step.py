@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import shutil
+import threading
 
 import pytest
 import torch
@@ -38,8 +39,9 @@ def _setup():
     return model, optimizer, schedule
 
 
-def _train(graphed: bool, layouts: str):
-    """One step per letter of `layouts` (A, B: two prompt lengths) -> (losses, norms, weights, step)."""
+def _train(graphed: bool, layouts: str, micro_batches: int = 1):
+    """One step per letter of `layouts` (A, B: two prompt lengths), each accumulating `micro_batches`
+    batches -> (losses, norms, weights, step)."""
     model, optimizer, schedule = _setup()
     batches = {name: move_batch(synthetic_batch(model.config, batch=4, text_tokens=tokens, seed=1), CUDA)
                for name, tokens in (("A", 3), ("B", 5))}
@@ -49,7 +51,7 @@ def _train(graphed: bool, layouts: str):
     torch.manual_seed(3)
     losses, norms = [], []
     for name in layouts:
-        loss, norm = step([with_flow_time(model, batches[name], CUDA)])
+        loss, norm = step([with_flow_time(model, batches[name], CUDA) for _ in range(micro_batches)])
         schedule.step()
         losses.append(loss)
         norms.append(norm)
@@ -57,10 +59,11 @@ def _train(graphed: bool, layouts: str):
     return torch.stack(losses).tolist(), torch.stack(norms).tolist(), weights, step
 
 
-def test_replayed_steps_equal_plain_steps_with_one_recording_per_layout():
+@pytest.mark.parametrize("micro_batches", [1, 2])
+def test_replayed_steps_equal_plain_steps_with_one_recording_per_layout(micro_batches):
     layouts = "AAAABBBAA"  # A: warmup, warmup, record, replay; B likewise; A replays again
-    plain_losses, plain_norms, plain_weights, _ = _train(False, layouts)
-    losses, norms, weights, graphed = _train(True, layouts)
+    plain_losses, plain_norms, plain_weights, _ = _train(False, layouts, micro_batches)
+    losses, norms, weights, graphed = _train(True, layouts, micro_batches)
 
     assert len(graphed.recordings) == 2
     assert losses == plain_losses
@@ -68,6 +71,31 @@ def test_replayed_steps_equal_plain_steps_with_one_recording_per_layout():
     assert min(plain_norms) > 0.1  # every step clips
     for name, value in plain_weights.items():
         assert torch.equal(weights[name], value), name
+
+
+def test_recording_survives_pinned_allocations_on_another_thread():
+    """A DataLoader's pin-memory thread allocates page-locked memory whenever it likes, also while a step
+    is being recorded: the recording must succeed and the other thread's allocation too."""
+    model, optimizer, _ = _setup()
+    batch = move_batch(synthetic_batch(model.config, batch=4, text_tokens=3, seed=1), CUDA)
+    plain_step = functools.partial(train_step, model, optimizer, max_grad_norm=0.1, bf16=True)
+    pinned = []
+
+    def pin() -> None:  # an odd size, so the host allocator has no cached block for it
+        pinned.append(torch.empty(3 * 2**25 + 1, dtype=torch.uint8, pin_memory=True))
+
+    def step_pinning_while_recorded(batches):
+        if torch.cuda.is_current_stream_capturing():
+            thread = threading.Thread(target=pin)
+            thread.start()
+            thread.join()
+        return plain_step(batches)
+
+    step = GraphedTrainStep(step_pinning_while_recorded, optimizer, warmup=1)
+    losses = [step([with_flow_time(model, batch, CUDA)])[0] for _ in range(3)]  # warmup, record, replay
+    assert len(step.recordings) == 1
+    assert len(pinned) == 1 and pinned[0].is_pinned()
+    assert all(torch.isfinite(loss) for loss in losses)
 
 
 def test_pre_drawn_flow_times_equal_the_action_heads_own_draw():
@@ -100,10 +128,13 @@ def recordings(monkeypatch) -> list[int]:
     return recorded
 
 
-def test_finetune_with_cuda_graphs_trains_as_without(libero_dataset, tmp_path, recordings):
-    assert _finetune(libero_dataset, tmp_path / "on") == _finetune(libero_dataset, tmp_path / "off",
-                                                                   cuda_graphs="off")
-    assert recordings  # the run did replay recorded steps
+@pytest.mark.parametrize("accumulation", [1, 2])
+def test_finetune_with_cuda_graphs_trains_as_without(libero_dataset, tmp_path, recordings, accumulation):
+    graphed = _finetune(libero_dataset, tmp_path / "on", gradient_accumulation_steps=accumulation)
+    plain = _finetune(libero_dataset, tmp_path / "off", gradient_accumulation_steps=accumulation,
+                      cuda_graphs="off")
+    assert graphed == plain
+    assert recordings and set(recordings) == {accumulation}  # replayed steps of that many micro-batches
 
 
 def test_graphed_resume_reproduces_the_uninterrupted_run(libero_dataset, tmp_path, recordings):

@@ -72,3 +72,18 @@ def test_fsdp_saves_full_model_and_optimizer_and_resumes_exactly(libero_dataset,
     resumed_weights = GR00TN15.from_pretrained(resumed / "checkpoint-4").state_dict()
     for name, tensor in after.items():
         torch.testing.assert_close(resumed_weights[name], tensor, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_host_token_table_under_ddp_trains_as_the_table_in_the_model(libero_dataset, tmp_path, two_processes):
+    """Each DDP rank looks its prompts up in a host copy of the frozen table: same losses and weights."""
+    runs = {}
+    for mode in ("on", "off"):
+        final = finetune(_config(libero_dataset, tmp_path / mode, max_steps=3, save_steps=3,
+                                 host_token_embedding=mode))
+        runs[mode] = ([r["loss"] for r in read_metrics(tmp_path / mode / "metrics.jsonl")],
+                      GR00TN15.from_pretrained(final).state_dict())
+    (host_losses, host_weights), (device_losses, device_weights) = runs["on"], runs["off"]
+    assert host_losses == device_losses
+    for name, tensor in device_weights.items():
+        assert torch.equal(host_weights[name], tensor), name

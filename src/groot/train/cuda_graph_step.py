@@ -96,7 +96,10 @@ class GraphedTrainStep:
         try:
             for group, lr in zip(groups, self.lrs, strict=True):
                 group["lr"], group["capturable"] = lr, True
-            with torch.cuda.graph(graph, pool=self.pool, stream=self.stream):
+            # thread_local: the loader's pin-memory thread keeps allocating page-locked buffers while a
+            # step is recorded; in the default (global) mode any such call fails the recording
+            with torch.cuda.graph(graph, pool=self.pool, stream=self.stream,
+                                  capture_error_mode="thread_local"):
                 outputs = self.step_fn(inputs)
         finally:
             for group, (lr, capturable) in zip(groups, saved, strict=True):

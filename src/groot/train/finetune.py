@@ -200,8 +200,7 @@ class Trainer:
                    "FSDP shards the table" if self.use_fsdp else None)
         if cfg.host_token_embedding == "on" and blocker:
             raise ValueError(f"--host-token-embedding on: not possible when {blocker}")
-        return blocker is None and (cfg.host_token_embedding == "on" or (self.ctx.device.type == "cuda"
-                                                                         and not self.ctx.is_distributed))
+        return blocker is None and (cfg.host_token_embedding == "on" or self.ctx.device.type == "cuda")
 
     def _graphed_or_plain_step(self):
         """The step function `_train_step`, wrapped in `GraphedTrainStep` when CUDA graphs are used."""
@@ -216,8 +215,8 @@ class Trainer:
             if cfg.cuda_graphs == "on":
                 raise ValueError(f"--cuda-graphs on: not possible when {blocker}")
             return self._train_step
-        if cfg.cuda_graphs == "auto" and (not self.compiled or cfg.gradient_accumulation_steps > 1):
-            return self._train_step  # recordings of several micro-batches are not measured yet: opt-in
+        if cfg.cuda_graphs == "auto" and not self.compiled:
+            return self._train_step
         return GraphedTrainStep(self._train_step, self.optimizer)
 
     def _train_step(self, micro_batches: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:

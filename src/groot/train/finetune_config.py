@@ -59,14 +59,14 @@ class FinetuneConfig:
     cuda_graphs: Literal["auto", "on", "off"] = arg(
         "auto", "record the whole training step (forward, backward, clip, AdamW) once per batch shape as a "
                 "CUDA graph and replay it: no waiting for the host between kernels; auto: with --compile on "
-                "one CUDA GPU, without gradient accumulation")
+                "one CUDA GPU")
     host_token_embedding: Literal["auto", "on", "off"] = arg(
         "auto", "keep the frozen LLM token-embedding table (0.58 GiB on N1.5-3B) in host memory and look "
-                "prompts up there; auto: on one CUDA GPU when the LLM is frozen")
+                "prompts up there; auto: on CUDA GPUs when the LLM is frozen (not with FSDP)")
     activation_memory_budget: float = arg(
         0.7, "with --compile: fraction of the activations the compiled step keeps for the backward; the "
-             "rest is recomputed (1.0: fastest, most memory; 0.7: N1.5-3B at batch 32 peaks at 16.4 "
-             "instead of 17.6 GiB)")
+             "rest is recomputed (1.0: fastest, most memory; 0.7: N1.5-3B at batch 32 peaks at 15.9 "
+             "instead of 17.1 GiB)")
     bf16: bool = arg(True, "bf16 autocast and bf16 storage of frozen weights (CUDA only)")
     fsdp: Literal["auto", "on", "off"] = arg("auto", "FSDP instead of DDP; auto: when the backbone is tuned "
                                                        "on more than one GPU")
