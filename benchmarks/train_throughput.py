@@ -55,20 +55,26 @@ def offline_base_model(preset: str, work_dir: Path) -> str:
     return str(work_dir / "base_model")
 
 
+def default_finetune_model(preset: str, device: torch.device) -> GR00TN15:
+    """Random weights of `preset` set up as `finetune` does by default: LLM and vision frozen (held in bf16
+    on CUDA), projector, DiT and VL adapter trained, one embodiment slice; on `device`, in train mode."""
+    torch.manual_seed(0)
+    model = GR00TN15.from_preset(preset)
+    model.set_trainable(tune_llm=False, tune_visual=False, tune_projector=True, tune_diffusion_model=True)
+    EmbodimentSlices(model, [NEW_EMBODIMENT])
+    if device.type == "cuda":
+        enable_tf32()
+        cast_frozen_to_bf16(model)
+    return model.to(device).train()
+
+
 def model_only(preset: str, batch_size: int, steps: int, warmup: int, device: torch.device,
                compile_model: bool, memory_budget: float, text_tokens: int, cuda_graphs: bool,
                host_embedding: bool, profile_dir: Path | None = None) -> dict:
     """Samples/s and peak memory of `finetune`'s step (forward + backward + clip + AdamW) on one repeated
     batch, with its flow-matching times drawn per step as in `finetune`."""
-    torch.manual_seed(0)
-    model = GR00TN15.from_preset(preset)
-    model.set_trainable(tune_llm=False, tune_visual=False, tune_projector=True, tune_diffusion_model=True)
-    EmbodimentSlices(model, [NEW_EMBODIMENT])
+    model = default_finetune_model(preset, device)
     bf16 = device.type == "cuda"
-    if bf16:
-        enable_tf32()
-        cast_frozen_to_bf16(model)
-    model.to(device).train()
     if compile_model:
         compile_for_training(model, memory_budget)
     optimizer = build_optimizer(parameter_groups(model, 1e-5), learning_rate=1e-4)
