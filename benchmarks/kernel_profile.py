@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -52,3 +55,28 @@ def kernel_summary(prof, title: str, top: int = 40) -> str:
     for name, times in sorted(kernels.items(), key=lambda x: -sum(x[1]))[:top]:
         lines.append(f"{len(times):6d} {sum(times):8.3f} {1e3 * np.mean(times):8.1f}  {name[:150]}")
     return "\n".join(lines) + "\n"
+
+
+def profile_calls(run: Callable[[], object], calls: int, title: str,
+                  summary_file: Path) -> tuple[float, float]:
+    """Profile `calls` calls of `run` (host and, when present, CUDA activity); the kernel summary goes to
+    `summary_file` (its head printed). -> (wall ms per call under the profiler, GPU kernel ms per call):
+    their gap is time the GPU waited for the host."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = torch.cuda.is_available()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    with profile(activities=activities) as prof:
+        for _ in range(calls):
+            run()
+        sync()
+    profiled_ms = 1000 * (time.perf_counter() - start) / calls
+    summary = kernel_summary(prof, f"{title}, {calls} calls")
+    summary_file.parent.mkdir(parents=True, exist_ok=True)
+    summary_file.write_text(summary)
+    print(summary[:1500], flush=True)
+    kernel_ms = sum(sum(times) for times in device_kernels(prof).values()) / calls
+    return profiled_ms, kernel_ms

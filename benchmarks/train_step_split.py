@@ -26,7 +26,7 @@ from groot.train.host_embedding import HostTokenEmbedding
 from groot.train.optim import build_optimizer, clip_and_step, parameter_groups
 from groot.train.precision import compile_for_training
 from groot.train.step import with_flow_time
-from kernel_profile import device_kernels, kernel_summary
+from kernel_profile import profile_calls
 from train_throughput import NEW_EMBODIMENT, _device_name, default_finetune_model
 
 
@@ -39,21 +39,6 @@ def milliseconds(run, steps: int, warmup: int) -> float:
         run()
     torch.cuda.synchronize()
     return 1000 * (time.perf_counter() - start) / steps
-
-
-def profile_part(run, name: str, directory: Path, iterations: int = 2) -> float:
-    """Kernel summary of `iterations` runs to DIR/kernels_<name>.txt -> kernel milliseconds per run."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        for _ in range(iterations):
-            run()
-        torch.cuda.synchronize()
-    summary = kernel_summary(prof, f"{name}, {iterations} iterations")
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / f"kernels_{name}.txt").write_text(summary)
-    print(summary[:900], flush=True)
-    return sum(sum(times) for times in device_kernels(prof).values()) / iterations
 
 
 def main() -> None:
@@ -105,7 +90,7 @@ def main() -> None:
         ms = milliseconds(run, args.steps, args.warmup)
         parts[name] = {"ms": ms}
         if args.profile is not None:
-            parts[name]["kernel_ms"] = profile_part(run, name, args.profile)
+            _, parts[name]["kernel_ms"] = profile_calls(run, 2, name, args.profile / f"kernels_{name}.txt")
         print(name, parts[name], flush=True)
     total = sum(part["ms"] for part in parts.values())
     result = {"preset": args.preset, "batch_size": args.batch_size, "device": _device_name(device),

@@ -36,7 +36,7 @@ from groot.train.logging import read_metrics
 from groot.train.optim import build_optimizer, parameter_groups
 from groot.train.precision import cast_frozen_to_bf16, compile_for_training, enable_tf32
 from groot.train.step import train_step, with_flow_time
-from kernel_profile import device_kernels, kernel_summary
+from kernel_profile import profile_calls
 
 NEW_EMBODIMENT = 31
 BYTE_IMAGE_TOKEN_ID = 261  # <IMG_CONTEXT> of the built-in byte tokenizer
@@ -115,28 +115,10 @@ def model_only(preset: str, batch_size: int, steps: int, warmup: int, device: to
         result["peak_memory_gib"] = max(result["steady_peak_memory_gib"], first_steps_peak)
         result["peak_reserved_gib"] = torch.cuda.max_memory_reserved(device) / 2**30
     if profile_dir is not None:
-        result["profile"] = profile_steps(step, device, profile_dir, batch_size)
+        profiled_ms, kernel_ms = profile_calls(step, 2, f"model-only step, batch {batch_size}",
+                                               profile_dir / "train_step_kernels.txt")
+        result["profile"] = {"profiled_step_ms": profiled_ms, "kernel_ms_per_step": kernel_ms}
     return result
-
-
-def profile_steps(step, device: torch.device, directory: Path, batch_size: int, steps: int = 2) -> dict:
-    """Kernel time by category over `steps` steps, and host vs device time (is the step host-bound?)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    _sync(device)
-    start = time.perf_counter()
-    with profile(activities=activities) as prof:
-        for _ in range(steps):
-            step()
-        _sync(device)
-    wall_ms = 1000 * (time.perf_counter() - start) / steps
-    summary = kernel_summary(prof, f"model-only step, batch {batch_size}, {steps} steps")
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "train_step_kernels.txt").write_text(summary)
-    print(summary[:1500], flush=True)
-    kernel_ms = sum(sum(times) for times in device_kernels(prof).values()) / steps
-    return {"profiled_step_ms": wall_ms, "kernel_ms_per_step": kernel_ms}
 
 
 def end_to_end(preset: str, batch_size: int, steps: int, warmup: int, workers: int, work_dir: Path,
