@@ -1,5 +1,6 @@
 """The `groot` command. Each area registers its sub-commands; `groot <command> --help` documents
-every flag."""
+every flag. A user's mistake (any `GrootError`) ends with one `error:` line and exit status 2; a bug
+keeps its traceback (exit 1)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,17 @@ def main(argv: list[str] | None = None) -> int:
         group = getattr(args, "_group_parser", parser)
         group.print_help()
         return 2
-    result = handler(args)
+    from groot.errors import GrootError
+    from groot.utils.worker_pool import WorkerDied
+
+    try:
+        result = handler(args)
+    except GrootError as error:  # the user's mistake (path, key, value): one line, exit 2
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except WorkerDied as error:  # a crash in a worker process: its traceback is not ours to show
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     return int(result or 0)
 
 

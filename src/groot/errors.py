@@ -23,6 +23,15 @@ class DatasetError(GrootError, ValueError):
         super().__init__(f"{where}: expected {expected}, found {found}")
 
 
+class ConfigError(GrootError, ValueError):
+    """A command-line option or configuration value that groot cannot use (unknown name, out of range,
+    an output folder that already exists)."""
+
+
+class OutputExistsError(ConfigError, FileExistsError):
+    """An output path that must be new already exists."""
+
+
 class ObservationError(GrootError, ValueError):
     """An observation passed to a policy has a missing key or a wrong dtype / shape / value."""
 

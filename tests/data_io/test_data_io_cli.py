@@ -67,9 +67,12 @@ def test_info(dataset_root, capsys):
     assert "open the top drawer" in out
 
 
-def test_stats_command_writes_file(copy, capsys):
+def test_stats_command_only_reads_unless_write(copy, capsys):
     (copy / "meta/stats.json").unlink()
     assert main(["data", "stats", str(copy)]) == 0
+    assert not (copy / "meta/stats.json").exists()
+    assert "not saved" in capsys.readouterr().out
+    assert main(["data", "stats", str(copy), "--write"]) == 0
     stats = json.loads((copy / "meta/stats.json").read_text())
     out = capsys.readouterr().out
     line = next(line for line in out.splitlines() if line.startswith("action.gripper[0]"))

@@ -8,12 +8,13 @@ import pytest
 import torch
 
 from groot.data import configs
-from groot.data.configs import DATA_CONFIGS, DataConfig, get_data_config
+from groot.data.configs import DATA_CONFIGS, DataConfig, get_data_config, infer_data_config
 from groot.data.embodiment import EMBODIMENT_INDICES, embodiment_index
 from groot.data.metadata import STAT_NAMES, DatasetMetadata
+from groot.data.modality import ModalitySpec
 from groot.data.rotation import convert_rotation
 from groot.data.transforms import StateActionSinCos, StateActionTransform
-from groot.errors import DatasetError
+from groot.errors import ConfigError, DatasetError
 
 OFFICIAL = {"fourier_gr1_arms_only", "fourier_gr1_arms_waist", "fourier_gr1_full_upper_body",
             "bimanual_panda_gripper", "bimanual_panda_hand", "single_panda_gripper", "so100", "so100_dualcam",
@@ -136,3 +137,25 @@ def test_registered_chain_runs_and_inverts(name):
             torch.testing.assert_close(as_matrix(restored[key]), as_matrix(values), atol=1e-5, rtol=0)
         else:
             np.testing.assert_allclose(restored[key], values, atol=1e-5, err_msg=key)
+
+
+def modality_with_keys_of(config: DataConfig, extra_state: tuple[str, ...] = ()) -> ModalitySpec:
+    from groot.data.synthetic import synthetic_modality
+
+    short = lambda keys: [k.split(".", 1)[1] for k in keys]  # noqa: E731
+    state = {k: 2 for k in [*short(config.state_keys), *extra_state]}
+    return synthetic_modality(state, {k: 2 for k in short(config.action_keys)}, short(config.video_keys))
+
+
+@pytest.mark.parametrize("name", ["libero_panda", "so100_dualcam", "unitree_g1"])
+def test_data_config_is_inferred_from_the_modality_keys(name):
+    assert infer_data_config(modality_with_keys_of(get_data_config(name))) == name
+    # keys the config does not use do not stop it from fitting
+    assert infer_data_config(modality_with_keys_of(get_data_config(name), extra_state=("x",))) == name
+
+
+def test_no_fitting_data_config_names_the_dataset_keys():
+    from groot.data.synthetic import synthetic_modality
+
+    with pytest.raises(ConfigError, match=r"meta/modality.json: --data-config not given.*state.arm"):
+        infer_data_config(synthetic_modality({"arm": 6}, {"arm": 6}, ["front"]))

@@ -27,7 +27,8 @@ class ValidateArgs:
 @dataclass
 class StatsArgs:
     path: str = arg(help=PATH_HELP, positional=True)
-    refresh: bool = arg(True, "recompute meta/stats.json even if it is present and valid")
+    refresh: bool = arg(False, "recompute the statistics even if meta/stats.json is present and valid")
+    write: bool = arg(False, "save the statistics to meta/stats.json (otherwise the dataset is only read)")
 
 
 @dataclass
@@ -47,7 +48,8 @@ def register(subparsers: Any) -> None:
                 "Check every episode's parquet and video; exit 0 if the dataset is sound, 2 with the "
                 "precise problem otherwise.")
     add_command(group, "stats", StatsArgs, _dataset_errors_exit(run_stats),
-                "Compute (or refresh) meta/stats.json and print the per-key statistics.")
+                "Print the per-key statistics (from meta/stats.json, or computed when it is missing or "
+                "stale); --write saves them.")
     add_command(group, "plot", PlotArgs, _dataset_errors_exit(run_plot),
                 "Write one PNG per episode: camera frame strips plus state and action curves per key.")
 
@@ -104,8 +106,14 @@ def run_stats(cfg: StatsArgs) -> int:
     from groot.data.stats import STAT_NAMES, load_or_compute_stats
 
     ds = LeRobotDataset(cfg.path)
-    stats = load_or_compute_stats(ds, refresh=cfg.refresh)
-    print(f"{ds.root / 'meta' / 'stats.json'}")
+    path = ds.root / "meta" / "stats.json"
+    before = path.read_bytes() if path.is_file() else None
+    stats = load_or_compute_stats(ds, refresh=cfg.refresh, write=cfg.write)
+    if cfg.write:
+        print(f"{path} ({'unchanged' if path.read_bytes() == before else 'written'})")
+    else:
+        source = "computed from the episodes" if before is None or cfg.refresh else f"read from {path}"
+        print(f"statistics {source} (not saved; --write saves them to {path})")
     print(f"{'key':<32}" + "".join(f"{name:>11}" for name in STAT_NAMES))
     for group in ("state", "action"):
         for key, spec in ds.modality.arrays(group).items():

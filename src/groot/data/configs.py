@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
-from groot.data.modality import ModalityConfig
+from groot.data.modality import ModalityConfig, ModalitySpec
 from groot.data.transforms import (
     NORMALIZATION_MODES,
     ColorJitter,
@@ -25,7 +25,7 @@ from groot.data.transforms import (
     StateActionTransform,
     VideoTransform,
 )
-from groot.errors import DatasetError
+from groot.errors import ConfigError, DatasetError
 
 DEFAULT_COLOR_JITTER = dataclasses.asdict(ColorJitter())
 
@@ -288,7 +288,7 @@ def get_data_config(name: str) -> DataConfig:
         return DATA_CONFIGS[name]()
     if ":" not in name:
         known = ", ".join([*DATA_CONFIGS, *ALIASES])
-        raise ValueError(f"unknown data config {name!r}; expected one of {known}, "
+        raise ConfigError(f"unknown data config {name!r}; expected one of {known}, "
                          "or 'package.module:ClassOrObject'")
     module_name, _, attribute = name.partition(":")
     target = getattr(importlib.import_module(module_name), attribute)
@@ -296,3 +296,25 @@ def get_data_config(name: str) -> DataConfig:
     if not isinstance(config, DataConfig):
         raise TypeError(f"{name} gave a {type(config).__name__}, expected a groot DataConfig")
     return config
+
+
+def infer_data_config(modality: ModalitySpec, source: str = "meta/modality.json") -> str:
+    """The one registered config whose video, state and action keys the dataset has: the config that
+    uses the most of the dataset's keys (an exact match first). Raises ConfigError naming what the
+    dataset has when none or several fit equally."""
+    have = ({f"video.{k}" for k in modality.video}, {f"state.{k}" for k in modality.state},
+            {f"action.{k}" for k in modality.action})
+    fits: dict[str, int] = {}
+    for name, build in DATA_CONFIGS.items():
+        config = build()
+        wanted = (set(config.video_keys), set(config.state_keys), set(config.action_keys))
+        if all(w <= h for w, h in zip(wanted, have, strict=True)):
+            fits[name] = sum(map(len, wanted))
+    best = max(fits.values(), default=0)
+    chosen = [name for name, used in fits.items() if used == best]
+    if len(chosen) == 1:
+        return chosen[0]
+    found = (f"video {sorted(have[0])}, state {sorted(have[1])}, action {sorted(have[2])}" if not chosen
+             else f"several configs fit equally: {', '.join(chosen)}")
+    raise ConfigError(f"{source}: --data-config not given and no single registered config fits the "
+                      f"dataset; expected the keys of one of {', '.join(DATA_CONFIGS)}, found {found}")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
+from groot.errors import ConfigError
+
 NEW_EMBODIMENT = "new_embodiment"
 
 EMBODIMENT_INDICES: MappingProxyType[str, int] = MappingProxyType({
@@ -25,5 +27,5 @@ def embodiment_index(tag: str) -> int:
     """Projector index of `tag`, e.g. `embodiment_index("new_embodiment") == 31`."""
     if tag not in EMBODIMENT_INDICES:
         valid = ", ".join(sorted(EMBODIMENT_INDICES))
-        raise ValueError(f"unknown embodiment tag {tag!r}; expected one of: {valid}")
+        raise ConfigError(f"unknown embodiment tag {tag!r}; expected one of: {valid}")
     return EMBODIMENT_INDICES[tag]

@@ -58,9 +58,10 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def load_or_compute_stats(dataset: Any, refresh: bool = False) -> Stats:
-    """`meta/stats.json` of a LeRobotDataset; computed over all episodes and written when it is missing,
-    unreadable, lacks a state / action column or has the wrong widths (or when `refresh`)."""
+def load_or_compute_stats(dataset: Any, refresh: bool = False, write: bool = True) -> Stats:
+    """`meta/stats.json` of a LeRobotDataset; computed over all episodes (and written there when `write`)
+    when it is missing, unreadable, lacks a state / action column or has the wrong widths (or when
+    `refresh`)."""
     from tqdm import tqdm
 
     path = Path(dataset.root) / "meta" / "stats.json"
@@ -78,5 +79,6 @@ def load_or_compute_stats(dataset: Any, refresh: bool = False) -> Stats:
             if np.issubdtype(values.dtype, np.number) or values.dtype == np.bool_:
                 parts.setdefault(column, []).append(values)
     stats = compute_stats({column: np.concatenate(chunks) for column, chunks in parts.items()})
-    write_json_atomic(path, stats)
+    if write:
+        write_json_atomic(path, stats)
     return stats

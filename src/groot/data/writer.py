@@ -23,6 +23,7 @@ from groot.data.lerobot import column_to_numpy
 from groot.data.modality import ModalitySpec
 from groot.data.stats import compute_stats
 from groot.data.video import VideoEncoder
+from groot.errors import OutputExistsError
 
 TASK_COLUMN = "annotation.human.action.task_description"
 CHUNKS_SIZE = 1000
@@ -57,7 +58,7 @@ def write_dataset(root: str | Path, episodes: Sequence[Episode], modality: Modal
     if version not in ("v2.1", "v3.0"):
         raise ValueError(f"version must be 'v2.1' or 'v3.0', got {version!r}")
     if root.exists():
-        raise FileExistsError(f"{root} already exists; choose a new path or remove it first")
+        raise OutputExistsError(f"{root} already exists; choose a new path or remove it first")
     if not episodes:
         raise ValueError("write_dataset needs at least one episode")
     for number, episode in enumerate(episodes):

@@ -21,6 +21,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from groot.errors import ConfigError
 from groot.sim import libero
 from groot.utils.worker_pool import run_in_processes
 
@@ -49,11 +50,11 @@ class PolicySource:
 
     def __post_init__(self) -> None:
         if (self.model_path is None) == (self.server is None):
-            raise ValueError("give exactly one of model_path and server")
+            raise ConfigError("give exactly one of model_path and server")
         if self.server is not None:
             host, _, port = self.server.rpartition(":")
             if not host or not port.isdigit():
-                raise ValueError(f"server: expected HOST:PORT, found {self.server!r}")
+                raise ConfigError(f"server: expected HOST:PORT, found {self.server!r}")
 
     def __call__(self, env: libero.LiberoEnv) -> PolicyLike:
         if self.server is not None:
@@ -102,7 +103,7 @@ def evaluate(make_policy: PolicyFactory, suite: str, out: str | Path, tasks: Seq
     from tqdm import tqdm
 
     if not 1 <= action_horizon <= 16:
-        raise ValueError(f"action_horizon: expected 1..16 (the policy predicts 16 steps), "
+        raise ConfigError(f"action_horizon: expected 1..16 (the policy predicts 16 steps), "
                          f"found {action_horizon}")
     out = Path(out)
     (out / "videos").mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from groot.errors import ConfigError
 from groot.sim.commands import register_sim
 from groot.utils.cli_args import add_command, add_group, arg
 
@@ -38,7 +39,7 @@ def run_open_loop_command(cfg: OpenLoopConfig) -> int:
     from groot.eval.open_loop import run_open_loop
 
     if (cfg.model_path is None) == (cfg.server is None):
-        raise SystemExit("groot eval open-loop: give exactly one of --model-path and --server")
+        raise ConfigError("groot eval open-loop: give exactly one of --model-path and --server")
     settings = {"model_path": cfg.model_path, "server": cfg.server, "denoising_steps": cfg.denoising_steps}
     with ExitStack() as stack:
         policy = stack.enter_context(_client(cfg)) if cfg.server is not None else _local_policy(cfg)
@@ -56,11 +57,11 @@ def _client(cfg: OpenLoopConfig):
     from groot.serve.client import InferenceClient
 
     if cfg.data_config is not None:
-        raise SystemExit("groot eval open-loop: --data-config applies to --model-path only; a server "
+        raise ConfigError("groot eval open-loop: --data-config applies to --model-path only; a server "
                          "reports its own modality config")
     host, _, port = cfg.server.rpartition(":")
     if not host or not port.isdigit():
-        raise SystemExit(f"groot eval open-loop: --server expects HOST:PORT, found {cfg.server!r}")
+        raise ConfigError(f"groot eval open-loop: --server expects HOST:PORT, found {cfg.server!r}")
     return InferenceClient(host, int(port), api_token=cfg.api_token, timeout_ms=cfg.timeout_ms)
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from groot.data.configs import DataConfig
 from groot.data.transforms import split_key
+from groot.errors import ConfigError
 
 RawStep = dict[str, Any]
 
@@ -173,7 +174,7 @@ def run_open_loop(policy: ActionSource, dataset_path: str | Path, embodiment_tag
     modality_config = policy.get_modality_config()
     horizon = len(modality_config["action"].delta_indices)
     if not 1 <= action_horizon <= horizon:
-        raise ValueError(f"action_horizon must be in [1, {horizon}] (the policy's chunk length), "
+        raise ConfigError(f"action_horizon must be in [1, {horizon}] (the policy's chunk length), "
                          f"found {action_horizon}")
     dataset = GrootDataset(dataset_path, raw_data_config(modality_config), embodiment_tag,
                            video_backend=video_backend, transform=False)

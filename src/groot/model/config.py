@@ -13,6 +13,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from groot.errors import ConfigError
+
 
 @dataclass
 class VisionConfig:
@@ -246,5 +248,5 @@ PRESETS: dict[str, GR00TN15Config] = {"n1.5-3b": GR00TN15Config(), **_small_pres
 
 def preset_config(name: str) -> GR00TN15Config:
     if name not in PRESETS:
-        raise ValueError(f"unknown model preset {name!r}; expected one of {sorted(PRESETS)}")
+        raise ConfigError(f"unknown model preset {name!r}; expected one of {sorted(PRESETS)}")
     return PRESETS[name].copy()

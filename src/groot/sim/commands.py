@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from groot.errors import ConfigError
 from groot.utils.cli_args import add_command, add_group, arg
 
 
@@ -77,7 +78,7 @@ def run_sim_eval(cfg: SimEvalConfig) -> int:
                               data_config=cfg.data_config, denoising_steps=cfg.denoising_steps,
                               device=cfg.device, api_token=cfg.api_token)
     except ValueError as e:
-        raise SystemExit(f"groot eval sim: {e} (--model-path / --server)") from e
+        raise ConfigError(f"groot eval sim: {e} (--model-path / --server)") from e
     report = evaluate(source, cfg.suite, cfg.out, tasks=cfg.tasks, episodes_per_task=cfg.episodes_per_task,
                       action_horizon=cfg.action_horizon, video=cfg.video, seed=cfg.seed, workers=cfg.workers,
                       image_size=cfg.image_size, max_steps=cfg.max_steps)

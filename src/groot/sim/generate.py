@@ -22,6 +22,7 @@ import numpy as np
 
 from groot.data.modality import ArraySpec, ModalitySpec
 from groot.data.writer import TASK_COLUMN, Episode, write_dataset
+from groot.errors import ConfigError, OutputExistsError
 from groot.sim import libero
 from groot.utils.worker_pool import run_in_processes
 
@@ -89,12 +90,12 @@ def generate_dataset(suite: str, out: str | Path, episodes_per_task: int, tasks:
 
     out = Path(out)
     if out.exists():
-        raise FileExistsError(f"{out} already exists; choose a new --out or remove it first")
+        raise OutputExistsError(f"{out} already exists; choose a new --out or remove it first")
     task_ids = list(range(libero.num_tasks(suite))) if not tasks else list(tasks)
     infos = {t: libero.task_info(suite, t) for t in task_ids}
     unsupported = [t for t, info in infos.items() if not supports(info.goal)]
     if unsupported:
-        raise ValueError(f"{suite} tasks {unsupported} are not single pick-and-place goals (e.g. "
+        raise ConfigError(f"{suite} tasks {unsupported} are not single pick-and-place goals (e.g. "
                          f"{infos[unsupported[0]].goal}); the scripted expert cannot demonstrate them")
     scratch = out.parent / f".{out.name}.episodes"
     scratch.mkdir(parents=True, exist_ok=True)

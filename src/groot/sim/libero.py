@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from groot.errors import ConfigError
+
 # LIBERO's standard evaluation horizons (steps after the settle steps)
 SUITE_MAX_STEPS = {"libero_spatial": 220, "libero_object": 280, "libero_goal": 300, "libero_10": 520,
                    "libero_90": 400}
@@ -124,7 +126,7 @@ def _benchmark(suite: str) -> Any:
 
         suites = benchmark.get_benchmark_dict()
         if suite not in suites:
-            raise ValueError(f"unknown LIBERO suite {suite!r}; expected one of {', '.join(SUITES)}")
+            raise ConfigError(f"unknown LIBERO suite {suite!r}; expected one of {', '.join(SUITES)}")
         return suites[suite]()
 
 
@@ -139,7 +141,7 @@ def task_info(suite: str, task_id: int) -> TaskInfo:
         from libero.libero.envs.bddl_utils import robosuite_parse_problem
 
     if not 0 <= task_id < bench.get_num_tasks():
-        raise ValueError(f"{suite} has tasks 0..{bench.get_num_tasks() - 1}, got task {task_id}")
+        raise ConfigError(f"{suite} has tasks 0..{bench.get_num_tasks() - 1}, got task {task_id}")
     task = bench.get_task(task_id)
     bddl_path = os.path.join(get_libero_path("bddl_files"), task.problem_folder, task.bddl_file)
     goal = [list(map(str, predicate)) for predicate in robosuite_parse_problem(bddl_path)["goal_state"]]

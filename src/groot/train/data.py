@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from groot.errors import ConfigError
+
 
 def build_dataset(paths: list[str], data_config: Any, embodiment_tag: str, video_backend: str,
                   balance_dataset_weights: bool, balance_trajectory_weights: bool, seed: int,
@@ -27,7 +29,7 @@ def build_dataset(paths: list[str], data_config: Any, embodiment_tag: str, video
     from groot.data.dataset import GrootDataset, MixtureDataset
 
     if not paths:
-        raise ValueError("--dataset-path: expected at least one dataset directory, found none")
+        raise ConfigError("--dataset-path: expected at least one dataset directory, found none")
     datasets = [GrootDataset(path, data_config, embodiment_tag=embodiment_tag, video_backend=video_backend,
                              frame_cache_dir=frame_cache_dir) for path in paths]
     if len(datasets) == 1:
@@ -128,7 +130,7 @@ class ResumableShardedSampler(Sampler):
 
     def __init__(self, num_samples: int, seed: int, rank: int = 0, world_size: int = 1):
         if num_samples < world_size:
-            raise ValueError(f"dataset has {num_samples} samples; need at least one per process "
+            raise ConfigError(f"dataset has {num_samples} samples; need at least one per process "
                              f"({world_size})")
         self.num_samples, self.seed, self.rank, self.world_size = num_samples, seed, rank, world_size
         self.epoch = 0

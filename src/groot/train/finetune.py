@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from groot.errors import ConfigError
 from groot.train.finetune_config import FinetuneConfig, validate
 
 __all__ = ["FinetuneConfig", "finetune"]
@@ -38,9 +39,11 @@ def finetune(cfg: FinetuneConfig) -> Path:
     )
 
     validate(cfg)
+    if cfg.data_config is None:
+        cfg = dataclasses.replace(cfg, data_config=inferred_data_config(cfg.dataset_path[0]))
     visible = torch.cuda.device_count()
     if 0 < visible < cfg.num_gpus:
-        raise ValueError(f"--num-gpus {cfg.num_gpus}: only {visible} CUDA device(s) visible "
+        raise ConfigError(f"--num-gpus {cfg.num_gpus}: only {visible} CUDA device(s) visible "
                          f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})")
     if cfg.num_gpus > 1 and not launched_by_torchrun():
         relaunch_under_torchrun(cfg.num_gpus, ["finetune", *config_to_argv(cfg)])
@@ -50,6 +53,17 @@ def finetune(cfg: FinetuneConfig) -> Path:
         return Trainer(cfg, ctx).run()
     finally:
         shutdown(ctx)
+
+
+def inferred_data_config(dataset_path: str) -> str:
+    """The registered data config that fits the dataset's meta/modality.json; says which on stdout."""
+    from groot.data.configs import infer_data_config
+    from groot.data.modality import ModalitySpec
+
+    modality_json = Path(dataset_path) / "meta" / "modality.json"
+    name = infer_data_config(ModalitySpec.load(modality_json), str(modality_json))
+    print(f"note: --data-config {name} (inferred from {modality_json}; pass --data-config to choose)")
+    return name
 
 
 def seed_everything(seed: int) -> None:
@@ -199,7 +213,7 @@ class Trainer:
         blocker = ("the LLM trains (--tune-llm)" if cfg.tune_llm else
                    "FSDP shards the table" if self.use_fsdp else None)
         if cfg.host_token_embedding == "on" and blocker:
-            raise ValueError(f"--host-token-embedding on: not possible when {blocker}")
+            raise ConfigError(f"--host-token-embedding on: not possible when {blocker}")
         return blocker is None and (cfg.host_token_embedding == "on" or self.ctx.device.type == "cuda")
 
     def _graphed_or_plain_step(self):
@@ -213,7 +227,7 @@ class Trainer:
                    "training is distributed" if self.ctx.is_distributed else None)
         if blocker:
             if cfg.cuda_graphs == "on":
-                raise ValueError(f"--cuda-graphs on: not possible when {blocker}")
+                raise ConfigError(f"--cuda-graphs on: not possible when {blocker}")
             return self._train_step
         if cfg.cuda_graphs == "auto" and not self.compiled:
             return self._train_step
@@ -251,8 +265,8 @@ class Trainer:
     def _batches_per_epoch(self) -> int:
         count = len(self.dataset) // self.ctx.world_size // self.cfg.batch_size
         if count == 0:
-            raise ValueError(f"{self.cfg.dataset_path}: {len(self.dataset)} samples are fewer than one batch "
-                             f"of {self.cfg.batch_size} per process ({self.ctx.world_size} processes)")
+            raise ConfigError(f"{self.cfg.dataset_path}: {len(self.dataset)} samples are fewer than one "
+                              f"batch of {self.cfg.batch_size} per process ({self.ctx.world_size} processes)")
         return count
 
     # ---- training ----------------------------------------------------------------------------------
@@ -373,7 +387,7 @@ class Trainer:
                     break
         self.raw_model.train()
         if count == 0:
-            raise ValueError(f"{self.cfg.eval_dataset_path}: fewer samples than one batch of "
+            raise ConfigError(f"{self.cfg.eval_dataset_path}: fewer samples than one batch of "
                              f"{self.cfg.batch_size} per process")
         return (mean_across_ranks(total, self.ctx) / count).item()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from groot.errors import ConfigError
 from groot.utils.cli_args import arg
 
 DEFAULT_BASE_MODEL = "nvidia/GR00T-N1.5-3B"
@@ -16,7 +17,9 @@ class FinetuneConfig:
 
     dataset_path: list[str] = arg(help="LeRobot dataset directory (several: a mixture with weight 1.0 each)")
     output_dir: str = arg("/tmp/gr00t", "directory for checkpoints, metrics.jsonl and logs")
-    data_config: str = arg("fourier_gr1_arms_only", "data config name (or 'module:Class')")
+    data_config: str | None = arg(None, "data config name (or 'module:Class'); default: the one registered "
+                                        "config whose keys the first dataset's meta/modality.json has "
+                                        "(printed; an error when none or several fit)")
     batch_size: int = arg(32, "batch size per GPU (per process)")
     max_steps: int = arg(10000, "number of optimizer steps")
     num_gpus: int = arg(1, "GPUs to use; >1 relaunches this command under torchrun")
@@ -78,9 +81,9 @@ def validate(cfg: FinetuneConfig) -> None:
                 "gradient_accumulation_steps": cfg.gradient_accumulation_steps}
     for name, value in positive.items():
         if value < 1:
-            raise ValueError(f"--{name.replace('_', '-')}: expected a positive integer, found {value}")
+            raise ConfigError(f"--{name.replace('_', '-')}: expected a positive integer, found {value}")
     if not 0.0 <= cfg.warmup_ratio <= 1.0:
-        raise ValueError(f"--warmup-ratio: expected a value in [0, 1], found {cfg.warmup_ratio}")
+        raise ConfigError(f"--warmup-ratio: expected a value in [0, 1], found {cfg.warmup_ratio}")
     if not 0.0 < cfg.activation_memory_budget <= 1.0:
-        raise ValueError("--activation-memory-budget: expected a value in (0, 1], found "
+        raise ConfigError("--activation-memory-budget: expected a value in (0, 1], found "
                          f"{cfg.activation_memory_budget}")

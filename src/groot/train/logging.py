@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from groot.errors import ConfigError
+
 REPORT_TARGETS = ("none", "tensorboard", "wandb")
 
 
@@ -18,7 +20,7 @@ class MetricsLogger:
         """truncate_after_step: drop records of later steps already in the file (a resumed run
         rewrites them)."""
         if report_to not in REPORT_TARGETS:
-            raise ValueError(f"--report-to: expected one of {REPORT_TARGETS}, found {report_to!r}")
+            raise ConfigError(f"--report-to: expected one of {REPORT_TARGETS}, found {report_to!r}")
         self.output_dir = Path(output_dir)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.jsonl_path = self.output_dir / jsonl_name

@@ -13,6 +13,8 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from groot.errors import ConfigError
+
 ADAM_BETAS = (0.95, 0.999)
 ADAM_EPS = 1e-8
 _NORM_TYPES = (nn.LayerNorm, nn.GroupNorm, nn.RMSNorm, nn.BatchNorm1d, nn.BatchNorm2d)
@@ -52,7 +54,7 @@ def build_optimizer(groups: Iterable[dict], learning_rate: float) -> torch.optim
     """AdamW over `groups`; the fused CUDA kernel when every parameter lives on a CUDA device."""
     groups = list(groups)
     if not groups:
-        raise ValueError("nothing to train: every parameter is frozen (check the --tune-* flags)")
+        raise ConfigError("nothing to train: every parameter is frozen (check the --tune-* flags)")
     on_cuda = all(p.is_cuda for g in groups for p in g["params"])
     return torch.optim.AdamW(groups, lr=learning_rate, betas=ADAM_BETAS, eps=ADAM_EPS,
                              fused=True if on_cuda else None)

@@ -17,12 +17,10 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from groot.errors import GrootError
-
 POLL_SECONDS = 0.5
 
 
-class WorkerDied(GrootError, RuntimeError):
+class WorkerDied(RuntimeError):
     """A worker process ended without finishing its jobs."""
 
 
