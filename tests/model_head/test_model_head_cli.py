@@ -41,9 +41,10 @@ def test_info_counts_and_default_trainable_for_the_3b_preset(capsys):
     assert "action_head.model (DiT)" in table and "bf16 size on disk" in table
 
 
-def test_unknown_source_is_a_readable_error():
-    with pytest.raises(ValueError, match="unknown model preset 'nope'"):
-        main(["model", "info", "nope"])
+def test_unknown_source_is_one_error_line_with_exit_2(capsys):
+    assert main(["model", "info", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown model preset 'nope'") and len(err.strip().splitlines()) == 1
 
 
 def test_help_explains_every_flag(capsys):
