@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = handler(args)
     except GrootError as error:  # the user's mistake (path, key, value): one line, exit 2
-        print(f"error: {error}", file=sys.stderr)
+        print("error: " + " ".join(line.strip() for line in str(error).splitlines() if line.strip()),
+              file=sys.stderr)
         return 2
     except WorkerDied as error:  # a crash in a worker process: its traceback is not ours to show
         print(f"error: {error}", file=sys.stderr)

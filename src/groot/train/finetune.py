@@ -29,6 +29,7 @@ LORA_ADAPTER_DIR = "lora_adapter"
 
 def finetune(cfg: FinetuneConfig) -> Path:
     """Train; returns the final checkpoint directory (`output_dir/checkpoint-<max_steps>`)."""
+    from groot.data.configs import get_data_config
     from groot.train.checkpointing import checkpoint_dir
     from groot.train.distributed import (
         config_to_argv,
@@ -41,6 +42,7 @@ def finetune(cfg: FinetuneConfig) -> Path:
     validate(cfg)
     if cfg.data_config is None:
         cfg = dataclasses.replace(cfg, data_config=inferred_data_config(cfg.dataset_path[0]))
+    get_data_config(cfg.data_config)  # an unknown name fails now, before a model is loaded
     visible = torch.cuda.device_count()
     if 0 < visible < cfg.num_gpus:
         raise ConfigError(f"--num-gpus {cfg.num_gpus}: only {visible} CUDA device(s) visible "
