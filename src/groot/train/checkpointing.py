@@ -79,7 +79,7 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
 def clean_leftovers(output_dir: Path, keep: int) -> None:
     """Finish what a killed run left undone: delete half-written (`.tmp-checkpoint-*`) and half-deleted
     (`.deleting-*`) folders, and incomplete `checkpoint-<step>` folders older than the newest complete
-    one (what a killed delete left before deletes renamed first); then rotate to `keep`."""
+    one (deleted in place by a killed run of an older groot); then rotate to `keep`."""
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         return
