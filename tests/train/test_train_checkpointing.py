@@ -63,12 +63,23 @@ def test_rng_state_round_trip(tmp_path):
     assert random.random() == expected[1] and np.random.rand() == expected[2]
 
 
+def _checkpoint_files(directory, step):
+    """What `is_complete` looks for: config, weights, optimizer and trainer state."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text("{}")
+    (directory / "model.safetensors").write_bytes(b"x")
+    (directory / ckpt.STATE_DIR).mkdir(exist_ok=True)
+    (directory / ckpt.STATE_DIR / "optimizer.json").write_text("{}")
+    ckpt.save_trainer_state(directory / ckpt.STATE_DIR, {"global_step": step})
+
+
 def _fake_checkpoint(output_dir, step):
-    tmp = ckpt.begin_checkpoint(output_dir, step)
-    tmp.mkdir()
-    (tmp / "model.safetensors").write_bytes(b"x")
-    ckpt.save_trainer_state(tmp / ckpt.STATE_DIR, {"global_step": step})
+    _checkpoint_files(ckpt.begin_checkpoint(output_dir, step), step)
     return ckpt.commit_checkpoint(output_dir, step)
+
+
+def _names(directory):
+    return sorted(p.name for p in directory.iterdir())
 
 
 def test_latest_ignores_incomplete_and_rotation_keeps_newest(tmp_path):
@@ -79,8 +90,67 @@ def test_latest_ignores_incomplete_and_rotation_keeps_newest(tmp_path):
     assert ckpt.latest_checkpoint(tmp_path) == tmp_path / "checkpoint-3"
     ckpt.rotate_checkpoints(tmp_path, keep=2)
     assert [s for s, _ in ckpt.list_checkpoints(tmp_path)] == [2, 3]
-    ckpt.clean_temp_dirs(tmp_path)
-    assert not ckpt.temp_dir(tmp_path, 10).exists()
+    ckpt.clean_leftovers(tmp_path, keep=2)
+    assert _names(tmp_path) == ["checkpoint-2", "checkpoint-3", "checkpoint-9"]
+
+
+def test_a_checkpoint_missing_any_part_is_incomplete(tmp_path):
+    for part in ("config.json", "model.safetensors", "training_state/optimizer.json",
+                 "training_state/trainer_state.json"):
+        path = _fake_checkpoint(tmp_path, 1)
+        assert ckpt.is_complete(path)
+        (path / part).unlink()
+        assert not ckpt.is_complete(path), part
+    (path / "model.safetensors.index.json").write_text("{}")  # sharded weights
+    _checkpoint_files(path, 1)
+    (path / "model.safetensors").unlink()
+    assert ckpt.is_complete(path)
+
+
+def test_delete_killed_after_the_rename_leaves_no_checkpoint_behind(tmp_path):
+    """A kill between the rename and the end of the delete (simulated: the rename done, part of the
+    files deleted) leaves a folder no scan counts; start-up removes it."""
+    for step in (1, 2, 3):
+        _fake_checkpoint(tmp_path, step)
+    doomed = ckpt._move_aside(tmp_path / "checkpoint-1")  # the first half of delete_checkpoint
+    (doomed / "model.safetensors").unlink()
+    assert [s for s, _ in ckpt.list_checkpoints(tmp_path)] == [2, 3]
+    ckpt.clean_leftovers(tmp_path, keep=2)
+    assert _names(tmp_path) == ["checkpoint-2", "checkpoint-3"]
+
+
+def test_start_up_cleans_what_killed_saves_and_deletes_left(tmp_path):
+    """Hand-made leftovers of every kind; `clean_leftovers(keep=2)` leaves the two newest complete
+    checkpoints and the incomplete folder newer than them (not a leftover of a delete)."""
+    for step in (4, 5, 6, 7):
+        _fake_checkpoint(tmp_path, step)  # 4 complete: one more than keep + 1 (a killed rotation)
+    ckpt._move_aside(tmp_path / "checkpoint-4")  # a delete killed after its rename
+    half_deleted = tmp_path / ".deleting-checkpoint-3"
+    _checkpoint_files(half_deleted, 3)
+    (half_deleted / "config.json").unlink()
+    # deleted in place by an older groot, killed half-way: weights gone, trainer state left ...
+    _checkpoint_files(tmp_path / "checkpoint-2", 2)
+    (tmp_path / "checkpoint-2" / "model.safetensors").unlink()
+    # ... or trainer state gone, weights left
+    _checkpoint_files(tmp_path / "checkpoint-1", 1)
+    (tmp_path / "checkpoint-1" / ckpt.STATE_DIR / ckpt.TRAINER_STATE).unlink()
+    _checkpoint_files(ckpt.temp_dir(tmp_path, 8), 8)  # a save killed before its rename
+    (tmp_path / "..tmp-checkpoint-8.tmp-0123abcd").mkdir()  # the model writer's own temp folder
+    (tmp_path / "checkpoint-9").mkdir()  # incomplete, newer than every complete one: not ours to judge
+    (tmp_path / "metrics.jsonl").write_text("")
+    ckpt.clean_leftovers(tmp_path, keep=2)
+    assert _names(tmp_path) == ["checkpoint-6", "checkpoint-7", "checkpoint-9", "metrics.jsonl"]
+    assert ckpt.latest_checkpoint(tmp_path) == tmp_path / "checkpoint-7"
+
+
+def test_saving_a_step_again_replaces_it_by_rename(tmp_path):
+    _fake_checkpoint(tmp_path, 1)
+    tmp = ckpt.begin_checkpoint(tmp_path, 1)
+    _checkpoint_files(tmp, 1)
+    (tmp / "marker").write_text("new")
+    final = ckpt.commit_checkpoint(tmp_path, 1)
+    assert (final / "marker").read_text() == "new"
+    assert _names(tmp_path) == ["checkpoint-1"]
 
 
 _KILLED_WRITER = textwrap.dedent("""
@@ -121,5 +191,5 @@ def test_sigkill_while_saving_keeps_previous_checkpoint(tmp_path):
     assert ckpt.load_trainer_state(latest)["global_step"] == 1
     state = ckpt.load_optimizer_state(latest / ckpt.STATE_DIR)
     assert set(state["state"]) == {name for name, _ in model.named_parameters()}
-    ckpt.clean_temp_dirs(tmp_path)
+    ckpt.clean_leftovers(tmp_path, keep=0)
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint-1"]

@@ -10,9 +10,11 @@ Layout of one checkpoint (everything safetensors or JSON; nothing is unpickled o
     training_state/rng-rank<r>.safetensors / .json       torch (CPU, CUDA) / python, numpy RNG states
     training_state/trainer_state.json                    step, epoch, scheduler, sampler (written last)
 
-A checkpoint is first written to `.tmp-checkpoint-<step>`, every file fsynced, then renamed. A run
-killed while saving leaves only a temp dir, which `latest_checkpoint` ignores and `clean_temp_dirs`
-removes; the previous checkpoint stays intact.
+A checkpoint is first written to `.tmp-checkpoint-<step>`, every file fsynced, then renamed; a folder
+that leaves (rotation, or a step saved again) is first renamed to `.deleting-checkpoint-<step>`, then
+deleted. Renames are atomic, so a `checkpoint-<step>` folder is always whole and a run killed at any
+point leaves only dot-folders besides, which no checkpoint scan matches and `clean_leftovers` removes
+(with the rotation that a kill interrupted); the previous checkpoints stay intact.
 """
 
 from __future__ import annotations
@@ -30,11 +32,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from groot.errors import CheckpointError
+from groot.model.checkpoint import CONFIG_FILE, INDEX_FILE, SINGLE_FILE
 
 STATE_DIR = "training_state"
 TRAINER_STATE = "trainer_state.json"
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 _TEMP_PREFIX = ".tmp-checkpoint-"
+_DELETING_PREFIX = ".deleting-"
 
 
 # ---- directory handling ------------------------------------------------------------------------
@@ -47,7 +51,11 @@ def temp_dir(output_dir: Path, step: int) -> Path:
 
 
 def is_complete(path: Path) -> bool:
-    return _CHECKPOINT_RE.match(path.name) is not None and (path / STATE_DIR / TRAINER_STATE).is_file()
+    """A `checkpoint-<step>` folder with config, weights, optimizer and trainer state."""
+    state = path / STATE_DIR
+    return (_CHECKPOINT_RE.match(path.name) is not None and (path / CONFIG_FILE).is_file()
+            and ((path / SINGLE_FILE).is_file() or (path / INDEX_FILE).is_file())
+            and (state / "optimizer.json").is_file() and (state / TRAINER_STATE).is_file())
 
 
 def list_checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
@@ -68,13 +76,23 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
     return checkpoints[-1][1] if checkpoints else None
 
 
-def clean_temp_dirs(output_dir: Path) -> None:
-    """Remove half-written checkpoints left by a killed run."""
+def clean_leftovers(output_dir: Path, keep: int) -> None:
+    """Finish what a killed run left undone: delete half-written (`.tmp-checkpoint-*`) and half-deleted
+    (`.deleting-*`) folders, and incomplete `checkpoint-<step>` folders older than the newest complete
+    one (deleted in place by a killed run of an older groot); then rotate to `keep`."""
     output_dir = Path(output_dir)
-    if output_dir.is_dir():
-        for path in output_dir.iterdir():
-            if path.name.startswith(_TEMP_PREFIX) or path.name.startswith("." + _TEMP_PREFIX):
-                shutil.rmtree(path)
+    if not output_dir.is_dir():
+        return
+    for path in output_dir.iterdir():
+        if path.name.startswith((_TEMP_PREFIX, "." + _TEMP_PREFIX, _DELETING_PREFIX)):
+            shutil.rmtree(path)
+    complete = list_checkpoints(output_dir)
+    for path in output_dir.iterdir():
+        match = _CHECKPOINT_RE.match(path.name)
+        if (match and complete and int(match.group(1)) < complete[-1][0] and path.is_dir()
+                and not is_complete(path)):
+            delete_checkpoint(path)
+    rotate_checkpoints(output_dir, keep)
 
 
 def rotate_checkpoints(output_dir: Path, keep: int) -> None:
@@ -82,7 +100,23 @@ def rotate_checkpoints(output_dir: Path, keep: int) -> None:
     if keep <= 0:
         return
     for _, path in list_checkpoints(output_dir)[:-keep]:
-        shutil.rmtree(path)
+        delete_checkpoint(path)
+
+
+def delete_checkpoint(path: Path) -> None:
+    """Delete a checkpoint folder: renamed out of the checkpoint names first (atomic, made durable), so
+    that a kill during the delete leaves a `.deleting-` folder, never a partial `checkpoint-<step>`."""
+    shutil.rmtree(_move_aside(path))
+
+
+def _move_aside(path: Path) -> Path:
+    """Rename `path` to `.deleting-<name>` in its folder; returns the new path."""
+    doomed = path.parent / f"{_DELETING_PREFIX}{path.name}"
+    if doomed.exists():  # left by a killed delete of an earlier folder of this name
+        shutil.rmtree(doomed)
+    os.replace(path, doomed)
+    _fsync_dir(path.parent)
+    return doomed
 
 
 def _fsync_tree(root: Path) -> None:
@@ -119,10 +153,11 @@ def commit_checkpoint(output_dir: Path, step: int) -> Path:
         raise CheckpointError(f"{tmp}: {STATE_DIR}/{TRAINER_STATE} was not written; not publishing it")
     _fsync_tree(tmp)
     final = checkpoint_dir(output_dir, step)
-    if final.exists():  # the same step saved again (e.g. a resumed run); replace it
-        shutil.rmtree(final)
+    replaced = _move_aside(final) if final.exists() else None  # the same step saved again
     os.replace(tmp, final)
     _fsync_dir(Path(output_dir))
+    if replaced is not None:
+        shutil.rmtree(replaced)
     return final
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import os
 import random
@@ -20,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from groot.errors import ConfigError
+from groot.utils.process import exit_when_process_ends
 
 
 def build_dataset(paths: list[str], data_config: Any, embodiment_tag: str, video_backend: str,
@@ -160,12 +162,21 @@ def build_loader(dataset: Dataset, sampler: ResumableShardedSampler, batch_size:
     trainer: a new loader is made every epoch, when the trainer already runs threads (torch.compile's
     compile workers, the pin-memory thread, CUDA), and a fork of a threaded process can inherit a
     lock held by another thread and hang. That hang was seen on a GPU: a loader forked after a
-    compiled run never delivered its first batch."""
+    compiled run never delivered its first batch.
+
+    Each worker kills itself when the trainer ends: a worker's parent is the forkserver, which stays up
+    as long as a worker does, so a SIGKILLed trainer would otherwise leave both (and the resource
+    tracker) running."""
     return DataLoader(SeededSamples(dataset), batch_size=batch_size, sampler=sampler, collate_fn=collate,
                       num_workers=num_workers, pin_memory=pin_memory, drop_last=True,
                       generator=torch.Generator().manual_seed(sampler.seed),
                       prefetch_factor=4 if num_workers > 0 else None,
+                      worker_init_fn=functools.partial(_exit_with_trainer, os.getpid()),
                       multiprocessing_context=_worker_context() if num_workers > 0 else None)
+
+
+def _exit_with_trainer(trainer_pid: int, worker_id: int) -> None:
+    exit_when_process_ends(trainer_pid)
 
 
 def _worker_context():

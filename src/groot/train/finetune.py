@@ -120,13 +120,13 @@ class Trainer:
     def run(self) -> Path:
         from groot.data.configs import get_data_config
         from groot.data.embodiment import embodiment_index
-        from groot.train.checkpointing import checkpoint_dir, clean_temp_dirs, latest_checkpoint
+        from groot.train.checkpointing import checkpoint_dir, clean_leftovers, latest_checkpoint
         from groot.train.data import cpu_training_threads, fit_data_config_to_model, loader_workers
         from groot.train.distributed import barrier
 
         cfg, ctx = self.cfg, self.ctx
         if ctx.is_main:
-            clean_temp_dirs(self.output_dir)
+            clean_leftovers(self.output_dir, cfg.save_total_limit)
         barrier(ctx)
         resume_from = latest_checkpoint(self.output_dir) if cfg.resume else None
         if cfg.resume and resume_from is None and ctx.is_main:
@@ -444,7 +444,7 @@ class Trainer:
                 "world_size": ctx.world_size, "schedule": self.schedule.state_dict(),
                 "embodiment_ids": self.embodiment_ids, "config": dataclasses.asdict(self.cfg)})
             final = ckpt.commit_checkpoint(self.output_dir, self.step)
-            ckpt.rotate_checkpoints(self.output_dir, self.cfg.save_total_limit)
+            ckpt.clean_leftovers(self.output_dir, self.cfg.save_total_limit)  # rotates too
         barrier(ctx)
         return final
 
