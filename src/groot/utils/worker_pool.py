@@ -4,18 +4,21 @@
 waits forever for the job it was running. Here the parent watches every worker: a death raises
 `WorkerDied` naming the worker, its exit code or signal, and the job it was running; the remaining
 workers are stopped. An exception raised by a job is re-raised in the parent with the worker's
-traceback attached.
+traceback attached. Workers end when the parent process ends, however it ends.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import pickle
 import queue
 import signal
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
+
+from groot.utils.process import exit_when_process_ends
 
 POLL_SECONDS = 0.5
 
@@ -45,7 +48,8 @@ def run_in_processes(function: Callable[[Any], Any], jobs: Iterable[Any], worker
         todo.put(None)
     # current[w]: the job worker w runs (-1: none); shared memory, so it is known even after a crash
     current = context.Array("i", [-1] * count, lock=False)
-    processes = [context.Process(target=_work, args=(function, initializer, todo, done, current, slot),
+    owner = os.getpid()
+    processes = [context.Process(target=_work, args=(function, initializer, todo, done, current, slot, owner),
                                  daemon=True) for slot in range(count)]
     for process in processes:
         process.start()
@@ -87,7 +91,8 @@ def _stopped(processes: list[Any], current: Any, jobs: list[Any], describe: Call
 
 
 def _work(function: Callable[[Any], Any], initializer: Callable[[], None] | None, todo: Any, done: Any,
-          current: Any, slot: int) -> None:
+          current: Any, slot: int, owner: int) -> None:
+    exit_when_process_ends(owner)  # a SIGKILLed parent leaves no simulator running
     if initializer is not None:
         initializer()
     while (item := todo.get()) is not None:
