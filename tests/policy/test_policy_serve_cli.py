@@ -64,7 +64,7 @@ def test_a_port_in_use_is_one_error_line(tiny_setup):
     lines = [line for line in result.stderr.splitlines() if "INFO" not in line]
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert lines == [f"error: cannot bind the inference server to tcp://127.0.0.1:{taken.port}: Address "
-                     "already in use (--host, --port: is another server on that port?)"]
+                     "already in use (is another server on that port? pick another --port)"]
 
 
 def test_api_token_sources(tmp_path):

@@ -77,8 +77,10 @@ class InferenceServer:
             self._socket.bind(address)
         except zmq.ZMQError as e:
             self.close()
+            hint = ("is another server on that port? pick another --port" if e.errno == zmq.EADDRINUSE
+                    else "expected an address of this machine as --host")
             raise BindError(f"cannot bind the inference server to {address}: {zmq.strerror(e.errno)} "
-                            "(--host, --port: is another server on that port?)") from e
+                            f"({hint})") from e
         self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)  # e.g. tcp://127.0.0.1:5555
         self.port = int(self.endpoint.rsplit(":", 1)[1])
         if api_token is None and not _is_loopback(host):
