@@ -245,7 +245,7 @@ def test_a_port_in_use_is_a_bind_error(serve):
     with pytest.raises(BindError, match=rf"cannot bind the inference server to tcp://127\.0\.0\.1:"
                                         rf"{server.port}: Address already in use"):
         InferenceServer(EchoPolicy(), port=server.port)
-    with pytest.raises(BindError, match=r"tcp://192\.0\.2\.1:0: .*expected an address of this machine"):
+    with pytest.raises(BindError, match=r"tcp://192\.0\.2\.1:\*: .*expected an address of this machine"):
         InferenceServer(EchoPolicy(), host="192.0.2.1", port=0)  # TEST-NET-1: never a local address
 
 
