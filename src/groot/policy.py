@@ -62,7 +62,7 @@ class ObservationSpec:
         if missing:
             raise ObservationError(f"observation is missing {', '.join(missing)}; expected keys: "
                                    f"{', '.join(self.keys)}; found: {', '.join(map(str, observation))}")
-        arrays = {key: np.asarray(observation[key]) for key in [*self.video, *self.state]}
+        arrays = {key: _as_array(key, observation[key]) for key in [*self.video, *self.state]}
         batched = self._is_batched(arrays)
         checked: dict[str, Any] = {}
         for key, (steps, height, width) in self.video.items():
@@ -91,6 +91,8 @@ class Policy:
     `Policy(model, data_config, metadata)` wraps a model in memory; `Policy.from_pretrained` loads a
     checkpoint. `get_action` validates the observation, runs transforms -> processor -> model (flow
     matching, `denoising_steps` steps) -> unapply, and returns float32 `action.<k>` chunks.
+    `max_prompt_tokens`: most prompt tokens one call may run, batch size x longest prompt (chat
+    template and image tokens included); default: the LLM's positions (`max_position_embeddings`).
     `fast`: None = the fast inference engine on CUDA, eager on the CPU; True / False force either
     (True on the CPU runs the engine without CUDA graphs; views of different resolutions or a data
     config whose image size differs from the model's fall back to eager). `exact`: the engine computes
@@ -100,7 +102,7 @@ class Policy:
     def __init__(self, model: torch.nn.Module, data_config: DataConfig, metadata: DatasetMetadata,
                  embodiment_tag: str | None = None, processor: GrootProcessor | None = None,
                  denoising_steps: int | None = None, device: str | torch.device | None = None,
-                 fast: bool | None = None, exact: bool = False):
+                 fast: bool | None = None, exact: bool = False, max_prompt_tokens: int | None = None):
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.model = model.to(self.device).eval()
         self.data_config = data_config
@@ -113,6 +115,7 @@ class Policy:
         self.transform.eval()
         self.processor = processor or GrootProcessor.for_config(model.config)
         self.denoising_steps = denoising_steps
+        self.max_prompt_tokens = max_prompt_tokens or model.config.backbone_cfg.llm.max_position_embeddings
         self.observation_spec = observation_spec(self.modality_config, metadata)
         use_engine = self.device.type == "cuda" if fast is None else fast
         self.engine = self._fast_engine(exact) if use_engine else None
@@ -125,10 +128,11 @@ class Policy:
     def from_pretrained(cls, path: str | Path, embodiment_tag: str,
                         data_config: DataConfig | str | None = None, denoising_steps: int | None = None,
                         device: str | torch.device | None = None, fast: bool | None = None,
-                        exact: bool = False) -> Policy:
+                        exact: bool = False, max_prompt_tokens: int | None = None) -> Policy:
         """Load a checkpoint directory or hub id: weights (bf16 on CUDA, fp32 on CPU), the tag's block of
         experiment_cfg/metadata.json, and the data config (given by object or name, else the
-        checkpoint's experiment_cfg/data_config.json). `fast`, `exact`: see the class docstring."""
+        checkpoint's experiment_cfg/data_config.json). `fast`, `exact`, `max_prompt_tokens`: see the class
+        docstring."""
         from groot.model.checkpoint import resolve_checkpoint_dir
         from groot.model.gr00t_n15 import GR00TN15
 
@@ -139,7 +143,8 @@ class Policy:
         config = resolve_data_config(root, data_config)
         model = GR00TN15.from_pretrained(root, dtype=dtype, device=device)
         processor = GrootProcessor.for_config(model.config, root)
-        return cls(model, config, metadata, embodiment_tag, processor, denoising_steps, device, fast, exact)
+        return cls(model, config, metadata, embodiment_tag, processor, denoising_steps, device, fast, exact,
+                   max_prompt_tokens)
 
     # ---- the official Gr00tPolicy surface -------------------------------------------------------------
     def get_modality_config(self) -> dict[str, ModalityConfig]:
@@ -153,25 +158,52 @@ class Policy:
     def state_delta_indices(self) -> list[int]:
         return list(self.modality_config["state"].delta_indices)
 
-    def get_action(self, observation: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    def get_action(self, observation: Mapping[str, Any], seed: int | None = None) -> dict[str, np.ndarray]:
         """{"video.<k>": uint8 [(B,) T, H, W, 3], "state.<k>": [(B,) T, D], <language key>: str | [str]}
-        -> {"action.<k>": float32 [(B,) 16, D]} in original units."""
+        -> {"action.<k>": float32 [(B,) 16, D]} in original units. `seed`: the flow-matching noise is
+        drawn from a generator seeded with it (same seed and observation: same chunk); None: torch's
+        global generator."""
         checked, batched = self.observation_spec.check(observation)
+        self._check_prompt_tokens(checked)
         samples = [self.sample_transform.apply(self._raw_step(checked, b))
                    for b in range(_batch_size(checked))]
-        actions = self.transform.unapply({"action": self._predict_normalized(samples)})
+        generator = None if seed is None else torch.Generator(self.device).manual_seed(seed)
+        actions = self.transform.unapply({"action": self._predict_normalized(samples, generator)})
         out = {key: np.asarray(actions[key], np.float32) for key in self.data_config.action_keys}
         return out if batched else {key: value[0] for key, value in out.items()}
 
-    def _predict_normalized(self, samples: list[dict[str, Any]]) -> np.ndarray:
+    def _check_prompt_tokens(self, checked: dict[str, Any]) -> None:
+        """Tokenize each sample's prompt (cached for the processor) and refuse a batch whose padded
+        prompts exceed `max_prompt_tokens`, before any transform or model work."""
+        spec = self.observation_spec
+        if not spec.language:
+            return
+        key = spec.language[0]  # the instruction the model sees (GR00TPack reads the first language key)
+        num_images = sum(steps for steps, _, _ in spec.video.values())
+        try:
+            longest = max(len(self.processor.prompt_ids(text, num_images)) for text in checked[key])
+        except ObservationError as e:
+            raise ObservationError(f"{key}: {e}") from e
+        total = len(checked[key]) * longest
+        if total > self.max_prompt_tokens:
+            raise ObservationError(
+                f"{key}: {len(checked[key])} prompt(s) of up to {longest} tokens (chat template and "
+                f"{num_images * self.processor.num_image_tokens} image tokens included) make {total} tokens, "
+                f"over the limit of {self.max_prompt_tokens} (max_prompt_tokens; groot serve "
+                "--max-prompt-tokens)")
+
+    def _predict_normalized(self, samples: list[dict[str, Any]],
+                            generator: torch.Generator | None = None) -> np.ndarray:
         """model samples -> normalized action chunks, float32 [B, 16, 32] on the host."""
         if self.engine is not None:
-            return self.engine.predict(samples, num_steps=self.denoising_steps).float().cpu().numpy()
+            return self.engine.predict(samples, num_steps=self.denoising_steps,
+                                       generator=generator).float().cpu().numpy()
         batch = {key: value.to(self.device) for key, value in self.processor(samples).items()}
         # bf16 weights without autocast, as the fast engine computes: both paths give the same numbers
         # (the original adds bf16 autocast, which changes results by bf16 rounding only)
         with torch.inference_mode():
-            predicted = self.model.get_action(batch, num_steps=self.denoising_steps)["action_pred"]
+            predicted = self.model.get_action(batch, num_steps=self.denoising_steps,
+                                              generator=generator)["action_pred"]
         return predicted.float().cpu().numpy()
 
     def _fast_engine(self, exact: bool):
@@ -261,6 +293,21 @@ def _batch_size(checked: Mapping[str, Any]) -> int:
     return len(next(iter(checked.values())))
 
 
+def _as_array(key: str, value: Any) -> np.ndarray:
+    """An observation value as an array; a ragged nested list or a map is refused naming the key."""
+    if isinstance(value, np.ndarray):
+        return value
+    try:
+        array = np.asarray(value)
+    except ValueError as e:  # ragged nested lists
+        raise ObservationError(f"{key}: expected a rectangular numeric array, found a ragged "
+                               f"{type(value).__name__} ({e})") from e
+    if array.dtype == object:
+        raise ObservationError(f"{key}: expected a numeric array, found {type(value).__name__} "
+                               f"{repr(value)[:80]}")
+    return array
+
+
 def _check_video(key: str, frames: np.ndarray, steps: int, height: int, width: int,
                  batched: bool) -> np.ndarray:
     expected = f"{'[B, ' if batched else '['}{steps}, {height}, {width}, 3]"
@@ -278,10 +325,15 @@ def _check_state(key: str, values: np.ndarray, steps: int, dim: int, batched: bo
         raise ObservationError(f"{key}: expected a numeric array, found dtype {values.dtype}")
     if values.ndim != (3 if batched else 2) or values.shape[-2:] != (steps, dim):
         raise ObservationError(f"{key}: expected shape {expected}, found {list(values.shape)}")
-    values = values.astype(np.float32)
     if not np.isfinite(values).all():
         bad = np.argwhere(~np.isfinite(values))[0].tolist()
         raise ObservationError(f"{key}: expected finite values, found {values[tuple(bad)]} at index {bad}")
+    limit = np.finfo(np.float32).max
+    if values.dtype.kind == "f" and values.dtype.itemsize > 4 and (np.abs(values) > limit).any():
+        bad = np.argwhere(np.abs(values) > limit)[0].tolist()
+        raise ObservationError(f"{key}: expected values within the float32 range (|x| <= {limit:.4g}), "
+                               f"found {values[tuple(bad)]} at index {bad}")
+    values = values.astype(np.float32)
     return values if batched else values[None]
 
 

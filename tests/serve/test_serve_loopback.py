@@ -1,7 +1,10 @@
 """A real server on 127.0.0.1 (free port, in a thread) driven by the light client and raw sockets."""
 
+import logging
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -11,61 +14,12 @@ import msgpack
 import numpy as np
 import pytest
 import zmq
+from serve_helpers import LANGUAGE, EchoPolicy, client_for, observation
 
 from groot.data.modality import ModalityConfig
-from groot.policy import ObservationSpec
 from groot.serve import protocol
 from groot.serve.client import InferenceClient, ServerError, ServerTimeoutError
-from groot.serve.server import InferenceServer
-
-LANGUAGE = "annotation.human.task_description"
-
-
-class EchoPolicy:
-    """Validates like the real Policy; the action chunk is the state repeated 16 times plus the step."""
-
-    spec = ObservationSpec(video={"video.front": (1, 8, 10)}, state={"state.arm": (1, 3)},
-                           language=(LANGUAGE,))
-
-    def get_action(self, observation):
-        checked, batched = self.spec.check(observation)
-        if checked[LANGUAGE][0] == "crash":
-            raise RuntimeError("the model fell over")
-        chunk = checked["state.arm"] + np.arange(16, dtype=np.float32)[None, :, None]  # [B, 16, 3]
-        return {"action.arm": chunk if batched else chunk[0]}
-
-    def get_modality_config(self):
-        return {"video": ModalityConfig([0], ["video.front"]), "state": ModalityConfig([0], ["state.arm"]),
-                "action": ModalityConfig(list(range(16)), ["action.arm"]),
-                "language": ModalityConfig([0], [LANGUAGE])}
-
-
-def observation(state=(0.5, -1.0, 2.0), text="pick the cube"):
-    return {"video.front": np.zeros((1, 8, 10, 3), np.uint8),
-            "state.arm": np.array([state], np.float32), LANGUAGE: [text]}
-
-
-@pytest.fixture
-def serve():
-    """serve(**server kwargs) -> running server; stopped and closed after the test."""
-    started = []
-
-    def start(**kwargs):
-        server = InferenceServer(EchoPolicy(), port=0, poll_interval_ms=20, **kwargs)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        started.append((server, thread))
-        return server
-
-    yield start
-    for server, thread in started:
-        server.stop()
-        thread.join(timeout=5)
-        server.close()
-
-
-def client_for(server, **kwargs):
-    return InferenceClient("127.0.0.1", server.port, timeout_ms=kwargs.pop("timeout_ms", 5000), **kwargs)
+from groot.serve.server import BindError, InferenceServer
 
 
 def test_happy_path(serve):
@@ -192,7 +146,7 @@ def test_kill_stops_the_server():
 
 SIGNAL_SCRIPT = textwrap.dedent("""
     import sys
-    from groot.serve.server import InferenceServer
+    from groot.serve.server import BindError, InferenceServer
 
     class Idle:
         def get_action(self, observation):
@@ -221,3 +175,86 @@ def test_signals_shut_the_server_down_cleanly(signum):
     finally:
         process.kill()
     assert process.returncode == 0 and "stopped cleanly" in out
+
+
+@pytest.mark.parametrize("state, match", [
+    ([[0.5, -1.0], [2.0]], r"state\.arm: expected a rectangular numeric array, found a ragged list"),
+    ({"__ndarray_class__": 1, "as_npy": b"x"},
+     r"data\['state\.arm'\]: malformed encoding: expected '__ndarray_class__': true, found 1"),
+    ({"__ndarray_class__": True}, r"data\['state\.arm'\]: .*'__ndarray_class__' without its 'as_npy'"),
+    ({"not": "an array"}, r"state\.arm: expected a numeric array, found dict"),
+    (np.array([[0.5, 1e300, 2.0]]), r"state\.arm: expected values within the float32 range "
+                                    r"\(\|x\| <= 3\.403e\+38\), found 1e\+300 at index \[0, 1\]"),
+    (np.array([[0.5, -1e39, 2.0]]), r"state\.arm: .*float32 range.*found -1e\+39"),
+])
+def test_error_replies_name_the_key(serve, state, match):
+    server = serve()
+    obs = {key: msgpack.unpackb(protocol.pack(value)) for key, value in observation().items()}
+    obs["state.arm"] = msgpack.unpackb(protocol.pack(state)) if isinstance(state, np.ndarray) else state
+    reply = raw_request(server, [msgpack.packb({"endpoint": "get_action", "data": obs})])
+    assert set(reply) == {"error"}, reply
+    assert re.search(match, reply["error"]), reply["error"]
+    assert "dtype object" not in reply["error"] and "found inf" not in reply["error"]
+
+
+class SeededPolicy(EchoPolicy):
+    """The chunk is the state plus noise from a generator seeded with `seed` (or unseeded)."""
+
+    def get_action(self, observation, seed=None):
+        chunk = super().get_action(observation)["action.arm"]
+        return {"action.arm": chunk + np.random.default_rng(seed).standard_normal(chunk.shape, np.float32)}
+
+
+def test_a_seed_reproduces_the_action_chunk(serve_with):
+    server = serve_with(SeededPolicy())
+    with client_for(server) as client:
+        first, again = (client.get_action(observation(), seed=7)["action.arm"] for _ in range(2))
+        other = client.get_action(observation(), seed=8)["action.arm"]
+        unseeded = [client.get_action(observation())["action.arm"] for _ in range(2)]
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other) and not np.array_equal(*unseeded)
+
+
+def test_a_seed_travels_as_a_top_level_key(serve):
+    message = protocol.unpack(protocol.pack_request("get_action", {"k": 1}, api_token="t", seed=3))
+    assert message == {"endpoint": "get_action", "data": {"k": 1}, "api_token": "t", "seed": 3}
+    with client_for(serve()) as client, pytest.raises(ServerError, match="policy does not take a seed"):
+        client.get_action(observation(), seed=1)  # EchoPolicy.get_action has no seed parameter
+
+
+def _has_ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
+@pytest.mark.parametrize("host", ["::1", "[::1]"])
+def test_ipv6_loopback(serve, host):
+    server = serve(host=host)
+    assert server.endpoint.startswith("tcp://[::1]:")
+    with InferenceClient(host, server.port, timeout_ms=5000) as client:
+        assert client.get_action(observation())["action.arm"].shape == (16, 3)
+
+
+def test_a_port_in_use_is_a_bind_error(serve):
+    server = serve()
+    with pytest.raises(BindError, match=rf"cannot bind the inference server to tcp://127\.0\.0\.1:"
+                                        rf"{server.port}: Address already in use"):
+        InferenceServer(EchoPolicy(), port=server.port)
+    with pytest.raises(BindError, match=r"tcp://192\.0\.2\.1:\*: .*expected an address of this machine"):
+        InferenceServer(EchoPolicy(), host="192.0.2.1", port=0)  # TEST-NET-1: never a local address
+
+
+@pytest.mark.parametrize("host, token, warned", [
+    ("127.0.0.1", None, False), ("localhost", None, False), ("0.0.0.0", None, True),
+    ("0.0.0.0", "s3cret", False),
+])
+def test_binding_beyond_loopback_without_a_token_warns(caplog, host, token, warned):
+    with caplog.at_level(logging.WARNING, logger="groot.serve.server"), \
+            InferenceServer(EchoPolicy(), host=host, port=0, api_token=token):
+        pass
+    assert ("beyond loopback without an API token" in caplog.text) == warned

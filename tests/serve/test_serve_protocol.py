@@ -133,3 +133,26 @@ def test_request_without_endpoint_means_get_action():
 def test_client_import_does_not_import_torch():
     code = "import groot.serve.client, sys; assert 'torch' not in sys.modules, 'torch was imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("seed", [True, -1, -2**63, 1.5, "7", [1]])
+def test_a_seed_must_be_a_non_negative_integer(seed):
+    with pytest.raises(protocol.ProtocolError, match="'seed' must be an integer in"):
+        protocol.parse_request(msgpack.packb({"endpoint": "get_action", "data": {}, "seed": seed}))
+
+
+def test_seeds_up_to_two_to_the_64_are_accepted():
+    assert protocol.parse_request(protocol.pack_request("get_action", {}, seed=2**64 - 1)).seed == 2**64 - 1
+    assert protocol.parse_request(protocol.pack_request("get_action", {})).seed is None
+
+
+@pytest.mark.parametrize("value, path", [
+    ({"data": {"video.a": [np.zeros(2), {"__ndarray_class__": True, "as_npy": b"no"}]}},
+     r"data\['video\.a'\]\[1\]: 'as_npy' is not an \.npy file"),
+    ({"data": {"m": {"__ModalityConfig_class__": "yes", "as_json": "{}"}}},
+     r"data\['m'\]: malformed encoding: expected '__ModalityConfig_class__': true, found 'yes'"),
+    ({"__ndarray_class__": False, "as_npy": b""}, r"message: malformed encoding"),
+])
+def test_malformed_encodings_name_their_path(value, path):
+    with pytest.raises(protocol.ProtocolError, match=path):
+        protocol.unpack(msgpack.packb(value, default=protocol._encode_custom))

@@ -48,6 +48,7 @@ class LLMConfig:
     rms_norm_eps: float = 1e-6
     rope_theta: float = 1_000_000.0
     tie_word_embeddings: bool = True
+    max_position_embeddings: int = 40960  # positions the rotary LLM was trained for (the longest prompt)
 
 
 @dataclass

@@ -32,7 +32,8 @@ class InferenceClient:
 
     def __init__(self, host: str = "localhost", port: int = 5555, api_token: str | None = None,
                  timeout_ms: int = DEFAULT_TIMEOUT_MS, max_message_bytes: int | None = None):
-        self.address = f"tcp://{host}:{port}"
+        self.address = f"tcp://{protocol.tcp_host(host)}:{port}"  # IPv6 literals: "::1" or "[::1]"
+        self._ipv6 = protocol.is_ipv6(host.strip("[]"))
         self.api_token = api_token
         self.timeout_ms = timeout_ms
         self.max_message_bytes = max_message_bytes  # refuse to send larger requests (None: no check)
@@ -55,6 +56,8 @@ class InferenceClient:
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.RCVTIMEO, self.timeout_ms)
         socket.setsockopt(zmq.SNDTIMEO, self.timeout_ms)
+        if self._ipv6:
+            socket.setsockopt(zmq.IPV6, 1)
         socket.connect(self.address)
         return socket
 
@@ -67,10 +70,11 @@ class InferenceClient:
             return False
         return True
 
-    def get_action(self, observation: dict[str, Any]) -> dict[str, Any]:
+    def get_action(self, observation: dict[str, Any], seed: int | None = None) -> dict[str, Any]:
         """observation {"video.<k>": uint8 [T,H,W,3], "state.<k>": [T,D], "<language key>": [str]}
-        -> {"action.<k>": [16, D]} (leading batch dim on both sides when batched)."""
-        return self.call("get_action", observation)
+        -> {"action.<k>": [16, D]} (leading batch dim on both sides when batched). `seed` (sent as the
+        request's top-level "seed"): the same seed and observation give the same chunk; None: random."""
+        return self.call("get_action", observation, seed=seed)
 
     def get_modality_config(self) -> dict[str, Any]:
         """{"video"|"state"|"action"|"language": ModalityConfig}"""
@@ -79,9 +83,9 @@ class InferenceClient:
     def kill_server(self) -> None:
         self.call("kill")
 
-    def call(self, endpoint: str, data: dict[str, Any] | None = None) -> Any:
+    def call(self, endpoint: str, data: dict[str, Any] | None = None, seed: int | None = None) -> Any:
         """Send one request and return the decoded answer; raises ServerError on `{"error": ...}`."""
-        message = protocol.pack_request(endpoint, data, self.api_token)
+        message = protocol.pack_request(endpoint, data, self.api_token, seed)
         if self.max_message_bytes is not None and len(message) > self.max_message_bytes:
             raise protocol.ProtocolError(f"{endpoint} request is {len(message)} bytes, over the "
                                          f"{self.max_message_bytes}-byte message size limit")

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
+from groot.errors import GrootError
+from groot.serve.limits import RequestLimits
 from groot.utils.cli_args import add_command, arg
+
+API_TOKEN_ENV = "GROOT_API_TOKEN"
+_LIMIT_DEFAULTS = RequestLimits()
 
 
 @dataclass
@@ -14,31 +22,80 @@ class ServeConfig:
                                    "new_embodiment)")
     data_config: str | None = arg(None, "data config name or module:Class; default: the checkpoint's "
                                         "experiment_cfg/data_config.json")
-    host: str = arg("127.0.0.1", "address to bind; use 0.0.0.0 (with --api-token) to accept remote robots")
+    host: str = arg("127.0.0.1", "address to bind, IPv4 or IPv6 (::1); use 0.0.0.0 or :: (with an API "
+                                 "token) to accept remote robots")
     port: int = arg(5555, "TCP port to bind; 0 picks a free one (logged at start)")
-    api_token: str | None = arg(None, "shared secret every request must carry as 'api_token'")
+    api_token: str | None = arg(None, "shared secret every request must carry as 'api_token' (visible to "
+                                      f"other users in ps: prefer --api-token-file or {API_TOKEN_ENV})")
+    api_token_file: str | None = arg(None, "file whose content (surrounding whitespace stripped) is the API "
+                                           f"token; default: the {API_TOKEN_ENV} environment variable, "
+                                           "if set")
     denoising_steps: int | None = arg(None, "flow-matching integration steps; default: the checkpoint's "
                                             "num_inference_timesteps (4)")
     device: str | None = arg(None, "torch device, e.g. cuda, cuda:1, cpu; default: cuda if available")
     max_message_mb: float = arg(64.0, "largest request accepted, in MiB; larger ones are dropped")
+    max_prompt_chars: int | None = arg(None, "most characters in one instruction string; default: the "
+                                             "model's positions (max_position_embeddings, 40960 for Qwen3)")
+    max_prompt_tokens: int | None = arg(None, "most prompt tokens one request may run: batch size x its "
+                                              "longest prompt, chat template and image tokens included; "
+                                              "default: the model's positions (40960 for Qwen3)")
+    max_batch_size: int = arg(_LIMIT_DEFAULTS.max_batch_size, "most samples in one batched request")
+    max_frames: int = arg(_LIMIT_DEFAULTS.max_frames, "most video frames in one request (all cameras, "
+                                                      "time steps and samples)")
+    max_image_size: int = arg(_LIMIT_DEFAULTS.max_image_size, "largest frame height or width, in pixels")
     fast: bool = arg(True, "on CUDA, run the fast inference engine (GPU image preprocessing, fused "
                            "projections, compiled blocks, CUDA graphs); --no-fast uses the eager model")
     exact: bool = arg(False, "fast engine with the eager model's numbers bit for bit (no compilation at the "
                              "first request; 9.8 instead of 7.8 ms per chunk on an H100)")
 
 
+def resolve_api_token(flag: str | None, token_file: str | None, environ: dict[str, str]) -> str | None:
+    """The API token from --api-token, --api-token-file or GROOT_API_TOKEN (in that order; at most one
+    of the two flags). Raises GrootError for an unreadable or empty token file."""
+    if flag is not None and token_file is not None:
+        raise GrootError("--api-token and --api-token-file: expected at most one, found both")
+    if flag is not None:
+        return flag
+    if token_file is not None:
+        path = Path(token_file)
+        try:
+            token = path.read_text().strip()
+        except (OSError, UnicodeDecodeError) as e:
+            raise GrootError(f"{path}: expected a readable text file holding the API token, found "
+                             f"{type(e).__name__}: {e}") from e
+        if not token:
+            raise GrootError(f"{path}: expected the API token, found an empty file")
+        return token
+    return environ.get(API_TOKEN_ENV) or None
+
+
 def run(cfg: ServeConfig) -> int:
+    try:
+        return _serve(cfg)
+    except GrootError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _serve(cfg: ServeConfig) -> int:
     import logging
 
     from groot.policy import Policy
     from groot.serve.server import InferenceServer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    api_token = resolve_api_token(cfg.api_token, cfg.api_token_file, dict(os.environ))
+    if cfg.max_prompt_tokens is not None and cfg.max_prompt_tokens < 1:
+        raise GrootError(f"--max-prompt-tokens: expected a positive integer, found {cfg.max_prompt_tokens}")
     policy = Policy.from_pretrained(cfg.model_path, cfg.embodiment_tag, data_config=cfg.data_config,
                                     denoising_steps=cfg.denoising_steps, device=cfg.device,
-                                    fast=None if cfg.fast else False, exact=cfg.exact)
-    server = InferenceServer(policy, host=cfg.host, port=cfg.port, api_token=cfg.api_token,
-                             max_message_bytes=int(cfg.max_message_mb * 2**20))
+                                    fast=None if cfg.fast else False, exact=cfg.exact,
+                                    max_prompt_tokens=cfg.max_prompt_tokens)
+    limits = RequestLimits(max_prompt_chars=cfg.max_prompt_chars or policy.max_prompt_tokens,
+                           max_batch_size=cfg.max_batch_size, max_frames=cfg.max_frames,
+                           max_image_size=cfg.max_image_size)
+    server = InferenceServer(policy, host=cfg.host, port=cfg.port, api_token=api_token,
+                             max_message_bytes=int(cfg.max_message_mb * 2**20), limits=limits)
     with server:
         server.serve_until_signalled()
     return 0
@@ -47,4 +104,6 @@ def run(cfg: ServeConfig) -> int:
 def register(subparsers) -> None:
     add_command(subparsers, "serve", ServeConfig, run,
                 help="Serve a checkpoint over ZeroMQ with the official GR00T inference protocol "
-                     "(endpoints ping, kill, get_action, get_modality_config).")
+                     "(endpoints ping, kill, get_action, get_modality_config). A get_action request may "
+                     "carry a top-level integer 'seed' to reproduce an action chunk; requests over a limit "
+                     "(--max-*) are answered with an error naming the key and the limit.")

@@ -6,17 +6,20 @@ client never imports torch.
 - numpy array  <-> `{"__ndarray_class__": True, "as_npy": <bytes of np.save(..., allow_pickle=False)>}`
 - ModalityConfig <-> `{"__ModalityConfig_class__": True, "as_json": '{"delta_indices": [...],
   "modality_keys": [...]}'}`
-- request  `{"endpoint": str, "data": dict (get_action only), "api_token": str (when one is set)}`;
-  a request without "endpoint" means `get_action`.
+- request  `{"endpoint": str, "data": dict (get_action only), "api_token": str (when one is set),
+  "seed": int (optional, get_action only: the same seed and observation give the same action chunk)}`;
+  a request without "endpoint" means `get_action`. Servers that do not know "seed" ignore it.
 - response the endpoint's result, or `{"error": str}`.
 
 Decoding never unpickles: `.npy` payloads are parsed header-first, object dtypes are refused and the
-payload length must match the declared shape exactly.
+payload length must match the declared shape exactly. A malformed encoding is reported with the path of
+its key (e.g. `data['state.arm']: ...`).
 """
 
 from __future__ import annotations
 
 import io
+import ipaddress
 import json
 import math
 from dataclasses import dataclass
@@ -100,12 +103,38 @@ def _decode_modality_config(payload: Any) -> ModalityConfig:
 
 
 def _decode_custom(obj: dict) -> Any:
-    """msgpack `object_hook`: called for every decoded map, innermost first."""
-    if obj.get(NDARRAY_TAG) is True:
-        return _decode_ndarray(obj.get("as_npy"))
-    if obj.get(MODALITY_CONFIG_TAG) is True:
-        return _decode_modality_config(obj.get("as_json"))
+    """A decoded map -> the array or ModalityConfig it encodes, or the map itself."""
+    for tag, decode, payload in ((NDARRAY_TAG, _decode_ndarray, "as_npy"),
+                                 (MODALITY_CONFIG_TAG, _decode_modality_config, "as_json")):
+        if tag not in obj:
+            continue
+        if obj[tag] is not True:
+            raise ProtocolError(f"malformed encoding: expected {tag!r}: true, found {obj[tag]!r:.80}")
+        if payload not in obj:
+            raise ProtocolError(f"malformed encoding: {tag!r} without its {payload!r} field")
+        return decode(obj[payload])
     return obj
+
+
+@dataclass
+class _Malformed:
+    """Stands in the decoded tree for a map that could not be decoded, so its path can be reported."""
+
+    message: str
+
+
+def _path_of(tree: Any, target: _Malformed) -> str:
+    """`data['state.arm'][0]`-style path of `target` inside `tree` (iterative: no recursion limit)."""
+    stack: list[tuple[Any, str]] = [(tree, "")]
+    while stack:
+        node, path = stack.pop()
+        if node is target:
+            return path or "message"
+        if isinstance(node, dict):
+            stack.extend((value, f"{path}[{key!r}]" if path else str(key)) for key, value in node.items())
+        elif isinstance(node, list):
+            stack.extend((value, f"{path}[{i}]") for i, value in enumerate(node))
+    return "message"
 
 
 def pack(value: Any) -> bytes:
@@ -114,13 +143,24 @@ def pack(value: Any) -> bytes:
 
 
 def unpack(message: bytes) -> Any:
-    """bytes -> value, decoding arrays and ModalityConfigs; raises ProtocolError on anything malformed."""
+    """bytes -> value, decoding arrays and ModalityConfigs; raises ProtocolError on anything malformed,
+    naming the path of a malformed encoding."""
+    malformed: list[_Malformed] = []
+
+    def decode_or_mark(obj: dict) -> Any:  # msgpack `object_hook`: every decoded map, innermost first
+        try:
+            return _decode_custom(obj)
+        except ProtocolError as e:
+            malformed.append(_Malformed(str(e)))
+            return malformed[-1]
+
     try:
-        return msgpack.unpackb(message, object_hook=_decode_custom, raw=False)
-    except ProtocolError:
-        raise
+        value = msgpack.unpackb(message, object_hook=decode_or_mark, raw=False)
     except (ValueError, TypeError, msgpack.UnpackException) as e:
         raise ProtocolError(f"malformed msgpack message ({len(message)} bytes): {e}") from e
+    if malformed:
+        raise ProtocolError(f"{_path_of(value, malformed[0])}: {malformed[0].message}")
+    return value
 
 
 # ---- requests and responses ----------------------------------------------------------------------
@@ -129,14 +169,18 @@ class Request:
     endpoint: str
     data: dict | None
     api_token: str | None
+    seed: int | None = None
 
 
-def pack_request(endpoint: str, data: dict | None = None, api_token: str | None = None) -> bytes:
+def pack_request(endpoint: str, data: dict | None = None, api_token: str | None = None,
+                 seed: int | None = None) -> bytes:
     message: dict[str, Any] = {"endpoint": endpoint}
     if data is not None:
         message["data"] = data
     if api_token is not None:
         message["api_token"] = api_token
+    if seed is not None:
+        message["seed"] = seed
     return pack(message)
 
 
@@ -155,8 +199,26 @@ def parse_request(message: bytes) -> Request:
     if endpoint in ENDPOINTS_WITH_DATA and not isinstance(data, dict):
         raise ProtocolError(f"endpoint {endpoint!r} needs 'data': a map of observation keys to values, "
                             f"found {type(data).__name__}")
-    return Request(endpoint=endpoint, data=data, api_token=token)
+    seed = request.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64):
+        raise ProtocolError(f"'seed' must be an integer in [0, 2**64), found {seed!r:.80}")
+    return Request(endpoint=endpoint, data=data, api_token=token, seed=seed)
 
 
 def error_response(message: str) -> bytes:
     return pack({"error": message})
+
+
+# ---- addresses ------------------------------------------------------------------------------------
+def is_ipv6(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).version == 6
+    except ValueError:
+        return False
+
+
+def tcp_host(host: str) -> str:
+    """The host as a ZeroMQ tcp:// address writes it: IPv6 literals in brackets."""
+    host = host.strip("[]")
+    return f"[{host}]" if is_ipv6(host) else host
+

@@ -3,14 +3,18 @@
 Endpoints: `ping`, `kill`, `get_action` (observation dict -> action dict), `get_modality_config`.
 Every request that reaches the socket gets exactly one answer, `{"error": ...}` when anything is wrong
 (malformed msgpack, unknown endpoint, bad token, bad observation, a failing model), so a client never
-hangs and the server never dies on input. Messages over `max_message_bytes` are dropped by ZeroMQ
-before they reach the server (the sender's connection is reset; the light client reports a timeout
-that names the limit).
+hangs and the server never dies on input. A get_action request over one of the `RequestLimits`
+(prompt characters, batch size, frames, image size) is answered with an error naming the key and the
+limit before the policy sees it. Messages over `max_message_bytes` are dropped by ZeroMQ before they
+reach the server (the sender's connection is reset; the light client reports a timeout that names the
+limit). A request's optional "seed" is passed to the policy, so the same seed gives the same chunk.
 """
 
 from __future__ import annotations
 
 import hmac
+import inspect
+import ipaddress
 import logging
 import signal
 import threading
@@ -21,6 +25,7 @@ import zmq
 
 from groot.errors import GrootError
 from groot.serve import protocol
+from groot.serve.limits import RequestLimits
 
 logger = logging.getLogger(__name__)
 
@@ -33,37 +38,55 @@ ENDPOINTS = ("ping", "kill", "get_action", "get_modality_config")
 class ServablePolicy(Protocol):
     """What the server needs from a policy (`groot.policy.Policy` or a remote stand-in)."""
 
-    def get_action(self, observation: dict[str, Any]) -> dict[str, Any]: ...
+    def get_action(self, observation: dict[str, Any]) -> dict[str, Any]: ...  # may also take seed=int
 
     def get_modality_config(self) -> dict[str, Any]: ...
 
 
+class BindError(GrootError, OSError):
+    """The server's address cannot be bound (port in use, no such interface, malformed host)."""
+
+
 class InferenceServer:
-    """Serve `policy` on tcp://host:port. `port=0` picks a free port (read it from `.port`).
+    """Serve `policy` on tcp://host:port. `port=0` picks a free port (read it from `.port`); `host` may be
+    an IPv4 or IPv6 address (`::1`, `[::1]`) or a name. Binding beyond loopback without `api_token` logs
+    a warning. Raises BindError when the address cannot be bound.
 
     Use as a context manager, or call `close()`; `serve_forever()` returns after `kill` or `stop()`.
     """
 
     def __init__(self, policy: ServablePolicy, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
                  api_token: str | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-                 poll_interval_ms: int = 100):
+                 poll_interval_ms: int = 100, limits: RequestLimits | None = None):
         self.policy = policy
         self.api_token = api_token
         self.max_message_bytes = max_message_bytes
         self.poll_interval_ms = poll_interval_ms
+        self.limits = limits or RequestLimits()
+        self._policy_takes_seed = "seed" in inspect.signature(policy.get_action).parameters
         self._stop = threading.Event()
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.REP)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
-        address = f"tcp://{host}:{port if port else '*'}"
+        host = host.strip("[]")
+        if protocol.is_ipv6(host):
+            self._socket.setsockopt(zmq.IPV6, 1)
+        address = f"tcp://{protocol.tcp_host(host)}:{port if port else '*'}"
         try:
             self._socket.bind(address)
         except zmq.ZMQError as e:
             self.close()
-            raise OSError(f"cannot bind the inference server to {address}: {e}") from e
+            hint = ("is another server on that port? pick another --port" if e.errno == zmq.EADDRINUSE
+                    else "expected an address of this machine as --host")
+            raise BindError(f"cannot bind the inference server to {address}: {zmq.strerror(e.errno)} "
+                            f"({hint})") from e
         self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)  # e.g. tcp://127.0.0.1:5555
         self.port = int(self.endpoint.rsplit(":", 1)[1])
+        if api_token is None and not _is_loopback(host):
+            logger.warning("serving on %s beyond loopback without an API token: anyone who reaches this "
+                           "port can drive the robot; set one with --api-token-file or GROOT_API_TOKEN",
+                           self.endpoint)
 
     # ---- lifecycle ---------------------------------------------------------------------------------
     def __enter__(self) -> InferenceServer:
@@ -81,8 +104,9 @@ class InferenceServer:
         self._context.term()
 
     def serve_forever(self) -> None:
-        logger.info("serving on %s (messages up to %.1f MiB%s)", self.endpoint,
-                    self.max_message_bytes / 2**20, ", api token required" if self.api_token else "")
+        logger.info("serving on %s (messages up to %.1f MiB, %s%s)", self.endpoint,
+                    self.max_message_bytes / 2**20, self.limits,
+                    ", api token required" if self.api_token else "")
         poller = zmq.Poller()
         poller.register(self._socket, zmq.POLLIN)
         while not self._stop.is_set():
@@ -118,6 +142,8 @@ class InferenceServer:
         if self.api_token is not None and not _same_token(request.api_token, self.api_token):
             return self._error(request.endpoint, "Unauthorized: Invalid API token"), request.endpoint
         try:
+            if request.endpoint == "get_action":
+                self.limits.check(request.data)
             result = self._dispatch(request)
             return protocol.pack(result), request.endpoint
         except GrootError as e:  # the caller's mistake: a bad observation, an unknown endpoint
@@ -133,7 +159,11 @@ class InferenceServer:
             self.stop()
             return {"status": "ok", "message": "Server is shutting down"}
         if request.endpoint == "get_action":
-            return self.policy.get_action(request.data)
+            if request.seed is None:
+                return self.policy.get_action(request.data)
+            if not self._policy_takes_seed:
+                raise protocol.ProtocolError("'seed': this server's policy does not take a seed")
+            return self.policy.get_action(request.data, seed=request.seed)
         if request.endpoint == "get_modality_config":
             return self.policy.get_modality_config()
         raise protocol.ProtocolError(f"unknown endpoint {request.endpoint!r}; "
@@ -147,3 +177,12 @@ class InferenceServer:
 
 def _same_token(given: str | None, expected: str) -> bool:
     return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name or a wildcard: may reach beyond this machine
+        return False
