@@ -114,8 +114,8 @@ def test_eval_transform_then_processor_is_the_golden_chain(h, w):
     """The training/policy path (VideoTransform in eval, then GrootProcessor) and the engine's function
     give the same pixels, within one level of the golden."""
     frames = _frames(h, w, 11)[:1]  # [T=1, H, W, 3]
-    metadata = DatasetMetadata(statistics={}, embodiment_tag="new_embodiment",
-                               modalities={"video": {"cam": {"resolution": [w, h], "channels": 3, "fps": 10}}})
+    camera = {"resolution": [w, h], "channels": 3, "fps": 10}
+    metadata = DatasetMetadata(statistics={}, modalities={"video": {"cam": camera}}, embodiment_tag="gr1")
     video = VideoTransform(["video.cam"], crop_scale=SCALE, image_size=SIZE).eval()
     video.set_metadata(metadata)
     view = video.apply({"video.cam": frames})["video.cam"]
