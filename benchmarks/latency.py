@@ -7,7 +7,8 @@ Input per sample: one raw 256x256 uint8 camera frame, a 64-d state, an instructi
 normalized action chunk on the host (the Policy's per-key un-normalization is a few host-side
 multiply-adds, not timed).
 
-Prompt: 286 tokens, the reference setting (256 image tokens + chat template + a ~30-token instruction).
+Prompt: 286 tokens, the reference setting: with the Eagle tokenizer one view's template and image
+tokens are 282 (256 of them <IMG_CONTEXT>), so a 4-token instruction such as "Pick up the cube".
 No Qwen3 tokenizer is reachable here, so the built-in byte tokenizer is used with plain-text runs cut
 into 4-byte tokens (about Qwen3's rate on English; special and image tokens unchanged), and the
 instruction is padded / trimmed until the whole prompt is `--prompt-tokens` long.

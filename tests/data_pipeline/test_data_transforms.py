@@ -234,10 +234,16 @@ def test_state_padding_truncation_and_action_limit():
         pack.apply({"action": np.ones((16, 4))})
 
 
-def test_language_from_array_is_plain_string():
+@pytest.mark.parametrize("entry", [["Open the drawer!"], np.array(["Open the drawer!"]),
+                                   np.array([["Open the drawer!"]]), np.str_("Open the drawer!")])
+def test_language_is_the_plain_string_verbatim(entry):
+    """The original trains on the plain string (NVIDIA/Isaac-GR00T @ 5e3ef5ef: LeRobotSingleDataset
+    .get_language gives a list of one string, GR00TTransform._prepare_language takes element 0) and
+    never applies formalize_language in N1.5: case and punctuation stay."""
     pack = GR00TPack(["annotation.x"])
     pack.set_metadata(METADATA)
-    assert pack.apply({"annotation.x": np.array([["open the drawer"]])})["language"] == "open the drawer"
+    language = pack.apply({"annotation.x": entry})["language"]
+    assert type(language) is str and language == "Open the drawer!"
 
 
 # ---- video ------------------------------------------------------------------------------------

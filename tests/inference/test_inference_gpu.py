@@ -9,7 +9,6 @@ from inference_samples import make_sample
 
 from groot.data import image_ops
 from groot.inference import InferenceEngine
-from groot.inference.gpu_preprocess import preprocess_images
 from groot.model.config import preset_config
 from groot.model.gr00t_n15 import GR00TN15
 from groot.model.processor import GrootProcessor
@@ -47,7 +46,7 @@ def test_gpu_preprocessing_within_one_uint8_level_of_cpu():
     cpu = image_ops.crop_resize(frames, 0.95, 224)
     gpu = image_ops.crop_resize(frames.cuda(), 0.95, 224).cpu()
     assert (cpu.int() - gpu.int()).abs().max() <= 1
-    pixels = preprocess_images(frames.cuda(), 224, 0.95)
+    pixels = image_ops.model_pixels(frames.cuda(), 224, 0.95)
     assert pixels.shape == (4, 3, 224, 224) and pixels.is_cuda
 
 

@@ -1,12 +1,13 @@
-"""GPU preprocessing functions, run on the CPU, equal the CPU transform + processor path exactly."""
+"""The engine's pixel function, run on the CPU, equals the CPU transform + processor path exactly."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from groot.data.image_ops import model_pixels
 from groot.data.transforms import VideoTransform
-from groot.inference.gpu_preprocess import PackedUpload, preprocess_images
+from groot.inference.gpu_preprocess import PackedUpload
 
 
 def test_preprocess_equals_eval_video_transform_and_processor(tiny_processor):
@@ -16,7 +17,7 @@ def test_preprocess_equals_eval_video_transform_and_processor(tiny_processor):
     expected = torch.stack([
         tiny_processor.pixels(transform.apply({"video.front": f})["video.front"]) for f in frames
     ])  # [B, T*V, 3, 56, 56]
-    fast = preprocess_images(torch.from_numpy(frames), 56, crop_scale=0.95)
+    fast = model_pixels(torch.from_numpy(frames), 56, crop_scale=0.95)
     assert fast.shape == expected.shape
     assert torch.equal(fast, expected)
 
@@ -24,18 +25,18 @@ def test_preprocess_equals_eval_video_transform_and_processor(tiny_processor):
 def test_preprocess_without_crop_matches_processor_resize(tiny_processor):
     rng = np.random.default_rng(2)
     frames = rng.integers(0, 256, (2, 70, 70, 3), dtype=np.uint8)
-    fast = preprocess_images(torch.from_numpy(frames), 56, crop_scale=None)
+    fast = model_pixels(torch.from_numpy(frames), 56, crop_scale=None)
     assert torch.equal(fast, tiny_processor.pixels(frames))
     model_size = frames[:, :56, :56]
-    fast_model_size = preprocess_images(torch.from_numpy(model_size), 56, None)
+    fast_model_size = model_pixels(torch.from_numpy(model_size), 56, None)
     assert torch.equal(fast_model_size, tiny_processor.pixels(model_size))
 
 
 def test_preprocess_casts_after_float32_arithmetic():
     frames = torch.arange(256, dtype=torch.uint8).view(1, 16, 16, 1).expand(1, 16, 16, 3).contiguous()
-    bf16 = preprocess_images(frames, 16, None, dtype=torch.bfloat16)
+    bf16 = model_pixels(frames, 16, None, dtype=torch.bfloat16)
     assert bf16.dtype == torch.bfloat16
-    assert torch.equal(bf16, preprocess_images(frames, 16, None).to(torch.bfloat16))
+    assert torch.equal(bf16, model_pixels(frames, 16, None).to(torch.bfloat16))
 
 
 def test_packed_upload_fields_are_aligned_views_written_row_by_row():

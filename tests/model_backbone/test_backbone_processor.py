@@ -1,6 +1,20 @@
-"""GrootProcessor: prompt layout, left padding, pixels, pass-through keys and the prompt cache."""
+"""GrootProcessor: prompt layout, left padding, pixels, pass-through keys and the prompt cache.
+
+The golden prompts are what the original N1.5 renders, read from NVIDIA/Isaac-GR00T @
+5e3ef5ef9a89b647f11490d749b0049ae2796b94 ("N1.5 Opensource Release"; the files are unchanged through
+4af2b622892f7dcb5aae5a3fb70bcb02dc217b96): `gr00t/model/transforms.py` (GR00TTransform: one user
+message, images then text, `apply_chat_template(tokenize=False, add_generation_prompt=True)`),
+`gr00t/model/backbone/eagle2_hg_model/chat_template.json` (system turn, `<image-k>` per image, text with
+no separator), `processing_eagle2_5_vl.py` + `processor_config.json` (`<image-k>` ->
+`<image k><img>` + `<IMG_CONTEXT>` x 256 per tile + `</img>`), `added_tokens.json`,
+`special_tokens_map.json` (pad `<|endoftext|>`). The token ids were computed with transformers'
+Qwen2 tokenizer from that folder's `vocab.json` + `merges.txt` + `tokenizer_config.json`.
+"""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,9 +23,16 @@ import torch
 from groot.errors import CheckpointError, ObservationError
 from groot.model.config import preset_config
 from groot.model.processor import GrootProcessor, render_prompt
-from groot.model.tokenizer import ByteTokenizer
+from groot.model.tokenizer import EAGLE_PROCESSOR_REPO, ByteTokenizer, load_tokenizer
 
 N_TOK = 4
+SYSTEM_TURN = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+IMAGE_256 = "<img>" + "<IMG_CONTEXT>" * 256 + "</img>"
+# "Pick up the cube." with 2 <IMG_CONTEXT> per image, tokenized with the original's Eagle vocabulary
+GOLDEN_IDS_HEAD = [151644, 8948, 198, 2610, 525, 264, 10950, 17847, 13, 151645, 198, 151644, 872, 198]
+GOLDEN_IDS_IMAGE = {1: [27, 1805, 220, 16, 29, 151670, 151669, 151669, 151671],
+                    2: [27, 1805, 220, 17, 29, 151670, 151669, 151669, 151671]}
+GOLDEN_IDS_TAIL = [36953, 705, 279, 23739, 13, 151645, 198, 151644, 77091, 198]
 
 
 def _sample(language: str, num_images: int, size: int = 8, with_action: bool = True, seed: int = 0):
@@ -29,11 +50,42 @@ def _sample(language: str, num_images: int, size: int = 8, with_action: bool = T
     return sample
 
 
-def test_prompt_text_layout():
-    text = render_prompt("stack the cups", 2, 3)
-    img = "<img>" + "<IMG_CONTEXT>" * 3 + "</img>"
-    assert text == ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
-                    f"<image 1>{img}<image 2>{img}stack the cups<|im_end|>\n<|im_start|>assistant\n")
+def test_prompt_equals_the_original_rendering_for_one_view():
+    assert render_prompt("Pick up the cube.", 1, 256) == (
+        SYSTEM_TURN + "<|im_start|>user\n<image 1>" + IMAGE_256 + "Pick up the cube.<|im_end|>\n"
+        "<|im_start|>assistant\n")
+
+
+def test_prompt_equals_the_original_rendering_for_two_views():
+    assert render_prompt("stack the cups", 2, 256) == (
+        SYSTEM_TURN + "<|im_start|>user\n<image 1>" + IMAGE_256 + "<image 2>" + IMAGE_256
+        + "stack the cups<|im_end|>\n<|im_start|>assistant\n")
+
+
+def _eagle_tokenizer_dir() -> Path | None:
+    """The Eagle tokenizer files: $GROOT_EAGLE_TOKENIZER_DIR, else the hub cache (never downloaded)."""
+    if os.environ.get("GROOT_EAGLE_TOKENIZER_DIR"):
+        return Path(os.environ["GROOT_EAGLE_TOKENIZER_DIR"])
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = [try_to_load_from_cache(EAGLE_PROCESSOR_REPO, name) for name in ("vocab.json", "merges.txt",
+                                                                              "added_tokens.json")]
+    if all(isinstance(path, str) for path in cached):
+        return Path(cached[0]).parent
+    return None
+
+
+@pytest.mark.parametrize("views", [1, 2])
+def test_prompt_token_ids_equal_the_original_tokenizer(views):
+    directory = _eagle_tokenizer_dir()
+    if directory is None:
+        pytest.skip("Eagle tokenizer files not available (set GROOT_EAGLE_TOKENIZER_DIR)")
+    tokenizer = load_tokenizer("qwen3", directory)
+    assert (tokenizer.pad_token_id, tokenizer.image_token_id) == (151643, 151669)
+    images = [i for k in range(1, views + 1) for i in GOLDEN_IDS_IMAGE[k]]
+    assert tokenizer.encode(render_prompt("Pick up the cube.", views, 2)) == (
+        GOLDEN_IDS_HEAD + images + GOLDEN_IDS_TAIL)
+    assert len(tokenizer.encode(render_prompt("Pick up the cube.", views, 256))) == {1: 287, 2: 550}[views]
 
 
 def test_batch_is_left_padded_with_images_in_order():
@@ -70,9 +122,12 @@ def test_images_resized_to_model_size_and_inference_batch_has_no_action():
         proc([_sample("a", 1), _sample("b", 1, with_action=False)])
 
 
-def test_list_language_renders_like_the_original_template():
+def test_language_must_be_the_plain_string():
     proc = GrootProcessor(ByteTokenizer(), image_size=8, num_image_tokens=N_TOK)
-    assert proc.prompt_ids(["stack"], 1) == ByteTokenizer().encode(render_prompt("['stack']", 1, N_TOK))
+    for language in (["stack"], np.array(["stack"]), np.array([["stack"]])):
+        with pytest.raises(ObservationError, match="instruction string"):
+            proc.prompt_ids(language, 1)
+    assert proc.prompt_ids(np.str_("stack"), 1) == ByteTokenizer().encode(render_prompt("stack", 1, N_TOK))
 
 
 def test_pad_prompts_left_pads_to_the_longest_prompt():

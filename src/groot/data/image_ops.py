@@ -1,12 +1,22 @@
 """Image operations shared by the training transforms, the model processor and the GPU fast path.
 
-All functions take channel-first tensors `[..., C, H, W]` on any device, so the same code crops and
-resizes on the CPU in DataLoader workers and on the GPU at inference time.
-The official chain (spec 7.1, 2.5): uint8 -> /255 -> crop 95 % (random in training, centre at eval)
--> bilinear antialiased resize -> x255 and truncate to uint8 -> /255 -> (x - 0.5) / 0.5.
+All functions run on any device, so the same code crops and resizes on the CPU in DataLoader workers
+and on the GPU at inference time. The original N1.5 chain, for every camera size (every data config in
+NVIDIA/Isaac-GR00T @ 5e3ef5ef `gr00t/experiment/data_config.py`, transforms in
+`gr00t/data/transform/video.py`):
+
+    uint8 -> /255 -> crop int(0.95 H) x int(0.95 W) (random in training, centred in eval)
+    -> resize to 224 x 224, bilinear, antialiased (torchvision, float32) -> [colour jitter, training]
+    -> x255 and truncate to uint8 -> Eagle image processor: (x - 127.5) / 127.5 in float32
+
+The Eagle processor's own bicubic resize never acts: every frame reaches it already 224 x 224.
+`crop_resize` is the geometric part (uint8 -> uint8), `to_model_pixels` the processor's normalisation,
+`model_pixels` both; the training transforms, `GrootProcessor` and the inference engine call these.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -41,24 +51,36 @@ def resize(images: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
     return out.reshape(*lead, *out.shape[-3:])
 
 
-def uint8_to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 [..., H, W, C] -> float32 [..., C, H, W] in [0, 1]"""
-    return images.movedim(-1, -3).to(torch.float32) / 255.0
-
-
 def float_to_uint8(images: torch.Tensor) -> torch.Tensor:
     """float [..., C, H, W] in [0, 1] -> uint8 [..., H, W, C], truncating like the original."""
     return (images * 255.0).clamp(0, 255).to(torch.uint8).movedim(-3, -1)
 
 
 def to_model_pixels(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """uint8 [..., H, W, C] -> model pixels [..., C, H, W] in [-1, 1] (mean = std = 0.5)."""
-    return (images.movedim(-1, -3).to(dtype) / 255.0 - 0.5) / 0.5
+    """uint8 [..., H, W, C] -> model pixels [..., C, H, W] in [-1, 1]: the Eagle processor's fused
+    rescale and normalisation (mean = std = 0.5 at scale 1/255), (x - 127.5) / 127.5 in float32, then
+    cast to `dtype`."""
+    return ((images.movedim(-1, -3).to(torch.float32) - 127.5) / 127.5).to(dtype)
 
 
-def crop_resize(images: torch.Tensor, scale: float, size: int, random: bool = False,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-    """uint8 [..., H, W, C] -> uint8 [..., S, S, C]: the eval/train geometric part of the chain."""
-    x = uint8_to_float(images)
-    x = crop(x, scale, random=random, generator=generator)
-    return float_to_uint8(resize(x, size))
+def crop_resize(images: torch.Tensor, scale: float | None, size: int, random: bool = False,
+                generator: torch.Generator | None = None,
+                adjust: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """uint8 [..., H, W, C] -> uint8 [..., S, S, C]: crop `scale` of each side (None: no crop; one offset
+    for the whole stack), bilinear antialiased resize in float32 (skipped at S x S), `adjust` (float
+    [..., C, S, S] in [0, 1] -> same; the training colour jitter) and truncation to uint8."""
+    x = images.movedim(-1, -3)
+    if scale is not None:
+        x = crop(x, scale, random=random, generator=generator)
+    x = resize(x.to(torch.float32) / 255.0, size)
+    if adjust is not None:
+        x = adjust(x)
+    return float_to_uint8(x)
+
+
+def model_pixels(images: torch.Tensor, size: int, crop_scale: float | None = None,
+                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 [..., H, W, 3] -> model pixels [..., 3, S, S] in [-1, 1]: the eval chain of the original
+    (`crop_resize` without jitter, then `to_model_pixels`). `crop_scale` None: frames that already are
+    the transformed view (resized only when not S x S)."""
+    return to_model_pixels(crop_resize(images, crop_scale, size), dtype)

@@ -161,13 +161,10 @@ class VideoTransform(Transform):
         return frames
 
     def _process(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 [..., H, W, 3] -> uint8 [..., S, S, 3]"""
-        channels_first = frames.movedim(-1, -3)
-        cropped = image_ops.crop(channels_first, self.crop_scale, random=self.training).movedim(-3, -1)
-        x = image_ops.resize(image_ops.uint8_to_float(cropped), self.image_size)
-        if self.training and self.color_jitter is not None:
-            x = color_jitter(x, self.color_jitter)
-        return image_ops.float_to_uint8(x)
+        """uint8 [T, V, H, W, 3] -> uint8 [T, V, S, S, 3]"""
+        jitter = self.color_jitter if self.training else None
+        return image_ops.crop_resize(frames, self.crop_scale, self.image_size, random=self.training,
+                                     adjust=None if jitter is None else lambda x: color_jitter(x, jitter))
 
 
 def grayscale(x: torch.Tensor) -> torch.Tensor:
@@ -419,7 +416,10 @@ class Concat(Transform):
 
 
 def first_text(value: Any) -> str:
-    """The instruction string of a language entry: first element of a list / tuple / array, else str()."""
+    """The instruction string of a language entry: first element of a list / tuple / array, else str().
+    Always the plain string, the form the original renders in training (its dataset gives a list of one
+    string; GR00TTransform takes element 0), also for the [B, 1] arrays its policy would print as
+    `"['...']"`."""
     if isinstance(value, (list, tuple)):
         value = value[0]
     elif isinstance(value, np.ndarray):

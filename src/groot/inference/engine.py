@@ -9,8 +9,8 @@ that depends on the denoising step alone (`denoising_conditionings`) computed on
 1. host: the prompt block (ids + mask, cached per set of instructions) is uploaded only when it changed;
    camera frames (uint8, raw resolution) and states reach the device in one copy (`PackedUpload`);
    the noise is copied, or drawn, into a static buffer;
-2. backbone graph: frames -> centre crop -> antialiased resize -> pixels (`gpu_preprocess`) -> vision
-   tower + LLM;
+2. backbone graph: frames -> centre crop -> antialiased resize -> pixels (`image_ops.model_pixels`)
+   -> vision tower + LLM;
 3. denoising graph: VL self-attention, cross-attention K/V and state token once, then every Euler step.
 
 Shapes. By default every distinct prompt length gets its own graphs (captured on first use; at most
@@ -52,10 +52,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from groot.data import image_ops
 from groot.errors import ObservationError
 from groot.inference.cuda_graphs import CapturedStage, graph_pool
 from groot.inference.fusion import ProjectionFusion
-from groot.inference.gpu_preprocess import PackedUpload, preprocess_images
+from groot.inference.gpu_preprocess import PackedUpload
 from groot.inference.regional_compile import RegionalCompile
 from groot.model.action_head import StepConditioning
 
@@ -220,7 +221,7 @@ class InferenceEngine:
 
         def run() -> tuple[torch.Tensor, torch.Tensor]:
             images = slot.upload.fields["images"]  # uint8 [Bb, n_img, H, W, 3]
-            pixels = preprocess_images(images, size, self.crop_scale, self.vision_dtype).flatten(0, 1)
+            pixels = image_ops.model_pixels(images, size, self.crop_scale, self.vision_dtype).flatten(0, 1)
             features = backbone(pixels, slot.input_ids, slot.token_mask if use_mask else None)
             return features.to(self.head_dtype), pixels
 

@@ -1,11 +1,9 @@
-"""Image preprocessing on the inference device: raw uint8 camera frames -> model pixels.
-
-The same `groot.data.image_ops` functions as the CPU transform path (centre crop -> bilinear antialiased
-resize -> uint8 truncation -> [-1, 1]), run where the frames already are, so the numbers match the CPU
-path exactly on the CPU (on CUDA up to the interpolation kernel's rounding at the uint8 truncation).
+"""Packing of a call's inputs for the inference device.
 
 `PackedUpload` packs the per-sample arrays of a call straight into one reusable page-locked host buffer,
-so they reach the device in one asynchronous copy and the CPU never copies the frames twice.
+so they reach the device in one asynchronous copy and the CPU never copies the frames twice. The frames
+are turned into model pixels on the device by `groot.data.image_ops.model_pixels`, the function of the
+CPU path.
 """
 
 from __future__ import annotations
@@ -15,20 +13,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-
-from groot.data import image_ops
-
-
-def preprocess_images(images: torch.Tensor, image_size: int, crop_scale: float | None,
-                      dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """uint8 [..., H, W, 3] -> model pixels [..., 3, S, S] in [-1, 1], computed in float32 then cast.
-
-    `crop_scale` None means the frames are already the transformed view (only resized if not S x S)."""
-    if crop_scale is not None:
-        images = image_ops.crop_resize(images, crop_scale, image_size)
-    elif tuple(images.shape[-3:-1]) != (image_size, image_size):
-        images = image_ops.float_to_uint8(image_ops.resize(image_ops.uint8_to_float(images), image_size))
-    return image_ops.to_model_pixels(images).to(dtype)
 
 
 class PackedUpload:

@@ -1,14 +1,21 @@
 """GrootProcessor: model samples -> one batch of tensors for the Eagle backbone and the action head.
 
-Prompt (spec 2.4, Eagle "qwen3-chat" template with one user turn):
+Prompt: what the original N1.5 renders (NVIDIA/Isaac-GR00T @ 5e3ef5ef, `gr00t/model/transforms.py`
+GR00TTransform with the processor files of `gr00t/model/backbone/eagle2_hg_model/`). One user message
+holds the images, then the text; its `chat_template.json`, with `add_generation_prompt` and no
+`add_vision_id`, writes a placeholder `<image-k>` per image and the text with no separator, and the
+Eagle processor (`processing_eagle2_5_vl.py`, `processor_config.json`: 256 tokens per tile, one tile
+per 224 x 224 image) expands each placeholder to `<image k><img>` + `<IMG_CONTEXT>` x 256 + `</img>`:
 
-    <|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n<|im_start|>user\\n
-    <image 1><img><IMG_CONTEXT>x T</img><image 2><img>...</img>{language}<|im_end|>\\n<|im_start|>assistant\\n
+    <|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n
+    <image 1><img><IMG_CONTEXT>x T</img><image 2><img>...</img>{language}<|im_end|>\n<|im_start|>assistant\n
 
-Image items and the text follow each other with no separator (the rendered template quoted in the
-spec has none; the original chat_template.json is unverified). `<image k>` (k from 1) is plain text.
-Batches are left-padded with the tokenizer's pad id. Tokenized prompts are cached per
-(language, number of images), since inference asks for the same prompt at every step.
+`<image k>` is plain text (several BPE tokens). The language is the plain instruction string, the form
+the original's training renders (its dataset yields a list of one string, of which GR00TTransform takes
+the string); it is not lower-cased or stripped of punctuation (N1.5 never calls `formalize_language`).
+Batches are left-padded with the tokenizer's pad id (`<|endoftext|>` for the Eagle tokenizer).
+Tokenized prompts are cached per (language, number of images), since inference asks for the same prompt
+at every step.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from typing import Any
 
 import torch
 
-from groot.data.image_ops import float_to_uint8, resize, to_model_pixels, uint8_to_float
+from groot.data.image_ops import model_pixels
 from groot.errors import CheckpointError, ObservationError
 from groot.model.config import GR00TN15Config
 from groot.model.tokenizer import load_tokenizer
@@ -59,9 +66,13 @@ class GrootProcessor:
                                   f"the config's id {bb.image_token_id}", tokenizer.image_token_id)
         return cls(tokenizer, bb.vision.image_size, bb.num_image_tokens)
 
-    def prompt_ids(self, language: Any, num_images: int) -> list[int]:
-        """Token ids of one sample's prompt (LRU-cached; do not mutate the returned list). A non-string
-        language is rendered with `str()`, as the original chat template does (spec 2.4 quirk)."""
+    def prompt_ids(self, language: str, num_images: int) -> list[int]:
+        """Token ids of one sample's prompt (LRU-cached; do not mutate the returned list). `language` must
+        be the instruction string: the original's template would print any other object with `str()`
+        (`"['pick']"` for a list or array), a form its training never rendered."""
+        if not isinstance(language, str):
+            raise ObservationError(f"GrootProcessor: language must be the instruction string, found "
+                                   f"{type(language).__name__} {language!r}")
         key = (str(language), num_images)
         ids = self._prompt_cache.get(key)
         if ids is not None:
@@ -91,14 +102,13 @@ class GrootProcessor:
         return input_ids, attention_mask
 
     def pixels(self, images: Any) -> torch.Tensor:
-        """uint8 [N, H, W, 3] -> float32 [N, 3, S, S] in [-1, 1] (resized first when H, W != S)."""
+        """uint8 [N, H, W, 3] -> float32 [N, 3, S, S] in [-1, 1] (`image_ops.model_pixels` without crop:
+        frames not S x S are resized like the data transforms do, not tiled as the Eagle processor would)."""
         images = torch.as_tensor(images)
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
             raise ObservationError(f"images: expected uint8 [N, H, W, 3], found {images.dtype} "
                                    f"{tuple(images.shape)}")
-        if tuple(images.shape[1:3]) != (self.image_size, self.image_size):
-            images = float_to_uint8(resize(uint8_to_float(images), self.image_size))
-        return to_model_pixels(images)
+        return model_pixels(images, self.image_size)
 
     def __call__(self, samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         """list of model samples -> batch (ARCHITECTURE.md): pixel_values [N_img, 3, S, S],
