@@ -10,7 +10,7 @@ An observation is batched iff every `state.*` array has ndim >= 3 (video [B, T, 
 
 On CUDA the model runs through the fast path (`groot.inference.InferenceEngine`: raw uint8 frames are
 cropped and resized on the GPU, the eval transforms run without their video stage, fused projections,
-compiled transformer blocks, CUDA graphs; the first call compiles, ~20 s once per process);
+compiled transformer blocks, CUDA graphs; the first call compiles, once per process);
 `exact=True` (`groot serve --exact`) makes it compute the eager model's numbers bit for bit, a little
 slower and without compiling; `fast=False` (`groot serve --no-fast`) keeps the eager path, which the
 CPU always uses.
