@@ -112,6 +112,7 @@ def test_frozen_dit_gets_no_gradient(tiny, batch_factory):
     assert all(p.grad is None for p in tiny.backbone.parameters())
 
 
+@pytest.mark.slow  # over 30 s on a 2-core CPU
 def test_tiny_overfits_one_batch(tiny, batch_factory):
     """One batch with fixed flow noise and times (re-seeded every step): the whole path from pixels
     and token ids to the velocity loss must be able to memorise it."""
