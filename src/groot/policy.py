@@ -10,7 +10,7 @@ An observation is batched iff every `state.*` array has ndim >= 3 (video [B, T, 
 
 On CUDA the model runs through the fast path (`groot.inference.InferenceEngine`: raw uint8 frames are
 cropped and resized on the GPU, the eval transforms run without their video stage, fused projections,
-compiled transformer blocks, CUDA graphs; the first call compiles, ~20 s once per process);
+compiled transformer blocks, CUDA graphs; the first call compiles, once per process);
 `exact=True` (`groot serve --exact`) makes it compute the eager model's numbers bit for bit, a little
 slower and without compiling; `fast=False` (`groot serve --no-fast`) keeps the eager path, which the
 CPU always uses.
@@ -102,7 +102,8 @@ class Policy:
     def __init__(self, model: torch.nn.Module, data_config: DataConfig, metadata: DatasetMetadata,
                  embodiment_tag: str | None = None, processor: GrootProcessor | None = None,
                  denoising_steps: int | None = None, device: str | torch.device | None = None,
-                 fast: bool | None = None, exact: bool = False, max_prompt_tokens: int | None = None):
+                 fast: bool | None = None, exact: bool = False, max_prompt_tokens: int | None = None,
+                 provenance: Mapping[str, Any] | None = None):
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.model = model.to(self.device).eval()
         self.data_config = data_config
@@ -116,6 +117,7 @@ class Policy:
         self.processor = processor or GrootProcessor.for_config(model.config)
         self.denoising_steps = denoising_steps
         self.max_prompt_tokens = max_prompt_tokens or model.config.backbone_cfg.llm.max_position_embeddings
+        self.provenance = dict(provenance or {})  # training record and eval results, for the model card
         self.observation_spec = observation_spec(self.modality_config, metadata)
         use_engine = self.device.type == "cuda" if fast is None else fast
         self.engine = self._fast_engine(exact) if use_engine else None
@@ -125,18 +127,23 @@ class Policy:
             [t for t in self.transform.transforms if not isinstance(t, VideoTransform)])
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, embodiment_tag: str,
+    def from_pretrained(cls, path: str | Path, embodiment_tag: str | None = None,
                         data_config: DataConfig | str | None = None, denoising_steps: int | None = None,
                         device: str | torch.device | None = None, fast: bool | None = None,
-                        exact: bool = False, max_prompt_tokens: int | None = None) -> Policy:
+                        exact: bool = False, max_prompt_tokens: int | None = None, *,
+                        revision: str | None = None, token: str | bool | None = None,
+                        cache_dir: str | Path | None = None, local_files_only: bool = False) -> Policy:
         """Load a checkpoint directory or hub id: weights (bf16 on CUDA, fp32 on CPU), the tag's block of
-        experiment_cfg/metadata.json, and the data config (given by object or name, else the
-        checkpoint's experiment_cfg/data_config.json). `fast`, `exact`, `max_prompt_tokens`: see the class
-        docstring."""
+        experiment_cfg/metadata.json (None: its only block), and the data config (given by object or
+        name, else the checkpoint's experiment_cfg/data_config.json). `fast`, `exact`,
+        `max_prompt_tokens`: see the class docstring; revision, token, cache_dir, local_files_only: where
+        a hub id is fetched from (`groot.model.checkpoint.resolve_checkpoint_dir`)."""
         from groot.model.checkpoint import resolve_checkpoint_dir
         from groot.model.gr00t_n15 import GR00TN15
+        from groot.model.model_card import read_provenance
 
-        root = resolve_checkpoint_dir(path)
+        root = resolve_checkpoint_dir(path, revision, token=token, cache_dir=cache_dir,
+                                      local_files_only=local_files_only)
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         metadata = load_metadata(root, embodiment_tag)
@@ -144,7 +151,59 @@ class Policy:
         model = GR00TN15.from_pretrained(root, dtype=dtype, device=device)
         processor = GrootProcessor.for_config(model.config, root)
         return cls(model, config, metadata, embodiment_tag, processor, denoising_steps, device, fast, exact,
-                   max_prompt_tokens)
+                   max_prompt_tokens, read_provenance(root))
+
+    # ---- one servable artifact ------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | Path, max_shard_size: int | str = "2GB", *,
+                        training: Mapping[str, Any] | None = None,
+                        eval_results: Mapping[str, Any] | None = None, load_path: str | None = None) -> Path:
+        """Write everything `Policy.from_pretrained(directory)` needs to serve the same actions: weights
+        and config.json (with `denoising_steps` as the default step count), experiment_cfg/metadata.json
+        (this embodiment's statistics), experiment_cfg/data_config.json, the tokenizer's files, and a
+        README.md model card generated from experiment_cfg/provenance.json (this policy's training record
+        and eval results, updated by `training` / `eval_results`; `load_path`: the path or hub id the
+        card's usage example loads)."""
+        from groot.model.checkpoint import save_state_dict
+        from groot.model.model_card import PROVENANCE_FILE, render_model_card
+
+        config = self.model.config.copy()
+        if self.denoising_steps is not None:
+            config.action_head_cfg.num_inference_timesteps = self.denoising_steps
+        provenance = dict(self.provenance)
+        if training is not None:
+            provenance["training"] = {**provenance.get("training", {}), **training}
+        if eval_results is not None:
+            provenance["eval_results"] = {**provenance.get("eval_results", {}), **eval_results}
+        spec = self.observation_spec
+        inputs = {key: f"uint8 [{', '.join(map(str, shape))}, 3]" for key, shape in spec.video.items()}
+        inputs |= {key: f"float32 {list(shape)}" for key, shape in spec.state.items()}
+        inputs |= {key: "str" for key in spec.language}
+        horizon = len(self.modality_config["action"].delta_indices)
+        outputs = {key: f"float32 [{horizon}, {self.metadata.dim(*split_key(key))}]"
+                   for key in self.data_config.action_keys}
+        card = render_model_card(config, embodiment_tag=self.embodiment_tag,
+                                 data_config_name=self.data_config.name, inputs=inputs, outputs=outputs,
+                                 provenance=provenance, load_path=load_path or str(directory))
+        return save_state_dict(config, self.model.state_dict(), directory,
+                               metadata={self.embodiment_tag: self.metadata}, data_config=self.data_config,
+                               max_shard_size=max_shard_size, tokenizer=self.processor.tokenizer,
+                               extra_files={PROVENANCE_FILE: json.dumps(provenance, indent=2) + "\n",
+                                            "README.md": card})
+
+    def push_to_hub(self, repo_id: str, max_shard_size: int | str = "2GB", *,
+                    training: Mapping[str, Any] | None = None, eval_results: Mapping[str, Any] | None = None,
+                    token: str | bool | None = None, private: bool | None = None, revision: str | None = None,
+                    commit_message: str | None = None, create_pr: bool = False) -> str:
+        """`save_pretrained` into a temporary directory and upload it to the hub model repo `repo_id` in one
+        commit (see `groot.model.hub.upload_folder`) -> the commit's URL."""
+        from groot.model.hub import push_saved
+
+        def save(directory: Path) -> Path:
+            return self.save_pretrained(directory, max_shard_size, training=training,
+                                        eval_results=eval_results, load_path=repo_id)
+
+        return push_saved(save, repo_id, token=token, private=private, revision=revision,
+                          commit_message=commit_message, create_pr=create_pr)
 
     # ---- the official Gr00tPolicy surface -------------------------------------------------------------
     def get_modality_config(self) -> dict[str, ModalityConfig]:
@@ -248,8 +307,8 @@ def observation_spec(modality_config: Mapping[str, ModalityConfig],
     return ObservationSpec(video=video, state=state, language=language)
 
 
-def load_metadata(root: Path, embodiment_tag: str) -> DatasetMetadata:
-    """The `embodiment_tag` block of `root/experiment_cfg/metadata.json`."""
+def load_metadata(root: Path, embodiment_tag: str | None) -> DatasetMetadata:
+    """The `embodiment_tag` block of `root/experiment_cfg/metadata.json` (None: the file's only block)."""
     from groot.model.checkpoint import METADATA_FILE
 
     path = root / METADATA_FILE
@@ -257,10 +316,13 @@ def load_metadata(root: Path, embodiment_tag: str) -> DatasetMetadata:
         raise CheckpointError(f"{path}: expected the dataset statistics the checkpoint was trained with, "
                               "found no file")
     blocks = json.loads(path.read_text())
+    if isinstance(blocks, dict) and embodiment_tag is None and len(blocks) == 1:
+        embodiment_tag = next(iter(blocks))
     if not isinstance(blocks, dict) or embodiment_tag not in blocks:
         found = ", ".join(blocks) if isinstance(blocks, dict) else type(blocks).__name__
-        raise CheckpointError(f"{path}: expected a block for embodiment tag {embodiment_tag!r}, "
-                              f"found {found}")
+        expected = (f"a block for embodiment tag {embodiment_tag!r}" if embodiment_tag is not None
+                    else "exactly one embodiment block (or pass the embodiment tag)")
+        raise CheckpointError(f"{path}: expected {expected}, found {found}")
     return DatasetMetadata.from_dict(blocks[embodiment_tag], source=str(path))
 
 

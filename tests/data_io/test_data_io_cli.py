@@ -24,6 +24,7 @@ def test_validate_ok(dataset_root, capsys):
 
 
 def test_validate_opencv_backend(dataset_root):
+    pytest.importorskip("cv2")
     assert main(["data", "validate", str(dataset_root), "--video-backend", "opencv"]) == 0
 
 

@@ -4,6 +4,7 @@ the eager model's numbers within fp32 rounding, the model's own forwards back af
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from inference_samples import eager_actions, make_sample
 
@@ -12,6 +13,7 @@ from groot.inference import InferenceEngine
 ATOL = 1e-4
 
 
+@pytest.mark.slow  # over 30 s on a 2-core CPU
 def test_compiled_blocks_match_eager_compile_once_per_kind_and_leave_the_model_eager(tiny_model,
                                                                                       tiny_processor):
     torch._dynamo.reset()

@@ -32,19 +32,17 @@ def test_byte_tokenizer_save_describes_ids(tmp_path):
     assert saved["special_tokens"]["<IMG_CONTEXT>"] == 261
 
 
-def _train_small_bpe():
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    from groot.model.tokenizer import QWEN_SPLIT_PATTERN
+def _train_small_bpe(corpus=CORPUS):
+    """A small byte-level BPE (vocab + merges) learnt from CORPUS; how it splits words while learning is
+    the library's GPT-2 default, so nothing of groot's own pre-tokenization goes into the vocabulary."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN_SPLIT_PATTERN), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   show_progress=False)
-    tok.train_from_iterator(CORPUS, trainer)
+    tok.train_from_iterator(corpus, trainer)
     return tok
 
 
@@ -80,6 +78,49 @@ def test_qwen3_from_vocab_merges_and_added_tokens(tmp_path):
     _check_special_handling(tok)
     assert tok.image_token_id == base + SPECIALS.index("<IMG_CONTEXT>")
     assert tok.encode("pick up the red block") == bpe.encode("pick up the red block").ids
+
+
+# digit runs, space runs and newline runs: the vocabulary learns merges across the boundaries that the Qwen2
+# pre-tokenizer draws (single digits, "\s+(?!\S)", newline groups), so a wrong split shows up as other ids
+PARITY_CORPUS = CORPUS + ["step 2024: 1234 items, 99 boxes, 12 34 56 78 90, 3.14159",
+                          "a    b\n\n\nc  \n  d\r\n\r\ne \t\t f", "SOK SOK LLO"] * 20
+PARITY_TEXTS = [
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+    "<image 1><img><IMG_CONTEXT><IMG_CONTEXT></img>pick up the red block<|im_end|>\n<|im_start|>assistant\n",
+    "I'M SURE you'll like it; DON'T we've 12345 items, 3.14 and 1,000! IT'SOK, WE'LLO",  # contractions
+    "  leading spaces,   runs   of spaces \t tabs\n\n\nnewlines\r\n and trailing   ",
+    "caf\u0065\u0301 vs café, ünïcödé, 北京, emoji 😀 and <IMG_CONTEXT without closing",  # NFC, bytes
+    "open the drawer,then close it!!! ...---",
+    "step 2024: 1234 items a    b\n\n\nc  \n  d\r\n\r\ne \t\t f",
+]
+
+
+def test_qwen3_matches_transformers_qwen2_fast_tokenizer(tmp_path):
+    """Both tokenizers are built from the same generated vocab.json / merges.txt / added tokens; the
+    reference is transformers' own Qwen2 fast tokenizer (its pre-tokenizer regex, NFC, byte-level BPE)."""
+    transformers = pytest.importorskip("transformers")
+    bpe = _train_small_bpe(PARITY_CORPUS)
+    bpe.model.save(str(tmp_path))
+    added = {token: bpe.get_vocab_size() + i for i, token in enumerate(SPECIALS)}
+    (tmp_path / "added_tokens.json").write_text(json.dumps(added))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "Qwen2Tokenizer", "pad_token": "<|endoftext|>", "eos_token": "<|im_end|>",
+        "bos_token": None, "unk_token": None,
+        "added_tokens_decoder": {str(i): {"content": token, "special": True, "normalized": False,
+                                          "lstrip": False, "rstrip": False, "single_word": False}
+                                 for token, i in added.items()}}))
+    reference = transformers.Qwen2TokenizerFast.from_pretrained(str(tmp_path))
+    assert reference.convert_tokens_to_ids(SPECIALS) == list(added.values())
+    ours = load_tokenizer("qwen3", tmp_path)
+    ours.save(tmp_path / "saved")
+    saved = load_tokenizer("qwen3", tmp_path / "saved")  # the tokenizer.json groot writes to checkpoints
+    for text in PARITY_TEXTS:
+        expected = reference.encode(text, add_special_tokens=False)
+        assert ours.encode(text) == expected, text
+        assert saved.encode(text) == expected, text
+        assert ours.decode(expected) == reference.decode(expected, skip_special_tokens=False), text
+    assert ours.pad_token_id == reference.pad_token_id
+    assert ours.image_token_id == reference.convert_tokens_to_ids("<IMG_CONTEXT>")
 
 
 def test_qwen3_rejects_added_token_ids_that_do_not_follow_vocab(tmp_path):

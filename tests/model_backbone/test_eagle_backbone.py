@@ -11,7 +11,7 @@ from groot.errors import ObservationError
 from groot.model.config import preset_config
 from groot.model.eagle import EagleBackbone
 
-TSV = Path("/work/shared/reference/gr00t_n15_3b_state_dict.tsv")
+TSV = Path(__file__).resolve().parents[1] / "fixtures" / "gr00t_n15_3b_state_dict.tsv"
 IMG = 261  # tiny preset's <IMG_CONTEXT>
 
 
@@ -25,7 +25,6 @@ def _reference_backbone_keys() -> dict[str, tuple[int, ...]]:
     return rows
 
 
-@pytest.mark.skipif(not TSV.exists(), reason="reference state-dict inventory not available")
 def test_n15_3b_key_inventory_matches_checkpoint():
     with torch.device("meta"):
         backbone = EagleBackbone(preset_config("n1.5-3b").backbone_cfg)

@@ -154,7 +154,7 @@ def test_missing_files_are_reported(tmp_path):
 def test_hub_ids_download_only_json_and_safetensors(monkeypatch, tmp_path):
     calls = {}
 
-    def fake_snapshot_download(repo_id, revision=None, allow_patterns=None):
+    def fake_snapshot_download(repo_id, allow_patterns=None, **options):
         calls.update(repo_id=repo_id, allow_patterns=allow_patterns)
         return str(tmp_path)
 
@@ -177,7 +177,7 @@ def test_parse_size_and_describe_keys():
 
 
 def test_failed_hub_download_is_a_checkpoint_error(monkeypatch):
-    def offline(repo_id, revision=None, allow_patterns=None):
+    def offline(repo_id, **options):
         raise OSError("no network")
 
     import huggingface_hub

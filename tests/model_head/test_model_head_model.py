@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
+from groot.model.checkpoint import read_config
+from groot.model.config import preset_config
 from groot.model.gr00t_n15 import GR00TN15
 
-TSV = Path("/work/shared/reference/gr00t_n15_3b_state_dict.tsv")
-REPO_TSV = Path(__file__).resolve().parents[2] / "shared/reference/gr00t_n15_3b_state_dict.tsv"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+TSV = FIXTURES / "gr00t_n15_3b_state_dict.tsv"
+OFFICIAL_CONFIG = FIXTURES / "gr00t_n15_3b_config.json"
 
 
 def _reference_rows() -> list[tuple[str, str]]:
-    path = REPO_TSV if REPO_TSV.is_file() else TSV
-    if not path.is_file():
-        pytest.skip(f"reference inventory {path} not available")
     rows = []
-    for line in path.read_text().splitlines():
+    for line in TSV.read_text().splitlines():
         if line.startswith("#") or line == "key\tshape" or not line:
             continue
         name, shape = line.split("\t")
@@ -40,6 +42,33 @@ def test_n15_3b_state_dict_matches_reference_inventory():
     unique = sum(p.numel() for p in model.parameters())
     assert unique == 2_413_522_880  # spec 4: ~2,413.5 M unique parameters
     assert sum(p.numel() for p in model.action_head.parameters()) == 1_068_806_144
+
+
+def test_official_config_json_without_groot_block_builds_the_3b_model(tmp_path):
+    official = json.loads(OFFICIAL_CONFIG.read_text())
+    assert "groot" not in official
+    shutil.copy(OFFICIAL_CONFIG, tmp_path / "config.json")
+    config = read_config(tmp_path)
+    expected = preset_config("n1.5-3b")
+    expected.backbone_cfg.tune_visual = True  # the released config trains the vision tower
+    assert config == expected
+    with torch.device("meta"):
+        model = GR00TN15(config)
+    assert {name: str(tuple(t.shape)) for name, t in model.state_dict().items()} == dict(_reference_rows())
+    trainable = model.trainable_parameter_names()
+    assert any(name.startswith("backbone.eagle_model.vision_model.") for name in trainable)
+    # every official field groot models is written back with its value
+    written = config.to_dict()
+    for section in ("backbone_cfg", "action_head_cfg"):
+        for key, value in official[section].items():
+            if isinstance(value, dict):
+                for sub_key, sub_value in value.items():
+                    if sub_key in written[section][key]:
+                        assert written[section][key][sub_key] == sub_value, (section, key, sub_key)
+            elif key in written[section] and key != "use_flash_attention":
+                assert written[section][key] == value, (section, key)
+    for key in ("model_type", "architectures", "action_dim", "action_horizon", "hidden_size"):
+        assert written[key] == official[key], key
 
 
 @pytest.fixture
@@ -83,6 +112,7 @@ def test_frozen_dit_gets_no_gradient(tiny, batch_factory):
     assert all(p.grad is None for p in tiny.backbone.parameters())
 
 
+@pytest.mark.slow  # over 30 s on a 2-core CPU
 def test_tiny_overfits_one_batch(tiny, batch_factory):
     """One batch with fixed flow noise and times (re-seeded every step): the whole path from pixels
     and token ids to the velocity loss must be able to memorise it."""

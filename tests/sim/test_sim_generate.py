@@ -11,6 +11,7 @@ pytestmark = [pytest.mark.sim, pytest.mark.skipif(not libero.libero_available(),
                                                   reason="LIBERO not installed (pip install 'groot[sim]')")]
 
 
+@pytest.mark.slow  # over 30 s on a 2-core CPU (two LIBERO episodes simulated and encoded)
 def test_generate_two_demos_makes_a_valid_dataset(tmp_path):
     from groot.data.lerobot import LeRobotDataset
     from groot.sim.generate import format_summary, generate_dataset

@@ -63,6 +63,18 @@ def test_rng_state_round_trip(tmp_path):
     assert random.random() == expected[1] and np.random.rand() == expected[2]
 
 
+def test_cuda_rng_states_return_to_their_devices_with_ten_or_more_gpus(tmp_path, monkeypatch):
+    states = [torch.full((16,), device, dtype=torch.uint8) for device in range(12)]  # one per GPU
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: len(states))
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: states)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.extend)
+    ckpt.save_rng_state(tmp_path, rank=0)
+    ckpt.load_rng_state(tmp_path, rank=0)
+    assert [int(state[0]) for state in restored] == list(range(12))  # not 0, 1, 10, 11, 2, ...
+
+
 def _checkpoint_files(directory, step):
     """What `is_complete` looks for: config, weights, optimizer and trainer state."""
     directory.mkdir(parents=True, exist_ok=True)

@@ -36,6 +36,7 @@ def _two_steps(compiled: bool) -> tuple[list[float], torch.Tensor, float]:
     return losses, grads, torch.rand(()).item()
 
 
+@pytest.mark.slow  # over 30 s on a 2-core CPU
 def test_memory_budget_recomputes_no_random_draw(monkeypatch):
     # compile_for_training sets the budget process-wide: restored after the test
     monkeypatch.setattr(torch._functorch.config, "activation_memory_budget",

@@ -75,6 +75,7 @@ def test_resume_reproduces_the_uninterrupted_run(libero_dataset, tmp_path):
     assert (resumed / STATE_DIR / "optimizer.safetensors").is_file()
 
 
+@pytest.mark.slow  # over 30 s on a 2-core CPU
 def test_tiny_model_learns_two_behaviours_and_generalises_to_held_out_episodes(tmp_path):
     """Behaviour +1 / -1 episodes (told apart by state, camera and task): a randomly initialised tiny
     model has to use its observation to bring the loss down; both measures are deterministic (seeded
@@ -127,6 +128,7 @@ def test_finetune_command_on_a_mixture_writes_checkpoints_that_serve(libero_data
         assert_policy_acts(checkpoint, observation(second, libero))
 
 
+@pytest.mark.slow  # over 30 s on a 2-core CPU
 def test_compiled_training_matches_eager_training(libero_dataset, tmp_path):
     """Same draws, same losses and weights up to rounding: fp32 on the CPU; on a GPU bf16 autocast,
     where fused elementwise kernels round differently and an Adam step of size lr (1e-4) can flip."""

@@ -144,8 +144,8 @@ def _threads_per_process(processes: int):
     """OMP_NUM_THREADS for the evaluation processes started inside: the cores split between them.
 
     Each of them runs the simulator and its own policy; with torch's default of a thread per core in
-    every process they spin against each other and the renderer (tiny-policy query on 2 busy cores:
-    20 ms with one thread, seconds with two). A smaller value set by the user is kept."""
+    every process they spin against each other and the renderer. A smaller value set by the user is
+    kept."""
     before = os.environ.get("OMP_NUM_THREADS")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     share = max(1, cores // max(1, processes))

@@ -22,7 +22,7 @@ are padded up to a batch bucket; the padding rows compute values that are droppe
 
 Exactness. With `exact=True` (default) the numerics are the eager model's: at a batch size that is a
 bucket and a prompt-length-exact shape the actions are bit-identical to `GR00TN15.get_action` on the
-same pixels and noise (checked on an H100 by tests/inference/test_inference_gpu.py). Projections that
+same pixels and noise (checked on CUDA by tests/inference/test_inference_gpu.py). Projections that
 share an input run as one GEMM (`fuse_projections`, `fusion`; bit-identical to the separate products
 there, as cuBLAS does not split their reduction). `exact=False` trades bit-identity for speed: the LLM
 takes no padding mask when no prompt is padded (the eager model always passes the processor's mask,
@@ -32,7 +32,7 @@ and Qwen3 layers, DiT and VL self-attention blocks) through `torch.compile` insi
 instances share that code (fused elementwise kernels, rounded differently); the glue between blocks
 stays eager, captured in the graphs like the rest. A kind's first input shape is compiled static; a
 new shape recompiles it with the sizes that changed made dynamic, so all prompt lengths and batch
-buckets share a few compilations per kind (~20 s in all for N1.5-3B on an H100, the first call).
+buckets share a few compilations per kind, made by the first calls (times: BENCHMARKS.md).
 Projection fusion stays on inside compiled blocks (it is a stateless function of the block's input).
 
 Weights are read when graphs, fused projections and step conditionings are first built: call `reset()`

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 SINGLE_FILE = "model.safetensors"
+SHARD_PATTERN = "model{suffix}.safetensors"  # -> model-00001-of-00002.safetensors
 INDEX_FILE = "model.safetensors.index.json"
 METADATA_FILE = "experiment_cfg/metadata.json"
 DATA_CONFIG_FILE = "experiment_cfg/data_config.json"
@@ -79,20 +80,6 @@ def _unique_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return unique
 
 
-def _shards(state: dict[str, torch.Tensor], max_bytes: int) -> list[dict[str, torch.Tensor]]:
-    """Greedy split in key order; a tensor larger than max_bytes gets a shard of its own."""
-    shards: list[dict[str, torch.Tensor]] = [{}]
-    used = 0
-    for name, tensor in state.items():
-        size = tensor.numel() * tensor.element_size()
-        if shards[-1] and used + size > max_bytes:
-            shards.append({})
-            used = 0
-        shards[-1][name] = tensor
-        used += size
-    return shards
-
-
 def _dtype_name(state: dict[str, torch.Tensor]) -> str:
     """The dtype of the first floating-point tensor (the first parameter of a module's state dict)."""
     first = next((t for t in state.values() if t.is_floating_point()), None)
@@ -114,21 +101,20 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 def _write_weights(state: dict[str, torch.Tensor], out: Path, max_shard_size: int | str) -> None:
+    """model.safetensors, or model-0000k-of-0000n.safetensors + model.safetensors.index.json when the
+    unique tensors exceed max_shard_size (split in key order by `huggingface_hub`; a tensor larger
+    than the limit gets a shard of its own). Tensors move to the host one shard at a time."""
+    from huggingface_hub import split_torch_state_dict_into_shards
+
     state = _unique_tensors(state)
-    shards = _shards(state, parse_size(max_shard_size))
-    if len(shards) == 1:
-        names = [SINGLE_FILE]
-    else:
-        names = [f"model-{k + 1:05d}-of-{len(shards):05d}.safetensors" for k in range(len(shards))]
-    for name, shard in zip(names, tqdm(shards, desc="saving shards", disable=len(shards) == 1), strict=True):
-        save_file({k: v.detach().to("cpu").contiguous() for k, v in shard.items()}, str(out / name),
+    split = split_torch_state_dict_into_shards(state, filename_pattern=SHARD_PATTERN,
+                                               max_shard_size=parse_size(max_shard_size))
+    shards = split.filename_to_tensors.items()
+    for name, keys in tqdm(shards, desc="saving shards", disable=not split.is_sharded):
+        save_file({k: state[k].detach().to("cpu").contiguous() for k in keys}, str(out / name),
                   metadata={"format": "pt"})
-    if len(shards) > 1:
-        index = {
-            "metadata": {"total_size": sum(t.numel() * t.element_size() for t in state.values())},
-            "weight_map": {key: name for name, shard in zip(names, shards, strict=True) for key in shard},
-        }
-        _write_json(out / INDEX_FILE, index)
+    if split.is_sharded:
+        _write_json(out / INDEX_FILE, {"metadata": split.metadata, "weight_map": split.tensor_to_filename})
 
 
 def save_pretrained(model: GR00TN15, directory: str | Path, metadata: dict[str, Any] | None = None,
@@ -145,9 +131,11 @@ def save_pretrained(model: GR00TN15, directory: str | Path, metadata: dict[str, 
 
 def save_state_dict(config: GR00TN15Config, state: dict[str, torch.Tensor], directory: str | Path,
                     metadata: dict[str, Any] | None = None, data_config: Any = None,
-                    max_shard_size: int | str = "2GB", tokenizer: Any = None) -> Path:
+                    max_shard_size: int | str = "2GB", tokenizer: Any = None,
+                    extra_files: dict[str, str] | None = None) -> Path:
     """`save_pretrained` from a config and a full state dict (e.g. gathered from a sharded FSDP model);
-    `state` has the keys of `GR00TN15(config).state_dict()` (tied tensors may be left out)."""
+    `state` has the keys of `GR00TN15(config).state_dict()` (tied tensors may be left out).
+    extra_files: {path relative to the directory: text} written in the same atomic step."""
     out = Path(directory).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
@@ -163,6 +151,9 @@ def save_state_dict(config: GR00TN15Config, state: dict[str, torch.Tensor], dire
             _write_json(tmp / DATA_CONFIG_FILE, data_config)
         if tokenizer is not None and hasattr(tokenizer, "save_pretrained"):
             tokenizer.save_pretrained(tmp / TOKENIZER_DIR)
+        for name, text in (extra_files or {}).items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / name).write_text(text)
         _replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -181,22 +172,27 @@ def _replace_dir(src: Path, dst: Path) -> None:
 
 
 # ---- loading -----------------------------------------------------------------------------------------
-def resolve_checkpoint_dir(path_or_hub_id: str | Path, revision: str | None = None) -> Path:
+def resolve_checkpoint_dir(path_or_hub_id: str | Path, revision: str | None = None, *,
+                           token: str | bool | None = None, cache_dir: str | Path | None = None,
+                           local_files_only: bool = False) -> Path:
     """A local directory as is; an `owner/name` that is not a local path is fetched from the hub
-    (json + safetensors + tokenizer files only)."""
+    (json + safetensors + tokenizer files only) at `revision` (branch, tag or commit; default main),
+    with `token`, into `cache_dir`; `local_files_only` uses the cache and never the network."""
     path = Path(path_or_hub_id).expanduser()
     if path.is_dir():
         return path
     if path.exists() or not HUB_ID.fullmatch(str(path_or_hub_id)):
         raise CheckpointError(f"{path}: expected a checkpoint directory (or a hub id 'owner/name'), found "
                               f"{'a file' if path.exists() else 'nothing'}")
-    from huggingface_hub import snapshot_download
+    from groot.model.hub import download_snapshot
 
     try:
-        return Path(snapshot_download(str(path_or_hub_id), revision=revision, allow_patterns=HUB_PATTERNS))
+        return download_snapshot(str(path_or_hub_id), HUB_PATTERNS, revision=revision, token=token,
+                                 cache_dir=cache_dir, local_files_only=local_files_only)
     except Exception as err:
-        raise CheckpointError(f"{path_or_hub_id}: not a local directory, and fetching it from the "
-                              f"Hugging Face hub failed: {err}") from err
+        where = "the local hub cache" if local_files_only else "the Hugging Face hub"
+        raise CheckpointError(f"{path_or_hub_id}: not a local directory, and fetching it from {where} "
+                              f"failed: {err}") from err
 
 
 def weight_files(root: Path) -> list[Path]:
@@ -263,13 +259,17 @@ def _check_keys(root: Path, expected: dict[str, torch.Tensor], loaded: dict[str,
 
 
 def load_pretrained(path_or_hub_id: str | Path, dtype: torch.dtype | None = None,
-                    device: str | torch.device | None = None, revision: str | None = None) -> GR00TN15:
+                    device: str | torch.device | None = None, revision: str | None = None, *,
+                    token: str | bool | None = None, cache_dir: str | Path | None = None,
+                    local_files_only: bool = False) -> GR00TN15:
     """Load a groot or official N1.5 checkpoint into a GR00TN15 in eval mode.
 
     dtype: cast floating weights (None keeps the stored dtype); device: where the weights are read to
-    (default cpu). A missing tied lm_head is re-tied; an absent SigLIP pooling head is dropped from the
-    model; other missing keys raise CheckpointError, unexpected ones are reported and ignored."""
-    root = resolve_checkpoint_dir(path_or_hub_id, revision)
+    (default cpu); revision, token, cache_dir, local_files_only: see `resolve_checkpoint_dir`. A missing
+    tied lm_head is re-tied; an absent SigLIP pooling head is dropped from the model; other missing keys
+    raise CheckpointError, unexpected ones are reported and ignored."""
+    root = resolve_checkpoint_dir(path_or_hub_id, revision, token=token, cache_dir=cache_dir,
+                                  local_files_only=local_files_only)
     config = checkpoint_config(root)
     files = weight_files(root)
     with torch.device("meta"):

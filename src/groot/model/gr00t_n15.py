@@ -40,11 +40,14 @@ class GR00TN15(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path_or_hub_id: str | Path, dtype: torch.dtype | None = None,
-                        device: str | torch.device | None = None) -> GR00TN15:
+                        device: str | torch.device | None = None, *, revision: str | None = None,
+                        token: str | bool | None = None, cache_dir: str | Path | None = None,
+                        local_files_only: bool = False) -> GR00TN15:
         """Load a checkpoint directory or hub id (see `groot.model.checkpoint.load_pretrained`)."""
         from groot.model.checkpoint import load_pretrained
 
-        return load_pretrained(path_or_hub_id, dtype=dtype, device=device)
+        return load_pretrained(path_or_hub_id, dtype=dtype, device=device, revision=revision, token=token,
+                               cache_dir=cache_dir, local_files_only=local_files_only)
 
     def save_pretrained(self, directory: str | Path, metadata: dict[str, Any] | None = None,
                         data_config: Any = None, max_shard_size: int | str = "2GB",
@@ -54,6 +57,24 @@ class GR00TN15(nn.Module):
 
         return save_pretrained(self, directory, metadata=metadata, data_config=data_config,
                                max_shard_size=max_shard_size, tokenizer=tokenizer)
+
+    def push_to_hub(self, repo_id: str, metadata: dict[str, Any] | None = None, data_config: Any = None,
+                    max_shard_size: int | str = "2GB", tokenizer: Any = None, *,
+                    token: str | bool | None = None, private: bool | None = None, revision: str | None = None,
+                    commit_message: str | None = None, create_pr: bool = False) -> str:
+        """`save_pretrained` into a temporary directory (plus a README.md model card) and upload it to the
+        hub model repo `repo_id` in one commit (see `groot.model.hub.upload_folder`) -> the commit's URL."""
+        from groot.model.hub import push_saved
+        from groot.model.model_card import render_model_card
+
+        def save(directory: Path) -> Path:
+            out = self.save_pretrained(directory, metadata=metadata, data_config=data_config,
+                                       max_shard_size=max_shard_size, tokenizer=tokenizer)
+            (out / "README.md").write_text(render_model_card(self.config, load_path=repo_id))
+            return out
+
+        return push_saved(save, repo_id, token=token, private=private, revision=revision,
+                          commit_message=commit_message, create_pr=create_pr)
 
     def tie_weights(self) -> None:
         """Point the LLM's `lm_head.weight` at `embed_tokens.weight` (after loading replaced either)."""

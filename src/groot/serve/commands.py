@@ -46,7 +46,7 @@ class ServeConfig:
     fast: bool = arg(True, "on CUDA, run the fast inference engine (GPU image preprocessing, fused "
                            "projections, compiled blocks, CUDA graphs); --no-fast uses the eager model")
     exact: bool = arg(False, "fast engine with the eager model's numbers bit for bit (no compilation at the "
-                             "first request; 9.8 instead of 7.8 ms per chunk on an H100)")
+                             "first request, a little slower per chunk: see BENCHMARKS.md)")
 
 
 def resolve_api_token(flag: str | None, token_file: str | None, environ: dict[str, str]) -> str | None:

@@ -99,7 +99,7 @@ def generate_dataset(suite: str, out: str | Path, episodes_per_task: int, tasks:
                          f"{infos[unsupported[0]].goal}); the scripted expert cannot demonstrate them")
     scratch = out.parent / f".{out.name}.episodes"
     scratch.mkdir(parents=True, exist_ok=True)
-    # small jobs keep every worker busy and the progress bar moving; each job builds one env (~5 s)
+    # small jobs keep every worker busy and the progress bar moving; each job builds one env (slow)
     size = max(1, min(5, -(-episodes_per_task * len(task_ids) // (2 * max(1, workers)))))
     jobs = [Job(suite, t, tuple(range(k, min(k + size, episodes_per_task))), episodes_per_task,
                 attempts_per_episode, image_size, noise, seed, str(scratch))

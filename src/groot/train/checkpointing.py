@@ -235,7 +235,8 @@ def load_rng_state(directory: Path, rank: int) -> None:
     meta = json.loads(json_path.read_text())
     tensors = load_file(str(directory / f"rng-rank{rank}.safetensors"))
     torch.set_rng_state(tensors["torch_cpu"])
-    cuda_states = [tensors[k] for k in sorted(tensors) if k.startswith("torch_cuda_")]
+    cuda_keys = [k for k in tensors if k.startswith("torch_cuda_")]
+    cuda_states = [tensors[k] for k in sorted(cuda_keys, key=lambda k: int(k.removeprefix("torch_cuda_")))]
     if cuda_states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda_states[: torch.cuda.device_count()])
     py = meta["python"]

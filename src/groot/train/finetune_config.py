@@ -68,8 +68,8 @@ class FinetuneConfig:
                 "prompts up there; auto: on CUDA GPUs when the LLM is frozen (not with FSDP)")
     activation_memory_budget: float = arg(
         0.7, "with --compile: fraction of the activations the compiled step keeps for the backward; the "
-             "rest is recomputed (1.0: fastest, most memory; 0.7: N1.5-3B at batch 32 peaks at 15.9 "
-             "instead of 17.1 GiB)")
+             "rest is recomputed (1.0: fastest, most memory; lower: less peak memory, a slower step; "
+             "measurements in BENCHMARKS.md)")
     bf16: bool = arg(True, "bf16 autocast and bf16 storage of frozen weights (CUDA only)")
     fsdp: Literal["auto", "on", "off"] = arg("auto", "FSDP instead of DDP; auto: when the backbone is tuned "
                                                        "on more than one GPU")

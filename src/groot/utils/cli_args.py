@@ -92,3 +92,25 @@ def add_group(subparsers: Any, name: str, help: str) -> Any:
     parser = subparsers.add_parser(name, help=help, description=help)
     parser.set_defaults(_group_parser=parser)
     return parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND")
+
+
+def command_line(cls: type, values: dict[str, Any]) -> list[str]:
+    """The arguments that parse back to `cls(**values)`: fields at their default are left out, booleans
+    become `--flag` / `--no-flag`, lists their items; names not in `cls` are ignored."""
+    args: list[str] = []
+    for f in dataclasses.fields(cls):
+        if f.name not in values:
+            continue
+        value = values[f.name]
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING)
+        if value == default or value is None:
+            continue
+        items = [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+        if f.metadata.get("positional"):
+            args += items
+        elif isinstance(value, bool):
+            args.append(f"--{'' if value else 'no-'}{f.name.replace('_', '-')}")
+        else:
+            args += [f"--{f.name.replace('_', '-')}", *items]
+    return args
