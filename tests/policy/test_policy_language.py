@@ -27,7 +27,7 @@ def policy(tiny_setup):
 def test_every_language_form_reaches_the_model_as_the_plain_string(policy, raw_dataset, monkeypatch):
     seen: list = []
 
-    def capture(samples):
+    def capture(samples, generator=None):
         seen.extend(sample["language"] for sample in samples)
         return np.zeros((len(samples), 16, 32), np.float32)
 
