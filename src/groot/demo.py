@@ -25,9 +25,10 @@ from groot.errors import ConfigError, OutputExistsError
 from groot.utils.cli_args import add_command, arg
 
 PROGRESS_FILE = "demo_progress.json"
-# Seconds per unit of work on an idle 2-core x86-64 CPU, from the timings a demo writes to demo.json:
-# process start-up, one expert demonstration, one training step of batch 16, one evaluation episode.
-COST_S = {"startup": 15.0, "demonstration": 12.0, "train_step": 0.12, "eval_episode": 30.0}
+# Seconds per unit of work on an idle 2-core x86-64 CPU (a default demo there: generation ~68 s,
+# training ~45 s, evaluation ~85 s): a stage's start-up, one expert demonstration in one worker, one
+# training step of batch 16, one 280-step evaluation episode in one worker.
+COST_S = {"startup": 15.0, "demonstration": 25.0, "train_step": 0.09, "eval_episode": 65.0}
 
 
 @dataclasses.dataclass
