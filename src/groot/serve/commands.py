@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from groot.errors import GrootError
+from groot.errors import ConfigError
 from groot.serve.limits import RequestLimits
 from groot.utils.cli_args import add_command, arg
 
@@ -51,9 +50,9 @@ class ServeConfig:
 
 def resolve_api_token(flag: str | None, token_file: str | None, environ: dict[str, str]) -> str | None:
     """The API token from --api-token, --api-token-file or GROOT_API_TOKEN (in that order; at most one
-    of the two flags). Raises GrootError for an unreadable or empty token file."""
+    of the two flags). Raises ConfigError for an unreadable or empty token file."""
     if flag is not None and token_file is not None:
-        raise GrootError("--api-token and --api-token-file: expected at most one, found both")
+        raise ConfigError("--api-token and --api-token-file: expected at most one, found both")
     if flag is not None:
         return flag
     if token_file is not None:
@@ -61,23 +60,15 @@ def resolve_api_token(flag: str | None, token_file: str | None, environ: dict[st
         try:
             token = path.read_text().strip()
         except (OSError, UnicodeDecodeError) as e:
-            raise GrootError(f"{path}: expected a readable text file holding the API token, found "
+            raise ConfigError(f"{path}: expected a readable text file holding the API token, found "
                              f"{type(e).__name__}: {e}") from e
         if not token:
-            raise GrootError(f"{path}: expected the API token, found an empty file")
+            raise ConfigError(f"{path}: expected the API token, found an empty file")
         return token
     return environ.get(API_TOKEN_ENV) or None
 
 
 def run(cfg: ServeConfig) -> int:
-    try:
-        return _serve(cfg)
-    except GrootError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-
-
-def _serve(cfg: ServeConfig) -> int:
     import logging
 
     from groot.policy import Policy
@@ -86,7 +77,7 @@ def _serve(cfg: ServeConfig) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     api_token = resolve_api_token(cfg.api_token, cfg.api_token_file, dict(os.environ))
     if cfg.max_prompt_tokens is not None and cfg.max_prompt_tokens < 1:
-        raise GrootError(f"--max-prompt-tokens: expected a positive integer, found {cfg.max_prompt_tokens}")
+        raise ConfigError(f"--max-prompt-tokens: expected a positive integer, found {cfg.max_prompt_tokens}")
     policy = Policy.from_pretrained(cfg.model_path, cfg.embodiment_tag, data_config=cfg.data_config,
                                     denoising_steps=cfg.denoising_steps, device=cfg.device,
                                     fast=None if cfg.fast else False, exact=cfg.exact,
