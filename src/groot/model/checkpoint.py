@@ -113,6 +113,17 @@ def _write_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(_to_json(obj), indent=2) + "\n")
 
 
+def nonfinite_tensor(state: dict[str, torch.Tensor]) -> tuple[str, str] | None:
+    """(name, 'N NaN / inf of M values') of the first floating tensor holding a non-finite value;
+    None when all are finite."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and tensor.device.type != "meta":
+            finite = torch.isfinite(tensor)
+            if not bool(finite.all()):
+                return name, f"{int((~finite).sum())} NaN / inf of {tensor.numel()} values"
+    return None
+
+
 def _write_weights(state: dict[str, torch.Tensor], out: Path, max_shard_size: int | str) -> None:
     state = _unique_tensors(state)
     shards = _shards(state, parse_size(max_shard_size))
@@ -149,6 +160,10 @@ def save_state_dict(config: GR00TN15Config, state: dict[str, torch.Tensor], dire
     """`save_pretrained` from a config and a full state dict (e.g. gathered from a sharded FSDP model);
     `state` has the keys of `GR00TN15(config).state_dict()` (tied tensors may be left out)."""
     out = Path(directory).resolve()
+    bad = nonfinite_tensor(state)
+    if bad is not None:
+        raise CheckpointError(f"{out}: tensor {bad[0]!r}: expected finite weights, found {bad[1]}; "
+                              "nothing was written")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
@@ -276,11 +291,19 @@ def load_pretrained(path_or_hub_id: str | Path, dtype: torch.dtype | None = None
         model = GR00TN15(config)
     target = str(torch.device(device)) if device is not None else "cpu"
     loaded: dict[str, torch.Tensor] = {}
+    file_of: dict[str, str] = {}
     for file in tqdm(files, desc="loading shards", disable=len(files) == 1):
-        loaded.update(load_file(str(file), device=target))
+        tensors = load_file(str(file), device=target)
+        loaded.update(tensors)
+        file_of.update(dict.fromkeys(tensors, file.name))
     _check_keys(root, model.state_dict(), loaded, config.backbone_cfg.llm.tie_word_embeddings)
     if dtype is not None:
         loaded = {k: v.to(dtype) if v.is_floating_point() else v for k, v in loaded.items()}
+    bad = nonfinite_tensor(loaded)
+    if bad is not None:
+        cast = f" (after the cast to {dtype})" if dtype is not None else ""
+        raise CheckpointError(f"{root / file_of[bad[0]]}: tensor {bad[0]!r}: expected finite weights, "
+                              f"found {bad[1]}{cast}")
     model.load_state_dict(loaded, strict=False, assign=True)
     model.tie_weights()
     still_meta = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
