@@ -33,6 +33,7 @@ from groot.data.metadata import DatasetMetadata
 from groot.data.modality import ModalityConfig
 from groot.data.transforms import ComposedTransform, VideoTransform, split_key
 from groot.errors import CheckpointError, ObservationError
+from groot.finite import check_finite_actions
 from groot.model.processor import GrootProcessor
 
 logger = logging.getLogger(__name__)
@@ -161,6 +162,7 @@ class Policy:
                    for b in range(_batch_size(checked))]
         actions = self.transform.unapply({"action": self._predict_normalized(samples)})
         out = {key: np.asarray(actions[key], np.float32) for key in self.data_config.action_keys}
+        check_finite_actions(out)
         return out if batched else {key: value[0] for key, value in out.items()}
 
     def _predict_normalized(self, samples: list[dict[str, Any]]) -> np.ndarray:

@@ -158,7 +158,8 @@ def save_state_dict(config: GR00TN15Config, state: dict[str, torch.Tensor], dire
                     metadata: dict[str, Any] | None = None, data_config: Any = None,
                     max_shard_size: int | str = "2GB", tokenizer: Any = None) -> Path:
     """`save_pretrained` from a config and a full state dict (e.g. gathered from a sharded FSDP model);
-    `state` has the keys of `GR00TN15(config).state_dict()` (tied tensors may be left out)."""
+    `state` has the keys of `GR00TN15(config).state_dict()` (tied tensors may be left out). A state with
+    a NaN / inf is refused (CheckpointError naming the tensor) before anything is written."""
     out = Path(directory).resolve()
     bad = nonfinite_tensor(state)
     if bad is not None:
@@ -283,7 +284,8 @@ def load_pretrained(path_or_hub_id: str | Path, dtype: torch.dtype | None = None
 
     dtype: cast floating weights (None keeps the stored dtype); device: where the weights are read to
     (default cpu). A missing tied lm_head is re-tied; an absent SigLIP pooling head is dropped from the
-    model; other missing keys raise CheckpointError, unexpected ones are reported and ignored."""
+    model; other missing keys raise CheckpointError, unexpected ones are reported and ignored, and so
+    does a NaN / inf in any tensor (naming it and its file)."""
     root = resolve_checkpoint_dir(path_or_hub_id, revision)
     config = checkpoint_config(root)
     files = weight_files(root)
@@ -297,13 +299,15 @@ def load_pretrained(path_or_hub_id: str | Path, dtype: torch.dtype | None = None
         loaded.update(tensors)
         file_of.update(dict.fromkeys(tensors, file.name))
     _check_keys(root, model.state_dict(), loaded, config.backbone_cfg.llm.tie_word_embeddings)
+    stored = loaded
     if dtype is not None:
         loaded = {k: v.to(dtype) if v.is_floating_point() else v for k, v in loaded.items()}
     bad = nonfinite_tensor(loaded)
     if bad is not None:
-        cast = f" (after the cast to {dtype})" if dtype is not None else ""
-        raise CheckpointError(f"{root / file_of[bad[0]]}: tensor {bad[0]!r}: expected finite weights, "
-                              f"found {bad[1]}{cast}")
+        name, found = bad
+        cast = "" if nonfinite_tensor({name: stored[name]}) else f" after the cast to {dtype}"
+        raise CheckpointError(f"{root / file_of[name]}: tensor {name!r}: expected finite weights, "
+                              f"found {found}{cast}")
     model.load_state_dict(loaded, strict=False, assign=True)
     model.tie_weights()
     still_meta = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]

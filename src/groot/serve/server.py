@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import zmq
 
 from groot.errors import GrootError
+from groot.finite import check_finite_actions
 from groot.serve import protocol
 
 logger = logging.getLogger(__name__)
@@ -133,7 +134,10 @@ class InferenceServer:
             self.stop()
             return {"status": "ok", "message": "Server is shutting down"}
         if request.endpoint == "get_action":
-            return self.policy.get_action(request.data)
+            action = self.policy.get_action(request.data)
+            if isinstance(action, dict):  # whatever the policy, no NaN / inf reaches a robot
+                check_finite_actions(action)
+            return action
         if request.endpoint == "get_modality_config":
             return self.policy.get_modality_config()
         raise protocol.ProtocolError(f"unknown endpoint {request.endpoint!r}; "
