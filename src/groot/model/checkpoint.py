@@ -284,8 +284,8 @@ def load_pretrained(path_or_hub_id: str | Path, dtype: torch.dtype | None = None
 
     dtype: cast floating weights (None keeps the stored dtype); device: where the weights are read to
     (default cpu). A missing tied lm_head is re-tied; an absent SigLIP pooling head is dropped from the
-    model; other missing keys raise CheckpointError, unexpected ones are reported and ignored, and so
-    does a NaN / inf in any tensor (naming it and its file)."""
+    model; other missing keys, and a NaN / inf in any tensor (named with its file), raise CheckpointError;
+    unexpected keys are reported and ignored."""
     root = resolve_checkpoint_dir(path_or_hub_id, revision)
     config = checkpoint_config(root)
     files = weight_files(root)
