@@ -425,6 +425,8 @@ def validate_dataset(dataset: LeRobotDataset, decode: bool = True, count_packets
                     "a column (a feature of meta/info.json)"
                 raise DatasetError(source, column, expected, "none")
         times = data["timestamp"]
+        if len(times) == 0:
+            raise DatasetError(source, "timestamp", f"at least one row for episode {episode.index}", "none")
         steps = np.diff(times)
         if (steps <= 0).any():
             row = int(np.argmax(steps <= 0)) + 1
