@@ -38,3 +38,7 @@ class ObservationError(GrootError, ValueError):
 
 class CheckpointError(GrootError, ValueError):
     """A checkpoint directory is missing files or holds weights that do not fit the model."""
+
+
+class NonFiniteError(GrootError, ArithmeticError):
+    """A loss, gradient norm or action came out NaN or infinite."""

@@ -33,6 +33,7 @@ from groot.data.metadata import DatasetMetadata
 from groot.data.modality import ModalityConfig
 from groot.data.transforms import ComposedTransform, VideoTransform, split_key
 from groot.errors import CheckpointError, ObservationError
+from groot.finite import check_finite_actions
 from groot.model.processor import GrootProcessor
 
 logger = logging.getLogger(__name__)
@@ -229,6 +230,7 @@ class Policy:
         generator = None if seed is None else torch.Generator(self.device).manual_seed(seed)
         actions = self.transform.unapply({"action": self._predict_normalized(samples, generator)})
         out = {key: np.asarray(actions[key], np.float32) for key in self.data_config.action_keys}
+        check_finite_actions(out)
         return out if batched else {key: value[0] for key, value in out.items()}
 
     def _check_prompt_tokens(self, checked: dict[str, Any]) -> None:

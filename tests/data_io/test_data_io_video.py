@@ -76,6 +76,8 @@ def test_encoder_appends_episodes_back_to_back(tmp_path):
     assert spans == [pytest.approx((0.0, 0.7)), pytest.approx((0.7, 1.2))]
     probe = probe_video(tmp_path / "many.mp4")
     assert probe.num_frames == 12 and probe.end_s == pytest.approx(1.2)
+    header = probe_video(tmp_path / "many.mp4", count_packets=False)
+    assert (header.num_frames, header.end_s, header.height) == (12, pytest.approx(1.2), 32)
     decoded = decode_frames(tmp_path / "many.mp4", [spans[1][0] + 0.2])
     assert np.abs(decoded.astype(int) - second[2:3]).mean() < 8
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from groot.data.video import Picks
+from groot.data.video import Picks, readable_video
 from groot.errors import DatasetError
 
 
@@ -86,7 +86,7 @@ def decode_all(path: Path) -> tuple[np.ndarray, np.ndarray, float]:
     import av
 
     images, times = [], []
-    with av.open(str(path)) as container:
+    with readable_video(path), av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.codec_context.thread_count = 1  # see groot.data.video: many DataLoader workers decode at once
         fps = float(stream.average_rate or stream.guessed_rate)

@@ -23,6 +23,7 @@ from groot.data import video
 from groot.data.frame_cache import FrameCache
 from groot.data.modality import ModalitySpec
 from groot.errors import DatasetError
+from groot.finite import first_nonfinite
 
 SUPPORTED_VERSIONS = ("v2.0", "v2.1", "v3.0")
 NUMERIC_DTYPES = ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool")
@@ -113,11 +114,22 @@ class LeRobotDataset:
             raise DatasetError(source, "episode_index", f"{episode.length} rows for episode {episode.index} "
                                "(its length in meta)", f"{table.num_rows} rows")
         data = {name: column_to_numpy(table.column(name), source, name) for name in table.column_names}
+        for column in self.modality.column_widths():
+            if column not in data:
+                raise DatasetError(source, column, "a column (a state / action column of meta/modality.json)",
+                                   "none")
         for column, width in self.vector_widths.items():
             found = data[column].shape[1] if column in data and data[column].ndim == 2 else 1
             if column in data and found != width:
                 raise DatasetError(source, column, f"vectors of width {width} (meta/info.json)",
                                    f"width {found}")
+        for column, values in data.items():
+            bad = first_nonfinite(values)
+            if bad is not None:
+                dim = f", dim {bad[1]}" if len(bad) > 1 else ""
+                raise DatasetError(source, column, "finite numbers",
+                                   f"{values[bad]} in episode {episode.index}, row {bad[0]}{dim}")
+        self._check_task_indices(data, source, episode.index)
         for values in data.values():
             values.flags.writeable = False  # shared through the cache: callers must copy to modify
         self._episode_cache[episode_index] = data
@@ -137,6 +149,19 @@ class LeRobotDataset:
         frames = video.decode_frames(segment.path, times, backend=self.video_backend, cache=self.frame_cache)
         height, width = self.video_resolution(video_key)
         return frames[:, :height, :width]  # odd sizes were padded to even for yuv420p
+
+    def _check_task_indices(self, data: dict[str, np.ndarray], source: str, episode_index: int) -> None:
+        """`task_index` and the annotation columns hold indices of listed tasks."""
+        tasks_file = "meta/tasks.parquet" if self.version == "v3.0" else "meta/tasks.jsonl"
+        for column in dict.fromkeys(["task_index", *self.modality.annotation.values()]):
+            if column not in data:
+                continue
+            unknown = ~np.isin(data[column], list(self.tasks))
+            if unknown.any():
+                row = int(np.argmax(unknown))
+                raise DatasetError(source, column, f"task indices listed in {tasks_file} "
+                                   f"({', '.join(map(str, sorted(self.tasks)))})",
+                                   f"{data[column][row]} in episode {episode_index}, row {row}")
 
     def _original_video_key(self, video_key: str) -> str:
         if video_key not in self.modality.video:
@@ -174,7 +199,7 @@ class LeRobotDataset:
         if not path.is_file():
             raise DatasetError(path, None, "the parquet file of an episode (data_path of meta/info.json)",
                                "no such file")
-        table = pq.read_table(path)
+        table = read_parquet(path, self.root)
         if self.version == "v3.0":
             self._file_cache[path] = table
             if len(self._file_cache) > 2:
@@ -195,6 +220,25 @@ def column_to_numpy(column: Any, source: str, name: str) -> np.ndarray:
                            f"widths {sorted(set(lengths.tolist()))}")
     values = array.flatten().to_numpy(zero_copy_only=False)
     return values.astype(np.float32).reshape(len(array), width)
+
+
+def read_parquet(path: Path, root: Path, columns: Sequence[str] | None = None) -> Any:
+    """A parquet file (or its `columns`) as a pyarrow Table; a file pyarrow cannot read or that lacks one
+    of `columns` raises DatasetError naming it."""
+    try:
+        if columns is not None:
+            names = pq.read_schema(path).names
+            for column in columns:
+                if column not in names:
+                    raise DatasetError(_relative(path, root), column, "a column", "none")
+        return pq.read_table(path, columns=columns)
+    except (pa.ArrowException, OSError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DatasetError(_relative(path, root), None, "a readable parquet file", reason) from e
+
+
+def _relative(path: Path, root: Path) -> Path:
+    return path.relative_to(root) if path.is_relative_to(root) else path
 
 
 def _read_json(path: Path, root: Path) -> Any:
@@ -303,7 +347,7 @@ def _load_episodes_v2(root: Path, info: Mapping[str, Any], modality: ModalitySpe
 def _parquet_columns(path: Path, root: Path, required: Sequence[str]) -> dict[str, list]:
     if not path.is_file():
         raise DatasetError(path, None, "a LeRobot metadata file", "no such file")
-    table = pq.read_table(path)
+    table = read_parquet(path, root)
     for column in required:
         if column not in table.column_names:
             raise DatasetError(path.relative_to(root), column, "a column", "none")
@@ -313,7 +357,7 @@ def _parquet_columns(path: Path, root: Path, required: Sequence[str]) -> dict[st
 def _load_tasks_v3(root: Path) -> dict[int, str]:
     path = root / "meta" / "tasks.parquet"
     # LeRobot writes the task string as the pandas index; groot writes it as a column named "task"
-    names = pq.read_schema(path).names if path.is_file() else []
+    names = read_parquet(path, root).column_names if path.is_file() else []
     task_column = "task" if "task" in names else "__index_level_0__"
     columns = _parquet_columns(path, root, ("task_index", task_column))
     return {int(i): str(t) for i, t in zip(columns["task_index"], columns[task_column], strict=True)}
@@ -354,34 +398,70 @@ class ValidationSummary:
     decoded_frames: int
 
 
-def validate_dataset(dataset: LeRobotDataset, decode: bool = True) -> ValidationSummary:
-    """Check every episode's parquet (rows, widths, timestamps) and every camera's video (exists, has
-    frames covering the episode, resolution); with `decode`, decode each episode's first and last frame.
+def validate_dataset(dataset: LeRobotDataset, decode: bool = True, count_packets: bool = True,
+                     stats_file: bool = True) -> ValidationSummary:
+    """Check the episode index against the data files and meta/info.json, every episode's parquet (the
+    columns of meta/info.json, rows, widths, finite numbers, task indices, increasing timestamps) and
+    every camera's video (readable, resolution, frames covering the episode: counted from its packets,
+    or read from the container header when not `count_packets`); with `decode`, decode each episode's
+    first and last frame; with `stats_file`, a present meta/stats.json must be valid.
     Raises DatasetError at the first problem."""
     from tqdm import tqdm
 
+    from groot.data.stats import check_stats_file
+
+    _check_every_data_row_listed(dataset)
+    if stats_file:
+        check_stats_file(dataset)
+    columns = [name for name, feature in dataset.info["features"].items() if feature.get("dtype") != "video"]
     probes: dict[Path, video.VideoProbe] = {}
     decoded = 0
     for episode in tqdm(dataset.episodes, desc="validate", unit="episode", leave=False):
         data = dataset.episode_data(episode.index)
         source = str(episode.data_path.relative_to(dataset.root))
-        times = data.get("timestamp")
-        if times is None:
-            raise DatasetError(source, "timestamp", "a column of frame times (seconds)", "none")
-        if len(times) > 1 and not (np.diff(times) > 0).all():
+        for column in [*columns, "timestamp"]:
+            if column not in data:
+                expected = "a column of frame times (seconds)" if column == "timestamp" else \
+                    "a column (a feature of meta/info.json)"
+                raise DatasetError(source, column, expected, "none")
+        times = data["timestamp"]
+        if len(times) == 0:
+            raise DatasetError(source, "timestamp", f"at least one row for episode {episode.index}", "none")
+        steps = np.diff(times)
+        if (steps <= 0).any():
+            row = int(np.argmax(steps <= 0)) + 1
             raise DatasetError(source, "timestamp", f"increasing times in episode {episode.index}",
-                               f"{times[:5].tolist()}...")
+                               f"{times[row]} after {times[row - 1]} at row {row}")
         for task in episode.tasks:
             if task not in dataset.tasks.values():
                 raise DatasetError("meta/tasks", f"episode {episode.index}", f"task {task!r} listed", "none")
         for key, original in dataset.modality.video.items():
             segment = episode.videos[original]
             if segment.path not in probes:
-                probes[segment.path] = video.probe_video(segment.path)
+                probes[segment.path] = video.probe_video(segment.path, count_packets)
             _check_video_covers(dataset, key, episode, segment, probes[segment.path], float(times[-1]))
             if decode:
                 decoded += len(dataset.decode_frames(episode.index, key, [times[0], times[-1]]))
     return ValidationSummary(len(dataset.episodes), dataset.num_frames, len(probes), decoded)
+
+
+def _check_every_data_row_listed(dataset: LeRobotDataset) -> None:
+    """Every episode with rows in a parquet file under data/ has an entry in the episode index, and
+    `total_episodes` of meta/info.json (when given) counts the listed ones."""
+    index_file = "meta/episodes/" if dataset.version == "v3.0" else "meta/episodes.jsonl"
+    listed = {episode.index for episode in dataset.episodes}
+    for path in sorted((dataset.root / "data").rglob("*.parquet")):
+        table = read_parquet(path, dataset.root, columns=["episode_index"])
+        source = str(path.relative_to(dataset.root))
+        found = np.unique(table.column("episode_index").to_numpy(zero_copy_only=False))
+        unlisted = sorted(set(found.tolist()) - listed)
+        if unlisted:
+            raise DatasetError(index_file, None, "an entry for every episode with rows under data/",
+                               f"none for episode {unlisted[0]} (rows in {source})")
+    total = dataset.info.get("total_episodes")
+    if isinstance(total, int) and not isinstance(total, bool) and total != len(listed):
+        raise DatasetError("meta/info.json", "total_episodes",
+                           f"{len(listed)} (the episodes in {index_file})", total)
 
 
 def _check_video_covers(dataset: LeRobotDataset, key: str, episode: EpisodeInfo, segment: VideoSegment,

@@ -37,18 +37,45 @@ def compute_stats(columns: Mapping[str, np.ndarray]) -> Stats:
 
 def stats_fit(stats: Any, widths: Mapping[str, int]) -> bool:
     """Whether `stats` holds all six finite statistics with the right width for each column."""
+    return stats_problem(stats, widths) is None
+
+
+def stats_problem(stats: Any, widths: Mapping[str, int]) -> tuple[str | None, str, str] | None:
+    """The first reason `stats` does not fit `widths` ({column: D}) as (key, expected, found), else None."""
     if not isinstance(stats, Mapping):
-        return False
+        return None, "a JSON object of column statistics", type(stats).__name__
     for column, width in widths.items():
         entry = stats.get(column)
         if not isinstance(entry, Mapping):
-            return False
+            return column, f"an object of {', '.join(STAT_NAMES)}", "none" if entry is None else repr(entry)
         for stat in STAT_NAMES:
             values = entry.get(stat)
-            if not (isinstance(values, list) and len(values) == width and all(
-                    isinstance(v, (int, float)) and math.isfinite(v) for v in values)):
-                return False
-    return True
+            key = f"{column}.{stat}"
+            if not (isinstance(values, list) and len(values) == width):
+                found = f"{len(values)} values" if isinstance(values, list) else repr(values)
+                return key, f"a list of {width} numbers", found
+            for dim, value in enumerate(values):
+                if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                    return key, "finite numbers", f"{value!r} at dim {dim}"
+    return None
+
+
+def check_stats_file(dataset: Any) -> None:
+    """A present `meta/stats.json` must be valid JSON holding finite stats of every state / action column
+    at its width (a missing one is fine: it is computed when needed). Raises DatasetError."""
+    from groot.errors import DatasetError
+
+    path = Path(dataset.root) / "meta" / "stats.json"
+    if not path.is_file():
+        return
+    try:
+        stats = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DatasetError("meta/stats.json", None, "valid JSON", f"{type(e).__name__}: {e}") from e
+    widths = {column: dataset.vector_widths[column] for column in dataset.modality.column_widths()}
+    problem = stats_problem(stats, widths)
+    if problem is not None:
+        raise DatasetError("meta/stats.json", *problem)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -6,9 +6,10 @@ DataLoader workers: nothing is shared between processes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fractions
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -67,21 +68,43 @@ class VideoProbe:
     end_s: float  # presentation time of the last frame plus one frame period
 
 
-def probe_video(path: str | Path) -> VideoProbe:
-    """Frame count, rate, size and end time of a video, read from packets only (no decoding)."""
+def probe_video(path: str | Path, count_packets: bool = True) -> VideoProbe:
+    """Frame count, rate, size and end time of a video, without decoding: from every packet's time
+    (`count_packets`), else from the container header alone (falling back to the packets when the
+    header does not record a frame count). A file FFmpeg cannot read raises DatasetError."""
     import av
 
     path = Path(path)
     if not path.is_file():
         raise DatasetError(path, None, "a video file", "no such file")
-    with av.open(str(path)) as container:
+    with readable_video(path), av.open(str(path)) as container:
+        if not container.streams.video:
+            raise DatasetError(path, None, "a file with a video stream", "no video stream")
         stream = container.streams.video[0]
-        fps = float(stream.average_rate or stream.guessed_rate)
+        fps = float(stream.average_rate or stream.guessed_rate or 0)
+        if fps <= 0:
+            raise DatasetError(path, None, "a video with a frame rate", "none")
+        height, width = stream.codec_context.height, stream.codec_context.width
+        if not count_packets and stream.frames > 0 and stream.duration is not None:
+            end_s = float(((stream.start_time or 0) + stream.duration) * stream.time_base)
+            return VideoProbe(int(stream.frames), fps, height, width, end_s)
         pts = [p.pts for p in container.demux(stream) if p.pts is not None]
         if not pts:
             raise DatasetError(path, None, "a video with frames", "no frames")
         end_s = float(max(pts) * stream.time_base) + 1.0 / fps
-        return VideoProbe(len(pts), fps, stream.codec_context.height, stream.codec_context.width, end_s)
+        return VideoProbe(len(pts), fps, height, width, end_s)
+
+
+@contextlib.contextmanager
+def readable_video(path: Path) -> Iterator[None]:
+    """FFmpeg's errors on a truncated, empty or foreign file, raised inside, as DatasetError naming it."""
+    import av
+
+    try:
+        yield
+    except av.FFmpegError as e:
+        reason = str(e).replace(f": '{path}'", "").splitlines()[0] if str(e) else type(e).__name__
+        raise DatasetError(path, None, "a readable video", reason) from e
 
 
 class _Pick:
@@ -136,7 +159,7 @@ def _decode_pyav(path: Path, wanted: list[float]) -> tuple[Picks, float]:
     import av
 
     picked: Picks = {}
-    with av.open(str(path)) as container:
+    with readable_video(path), av.open(str(path)) as container:
         stream = container.streams.video[0]
         # One decode per DataLoader worker: FFmpeg's default starts a thread per core at every open,
         # which on a many-core machine costs more than the few frames decoded here.

@@ -100,6 +100,17 @@ def _write_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(_to_json(obj), indent=2) + "\n")
 
 
+def nonfinite_tensor(state: dict[str, torch.Tensor]) -> tuple[str, str] | None:
+    """(name, 'N NaN / inf of M values') of the first floating tensor holding a non-finite value;
+    None when all are finite."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and tensor.device.type != "meta":
+            finite = torch.isfinite(tensor)
+            if not bool(finite.all()):
+                return name, f"{int((~finite).sum())} NaN / inf of {tensor.numel()} values"
+    return None
+
+
 def _write_weights(state: dict[str, torch.Tensor], out: Path, max_shard_size: int | str) -> None:
     """model.safetensors, or model-0000k-of-0000n.safetensors + model.safetensors.index.json when the
     unique tensors exceed max_shard_size (split in key order by `huggingface_hub`; a tensor larger
@@ -134,9 +145,14 @@ def save_state_dict(config: GR00TN15Config, state: dict[str, torch.Tensor], dire
                     max_shard_size: int | str = "2GB", tokenizer: Any = None,
                     extra_files: dict[str, str] | None = None) -> Path:
     """`save_pretrained` from a config and a full state dict (e.g. gathered from a sharded FSDP model);
-    `state` has the keys of `GR00TN15(config).state_dict()` (tied tensors may be left out).
+    `state` has the keys of `GR00TN15(config).state_dict()` (tied tensors may be left out). A state with
+    a NaN / inf is refused (CheckpointError naming the tensor) before anything is written.
     extra_files: {path relative to the directory: text} written in the same atomic step."""
     out = Path(directory).resolve()
+    bad = nonfinite_tensor(state)
+    if bad is not None:
+        raise CheckpointError(f"{out}: tensor {bad[0]!r}: expected finite weights, found {bad[1]}; "
+                              "nothing was written")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
@@ -266,8 +282,9 @@ def load_pretrained(path_or_hub_id: str | Path, dtype: torch.dtype | None = None
 
     dtype: cast floating weights (None keeps the stored dtype); device: where the weights are read to
     (default cpu); revision, token, cache_dir, local_files_only: see `resolve_checkpoint_dir`. A missing
-    tied lm_head is re-tied; an absent SigLIP pooling head is dropped from the model; other missing keys
-    raise CheckpointError, unexpected ones are reported and ignored."""
+    tied lm_head is re-tied; an absent SigLIP pooling head is dropped from the model; other missing keys,
+    and a NaN / inf in any tensor (named with its file), raise CheckpointError; unexpected keys are
+    reported and ignored."""
     root = resolve_checkpoint_dir(path_or_hub_id, revision, token=token, cache_dir=cache_dir,
                                   local_files_only=local_files_only)
     config = checkpoint_config(root)
@@ -276,11 +293,21 @@ def load_pretrained(path_or_hub_id: str | Path, dtype: torch.dtype | None = None
         model = GR00TN15(config)
     target = str(torch.device(device)) if device is not None else "cpu"
     loaded: dict[str, torch.Tensor] = {}
+    file_of: dict[str, str] = {}
     for file in tqdm(files, desc="loading shards", disable=len(files) == 1):
-        loaded.update(load_file(str(file), device=target))
+        tensors = load_file(str(file), device=target)
+        loaded.update(tensors)
+        file_of.update(dict.fromkeys(tensors, file.name))
     _check_keys(root, model.state_dict(), loaded, config.backbone_cfg.llm.tie_word_embeddings)
+    stored = loaded
     if dtype is not None:
         loaded = {k: v.to(dtype) if v.is_floating_point() else v for k, v in loaded.items()}
+    bad = nonfinite_tensor(loaded)
+    if bad is not None:
+        name, found = bad
+        cast = "" if nonfinite_tensor({name: stored[name]}) else f" after the cast to {dtype}"
+        raise CheckpointError(f"{root / file_of[name]}: tensor {name!r}: expected finite weights, "
+                              f"found {found}{cast}")
     model.load_state_dict(loaded, strict=False, assign=True)
     model.tie_weights()
     still_meta = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import zmq
 
 from groot.errors import GrootError
+from groot.finite import check_finite_actions
 from groot.serve import protocol
 from groot.serve.limits import RequestLimits
 
@@ -160,10 +161,14 @@ class InferenceServer:
             return {"status": "ok", "message": "Server is shutting down"}
         if request.endpoint == "get_action":
             if request.seed is None:
-                return self.policy.get_action(request.data)
-            if not self._policy_takes_seed:
+                action = self.policy.get_action(request.data)
+            elif self._policy_takes_seed:
+                action = self.policy.get_action(request.data, seed=request.seed)
+            else:
                 raise protocol.ProtocolError("'seed': this server's policy does not take a seed")
-            return self.policy.get_action(request.data, seed=request.seed)
+            if isinstance(action, dict):  # whatever the policy, no NaN / inf reaches a robot
+                check_finite_actions(action)
+            return action
         if request.endpoint == "get_modality_config":
             return self.policy.get_modality_config()
         raise protocol.ProtocolError(f"unknown endpoint {request.endpoint!r}; "

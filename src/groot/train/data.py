@@ -27,13 +27,21 @@ from groot.utils.process import exit_when_process_ends
 def build_dataset(paths: list[str], data_config: Any, embodiment_tag: str, video_backend: str,
                   balance_dataset_weights: bool, balance_trajectory_weights: bool, seed: int,
                   frame_cache_dir: str | None = None):
-    """One GrootDataset per path; more than one path -> MixtureDataset with weight 1.0 each (spec 6.4)."""
+    """One GrootDataset per path; more than one path -> MixtureDataset with weight 1.0 each (spec 6.4).
+
+    Each dataset first passes `groot data validate`'s checks except the two slow ones: videos are checked
+    from their container headers (readable, resolution, frame count covering every episode) instead of
+    from every packet, and no frame is decoded. An unusable meta/stats.json is recomputed, not refused.
+    Raises DatasetError naming the file, key, expected and found value."""
     from groot.data.dataset import GrootDataset, MixtureDataset
+    from groot.data.lerobot import validate_dataset
 
     if not paths:
         raise ConfigError("--dataset-path: expected at least one dataset directory, found none")
     datasets = [GrootDataset(path, data_config, embodiment_tag=embodiment_tag, video_backend=video_backend,
                              frame_cache_dir=frame_cache_dir) for path in paths]
+    for dataset in datasets:
+        validate_dataset(dataset.reader, decode=False, count_packets=False, stats_file=False)
     if len(datasets) == 1:
         return datasets[0]
     return MixtureDataset(datasets, weights=[1.0] * len(datasets),

@@ -21,6 +21,7 @@ from torch import nn
 
 from groot.errors import ConfigError
 from groot.train.finetune_config import FinetuneConfig, validate
+from groot.train.nonfinite import NonFiniteWatch
 
 __all__ = ["FinetuneConfig", "finetune"]
 
@@ -308,11 +309,18 @@ class Trainer:
                 logger.log(0, {"eval_loss": eval_loss})
         bar = tqdm(total=cfg.max_steps, initial=self.step, desc="finetune", unit="step",
                    disable=not ctx.is_main, dynamic_ncols=True)
+        # the first non-finite loss / gradient norm is recorded on the device and read only where the
+        # trainer synchronises anyway: when it logs, and before it saves (groot.train.nonfinite)
+        watch = NonFiniteWatch(ctx.device)
+
+        def check_finite() -> None:
+            watch.check(self._describe_batch, distributed=ctx.is_distributed)
+
         # a logged window's loss and gradient norm stay on the device until the next step is queued:
         # reading them then waits for the logged step only, so logging never drains the GPU's queue
         pending: dict[str, Any] | None = None
 
-        def flush() -> None:
+        def flush(check: bool = True) -> None:
             nonlocal pending
             if pending is None:
                 return
@@ -322,13 +330,16 @@ class Trainer:
                 logger.log(step, metrics)
             bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['lr']:.2e}",
                             samples_s=f"{metrics['samples_per_s']:.1f}")
+            if check:
+                check_finite()
 
         try:
             while self.step < cfg.max_steps:
                 lr = self.schedule.current_lr()
-                loss, grad_norm = self._optimizer_step(batches)
+                loss, grad_norm, positions = self._optimizer_step(batches)
                 flush()
                 self.step += 1
+                watch.record(self.step, loss, grad_norm, positions)
                 window_loss += loss
                 window_steps += 1
                 bar.update(1)
@@ -347,25 +358,40 @@ class Trainer:
                         logger.log(self.step, {"eval_loss": eval_loss})
                 if self.step % cfg.save_steps == 0 or self.step == cfg.max_steps:
                     flush()
+                    check_finite()
                     self.save()
         finally:
-            flush()
+            flush(check=False)  # the last step was checked before its checkpoint
             batches.close()
             bar.close()
             if logger is not None:
                 logger.close()
 
-    def _optimizer_step(self, batches) -> tuple[torch.Tensor, torch.Tensor]:
+    def _optimizer_step(self, batches) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
         """One optimizer step over the next `gradient_accumulation_steps` micro-batches.
-        Returns (mean micro-batch loss, pre-clip gradient norm) as device tensors."""
+        Returns (mean micro-batch loss, pre-clip gradient norm) as device tensors, and the
+        (epoch, batch in epoch) position of each micro-batch."""
         from groot.train.step import with_flow_time
 
-        accumulate = self.cfg.gradient_accumulation_steps
-        micro_batches = [with_flow_time(self.raw_model, next(batches), self.ctx.device)
-                         for _ in range(accumulate)]
+        micro_batches, positions = [], []
+        for _ in range(self.cfg.gradient_accumulation_steps):
+            micro_batches.append(with_flow_time(self.raw_model, next(batches), self.ctx.device))
+            positions.append((self.epoch, self.batches_into_epoch - 1))  # counted when handed out
         loss, grad_norm = self.train_step(micro_batches)
         self.schedule.step()
-        return loss, grad_norm
+        return loss, grad_norm, positions
+
+    def _describe_batch(self, epoch: int, batch: int) -> str:
+        """The episodes of this process's micro-batch `batch` of epoch `epoch`."""
+        from groot.train.data import ResumableShardedSampler
+        from groot.train.nonfinite import describe_batch_episodes
+
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+        sampler = ResumableShardedSampler(len(self.dataset), self.cfg.seed, self.ctx.rank,
+                                          self.ctx.world_size)
+        sampler.set_epoch(epoch, start=batch * self.cfg.batch_size)
+        return describe_batch_episodes(self.dataset, iter(sampler), self.cfg.batch_size)
 
     @torch.no_grad()
     def evaluate(self, dataset) -> float:
