@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -42,29 +40,16 @@ class PlotArgs:
 def register(subparsers: Any) -> None:
     group = add_group(subparsers, "data", "Inspect, validate, summarise and plot LeRobot datasets "
                       "(v2.0 / v2.1 / v3.0 with meta/modality.json).")
-    add_command(group, "info", InfoArgs, _dataset_errors_exit(run_info),
+    add_command(group, "info", InfoArgs, run_info,
                 "Print version, episodes, frames, fps, cameras, modality keys and tasks.")
-    add_command(group, "validate", ValidateArgs, _dataset_errors_exit(run_validate),
+    add_command(group, "validate", ValidateArgs, run_validate,
                 "Check every episode's parquet and video; exit 0 if the dataset is sound, 2 with the "
                 "precise problem otherwise.")
-    add_command(group, "stats", StatsArgs, _dataset_errors_exit(run_stats),
+    add_command(group, "stats", StatsArgs, run_stats,
                 "Print the per-key statistics (from meta/stats.json, or computed when it is missing or "
                 "stale); --write saves them.")
-    add_command(group, "plot", PlotArgs, _dataset_errors_exit(run_plot),
+    add_command(group, "plot", PlotArgs, run_plot,
                 "Write one PNG per episode: camera frame strips plus state and action curves per key.")
-
-
-def _dataset_errors_exit(run: Callable[[Any], int]) -> Callable[[Any], int]:
-    """Malformed datasets end with the DatasetError's message on stderr and exit status 2."""
-    def guarded(cfg: Any) -> int:
-        from groot.errors import DatasetError
-
-        try:
-            return run(cfg)
-        except DatasetError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-    return guarded
 
 
 def run_info(cfg: InfoArgs) -> int:
