@@ -228,8 +228,7 @@ def _demo_report(cfg: DemoConfig, summary: dict[str, Any], report: dict[str, Any
     from groot.eval.closed_loop import format_report
 
     def link(path: str) -> str:
-        relative = os.path.relpath(path, out)
-        return f"[{relative}]({relative})"
+        return f"[{os.path.relpath(path, out)}]({os.path.relpath(path, out)})"
 
     lines = ["# groot demo", "",
              f"Tasks {cfg.tasks} of LIBERO-Object, {cfg.episodes_per_task} expert demonstrations each "
@@ -240,7 +239,7 @@ def _demo_report(cfg: DemoConfig, summary: dict[str, Any], report: dict[str, Any
              "normal outcome. The demo proves the loop (simulator data, fine-tuning, checkpoint, policy, "
              "closed-loop evaluation); a policy that succeeds needs the `small` preset trained on a GPU on "
              "more demonstrations (see BENCHMARKS.md for its LIBERO results).", "",
-             f"![loss curve]({link(artifacts['loss_curve'])})", "",
+             f"![loss curve]({os.path.relpath(artifacts['loss_curve'], out)})", "",
              format_report(report),
              "| stage | seconds |", "|---|---:|"]
     lines += [f"| {name.removesuffix('_s')} | {seconds:.0f} |" for name, seconds in timings.items()]
