@@ -35,7 +35,8 @@ def test_short_demo_writes_its_report_then_resumes_and_refuses_other_settings(tm
         assert noise not in first.stdout + first.stderr
         assert noise in (out / "simulator.log").read_text()
     report = (out / "report.md").read_text()
-    assert "What to expect" in report and "![loss curve](loss.png)" in report and "](eval/videos/task00_ep000_" in report
+    assert "What to expect" in report and "![loss curve](loss.png)" in report
+    assert "](eval/videos/task00_ep000_" in report
     summary = json.loads((out / "demo.json").read_text())
     assert summary["expert_success"] > 0 and 0.0 <= summary["policy_success"] <= 1.0
 
