@@ -235,7 +235,9 @@ class Trainer:
             return self._train_step
         return GraphedTrainStep(self._train_step, self.optimizer)
 
-    def _train_step(self, micro_batches: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _train_step(self, micro_batches: list[tuple[dict[str, Any], torch.Tensor | None]]
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(device batch, flow-matching times) per micro-batch -> (loss, grad_norm)"""
         from groot.train.step import train_step
 
         return train_step(self.model, self.optimizer, micro_batches, self.cfg.max_grad_norm, self.use_bf16)
@@ -358,10 +360,10 @@ class Trainer:
     def _optimizer_step(self, batches) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step over the next `gradient_accumulation_steps` micro-batches.
         Returns (mean micro-batch loss, pre-clip gradient norm) as device tensors."""
-        from groot.train.step import with_flow_time
+        from groot.train.step import micro_batch
 
         accumulate = self.cfg.gradient_accumulation_steps
-        micro_batches = [with_flow_time(self.raw_model, next(batches), self.ctx.device)
+        micro_batches = [micro_batch(self.raw_model, next(batches), self.ctx.device)
                          for _ in range(accumulate)]
         loss, grad_norm = self.train_step(micro_batches)
         self.schedule.step()
