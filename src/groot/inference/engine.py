@@ -126,7 +126,8 @@ class InferenceEngine:
                  crop_scale: float | None = 0.95, use_cuda_graphs: bool = True, exact: bool = True,
                  fuse_projections: bool = True, compile: bool = False, max_shapes: int = 8,
                  max_prompt_blocks: int = 256, compile_backend: str | Callable = "inductor"):
-        """model: GR00TN15 (put in eval mode; never modified); processor: GrootProcessor (prompt ids);
+        """model: GR00TN15 (put in eval mode; its modules are never replaced);
+        processor: GrootProcessor (prompt ids);
         crop_scale: centre-crop fraction for raw frames, None when samples carry transformed images;
         exact: the eager model's numerics (bit-identical results) or faster attention kernels;
         fuse_projections: one GEMM per group of same-input projections;
