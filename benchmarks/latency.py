@@ -14,10 +14,9 @@ into 4-byte tokens (about Qwen3's rate on English; special and image tokens unch
 instruction is padded / trimmed until the whole prompt is `--prompt-tokens` long.
 
 Engine variants (`--variants`): `exact` (the eager model's numerics, fused projections, a graph per
-exact prompt length), `fast` (exact=False: no LLM mask when unpadded), `bucketed` (exact, prompts
-padded to multiples of 32 with key masks), `compiled` (fast + `compile=True`: each kind of repeated
-transformer block compiled once, `regional_compile`; no projection fusion). Per batch size and path it
-reports p50 / p99 milliseconds of
+exact prompt length), `fast` (exact=False: no LLM mask when unpadded), `compiled` (fast +
+`compile=True`: each kind of repeated transformer block compiled once, `regional_compile`; no
+projection fusion). Per batch size and path it reports p50 / p99 milliseconds of
 - preprocess: uploads (+ prompt ids when they change); eager: CPU transform + processor + uploads,
 - backbone: frames -> pixels (fast path: on the GPU) + vision + LLM; head: VL self-attention + all
   denoising steps (each stage timed with a device synchronisation after it),
@@ -57,8 +56,7 @@ from kernel_profile import kernel_summary
 INSTRUCTION = "pick up the red cube from the table and put it in the blue bowl next to the sink, then " \
               "move the arm back to its resting pose above the table "
 NEW_EMBODIMENT = 31
-VARIANTS = {"exact": {}, "fast": {"exact": False}, "bucketed": {"length_multiple": 32},
-            "compiled": {"exact": False, "compile": True}}
+VARIANTS = {"exact": {}, "fast": {"exact": False}, "compiled": {"exact": False, "compile": True}}
 
 
 class ChunkedByteTokenizer:

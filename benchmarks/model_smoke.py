@@ -59,8 +59,9 @@ def recompute_each_step(model: GR00TN15, features: torch.Tensor, state: torch.Te
     actions = noise
     for k in range(steps):
         buckets = torch.full((noise.shape[0],), int(k / steps * 1000), device=noise.device)
-        velocity = head.predict_velocity(head.state_encoder(state, embodiment), actions, buckets, embodiment,
-                                         vl=head.encode_vl(features))
+        cross_kv = head.model.cross_kv(head.encode_vl(features))
+        velocity = head.predict_velocity(head.state_encoder(state, embodiment), actions, embodiment, cross_kv,
+                                         head.step_conditioning(buckets))
         actions = actions + velocity / steps
     return actions
 

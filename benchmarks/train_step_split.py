@@ -25,7 +25,7 @@ from groot.train.data import move_batch
 from groot.train.host_embedding import HostTokenEmbedding
 from groot.train.optim import build_optimizer, clip_and_step, parameter_groups
 from groot.train.precision import compile_for_training
-from groot.train.step import with_flow_time
+from groot.train.step import draw_flow_times
 from kernel_profile import profile_calls
 from train_throughput import NEW_EMBODIMENT, _device_name, default_finetune_model
 
@@ -70,11 +70,11 @@ def main() -> None:
 
     features = backbone()
 
-    def head_step_of(batches: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
-        (part,) = batches
+    def head_step_of(batches: list[tuple[dict, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+        ((part, t),) = batches
         with torch.autocast("cuda", dtype=torch.bfloat16):
             loss = model.action_head(part["features"], part["state"].float(), part["action"].float(),
-                                     part["action_mask"], part["embodiment_id"], part["flow_time"])
+                                     part["action_mask"], part["embodiment_id"], t=t)
         loss.backward()
         grad_norm = clip_and_step(optimizer, 1.0)
         optimizer.zero_grad(set_to_none=True)
@@ -83,7 +83,7 @@ def main() -> None:
     graphed_head_step = GraphedTrainStep(head_step_of, optimizer)  # as finetune replays its step
 
     def head_step() -> None:
-        graphed_head_step([{**with_flow_time(model, batch, device), "features": features}])
+        graphed_head_step([({**batch, "features": features}, draw_flow_times(model, batch, device))])
 
     parts = {}
     for name, run in (("backbone_forward", backbone), ("head_step", head_step)):

@@ -35,7 +35,7 @@ from groot.train.host_embedding import HostTokenEmbedding
 from groot.train.logging import read_metrics
 from groot.train.optim import build_optimizer, parameter_groups
 from groot.train.precision import cast_frozen_to_bf16, compile_for_training, enable_tf32
-from groot.train.step import train_step, with_flow_time
+from groot.train.step import micro_batch, train_step
 from kernel_profile import profile_calls
 
 NEW_EMBODIMENT = 31
@@ -90,7 +90,7 @@ def model_only(preset: str, batch_size: int, steps: int, warmup: int, device: to
         torch.cuda.reset_peak_memory_stats(device)
 
     def step() -> torch.Tensor:
-        return run([with_flow_time(model, batch, device)])[0]
+        return run([micro_batch(model, batch, device)])[0]
 
     for _ in range(warmup):
         step()

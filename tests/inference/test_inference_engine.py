@@ -10,8 +10,9 @@ from inference_samples import eager_actions, make_sample
 from groot.data import image_ops
 from groot.errors import ObservationError
 from groot.inference import InferenceEngine
-from groot.inference.engine import key_padding_bias
+from groot.inference.fusion import FusedQwen3MLP
 from groot.model.processor import GrootProcessor
+from groot.model.qwen3 import Qwen3MLP
 
 ATOL = 2e-5
 
@@ -44,47 +45,21 @@ def test_batch_with_left_and_batch_padding_matches_eager(tiny_model, tiny_proces
     assert_matches(fast, eager_actions(tiny_model, tiny_processor, samples, noise))
 
 
-@pytest.mark.parametrize("length_multiple", [32, 128])
-def test_length_bucket_padding_with_mask_equals_unpadded(tiny_model, tiny_processor, length_multiple):
-    rng = np.random.default_rng(1)
-    samples = [make_sample(rng, "stack the cups"), make_sample(rng, "go")]
-    noise = torch.randn(2, 16, 32)
-    engine = InferenceEngine(tiny_model, tiny_processor, length_multiple=length_multiple)
-    staged = engine.stage(samples, noise)
-    assert staged.key.length % length_multiple == 0 and staged.key.length > staged.prompt_length
-    engine.encode(staged)
-    fast = engine.denoise(staged)
-    assert_matches(fast, eager_actions(tiny_model, tiny_processor, samples, noise))
-
-
-def test_length_padding_without_the_key_mask_would_change_results(tiny_model):
-    """The masks are what keeps bucket padding exact: unmasked padding keys move the actions."""
-    head = tiny_model.action_head
-    torch.manual_seed(2)
-    features, state, noise = torch.randn(1, 20, 64), torch.randn(1, 1, 64), torch.randn(1, 16, 32)
-    padded = torch.cat([features, torch.randn(1, 12, 64)], dim=1)
-    conditionings = head.denoising_conditionings(4, 1, "cpu")
-
-    def integrate(feats, bias):
-        return head.integrate(head.encode_vl(feats, bias), state, noise, 3, conditionings, bias)
-
-    reference = head.sample(features, state, torch.tensor([3]), noise=noise)
-    masked = integrate(padded, key_padding_bias(20, 32, 1, torch.float32))
-    unmasked = integrate(padded, None)
-    torch.testing.assert_close(masked, reference, atol=ATOL, rtol=0)
-    assert (unmasked - reference).abs().max() > 1e-3
-
-
 def test_fused_projections_match_eager_and_leave_the_model_as_it_was(tiny_model, tiny_processor):
     keys = list(tiny_model.state_dict())
     rng = np.random.default_rng(3)
     samples = [make_sample(rng, "wipe the table"), make_sample(rng, "wipe")]
     noise = torch.randn(2, 16, 32)
-    fast = InferenceEngine(tiny_model, tiny_processor, exact=False).predict(samples, noise=noise)
+    classes = [type(module) for module in tiny_model.modules()]
+    engine = InferenceEngine(tiny_model, tiny_processor, exact=False)
+    fast = engine.predict(samples, noise=noise)
     assert_matches(fast, eager_actions(tiny_model, tiny_processor, samples, noise))
     assert list(tiny_model.state_dict()) == keys
-    assert isinstance(tiny_model.backbone.eagle_model.language_model.model.layers[0].mlp.up_proj,
-                      torch.nn.Linear)
+    assert [type(module) for module in tiny_model.modules()] == classes
+    mlp = tiny_model.backbone.eagle_model.language_model.model.layers[0].mlp
+    fused_mlp = engine.fast_model.backbone.eagle_model.language_model.model.layers[0].mlp
+    assert isinstance(mlp, Qwen3MLP) and not isinstance(mlp, FusedQwen3MLP)
+    assert isinstance(fused_mlp, FusedQwen3MLP) and fused_mlp.up_proj.weight is mlp.up_proj.weight
 
 
 def test_mixed_embodiments_match_eager(tiny_model, tiny_processor):

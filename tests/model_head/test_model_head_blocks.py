@@ -61,7 +61,7 @@ def test_ada_layer_norm_chunks_scale_before_shift():
         norm.linear.bias.copy_(torch.cat([scale, shift]))
     x = torch.randn(1, 3, 4)
     expected = torch.nn.functional.layer_norm(x, (4,), eps=1e-5) * (1 + scale) + shift
-    torch.testing.assert_close(norm(x, torch.zeros(1, 4)), expected)
+    torch.testing.assert_close(norm(x, norm.modulation(torch.zeros(1, 4))), expected)
 
 
 def test_dit_output_modulation_chunks_shift_before_scale():
@@ -131,9 +131,10 @@ def test_cross_kv_precompute_equals_recomputing(head):
                          head.cfg.input_embedding_dim)
     steps = torch.tensor([250, 500])
     with torch.no_grad():
-        direct = head.model(tokens, steps, vl_features=vl)
-        reused = head.model(tokens, steps, cross_kv=head.model.precompute_cross_kv(vl))
-    assert torch.equal(direct, reused)
+        direct = head.model(tokens, steps, vl)
+        cross_kv = head.model.cross_kv(vl)
+        reused = [head.model.transform(tokens, cross_kv, head.model.conditioning(steps)) for _ in range(2)]
+    assert torch.equal(direct, reused[0]) and torch.equal(direct, reused[1])
 
 
 def test_sample_equals_euler_loop_recomputing_everything_each_step(head):
@@ -146,8 +147,9 @@ def test_sample_equals_euler_loop_recomputing_everything_each_step(head):
         actions = noise
         for k in range(steps):
             buckets = torch.full((2,), int(k / steps * 1000))
-            velocity = head.predict_velocity(head.state_encoder(state, embodiment), actions, buckets,
-                                             embodiment, vl=head.encode_vl(features))
+            cross_kv = head.model.cross_kv(head.encode_vl(features))
+            velocity = head.predict_velocity(head.state_encoder(state, embodiment), actions, embodiment,
+                                             cross_kv, head.step_conditioning(buckets))
             actions = actions + velocity / steps
     torch.testing.assert_close(sampled, actions, rtol=0, atol=1e-6)
     assert buckets.tolist() == [666, 666]
@@ -204,3 +206,21 @@ def test_loss_is_mean_over_unmasked_entries(head):
     noise = torch.randn(action.shape)
     expected = ((action - noise)[..., :5] ** 2).mean()
     torch.testing.assert_close(loss, expected)
+
+
+def test_forward_draws_noise_then_time_and_returns_the_loss_at_them(head):
+    """`forward` = `loss` at a standard-normal noise and a `sample_time` draw, in that order."""
+    features, state, action = _inputs(head)
+    mask = torch.ones_like(action, dtype=torch.bool)
+    embodiment = torch.tensor([3, 3])
+    with torch.no_grad():
+        torch.manual_seed(5)
+        drawn = head(features, state, action, mask, embodiment)
+        torch.manual_seed(5)
+        noise = torch.randn(action.shape)
+        t = head.sample_time(2, torch.device("cpu"))
+        explicit = head.loss(features, state, action, mask, 3, t, noise)
+        other_t = head.loss(features, state, action, mask, 3, 1 - t, noise)
+        given = head(features, state, action, mask, embodiment, t=t, noise=noise)
+    assert torch.equal(drawn, explicit) and torch.equal(given, explicit)
+    assert not torch.equal(other_t, explicit)

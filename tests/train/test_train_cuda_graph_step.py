@@ -21,7 +21,7 @@ from groot.train.finetune import FinetuneConfig, finetune
 from groot.train.logging import read_metrics
 from groot.train.optim import WarmupCosineSchedule, build_optimizer, parameter_groups
 from groot.train.precision import cast_frozen_to_bf16
-from groot.train.step import train_step, with_flow_time
+from groot.train.step import draw_flow_times, micro_batch, train_step
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 CUDA = torch.device("cuda")
@@ -51,7 +51,7 @@ def _train(graphed: bool, layouts: str, micro_batches: int = 1):
     torch.manual_seed(3)
     losses, norms = [], []
     for name in layouts:
-        loss, norm = step([with_flow_time(model, batches[name], CUDA) for _ in range(micro_batches)])
+        loss, norm = step([micro_batch(model, batches[name], CUDA) for _ in range(micro_batches)])
         schedule.step()
         losses.append(loss)
         norms.append(norm)
@@ -92,7 +92,7 @@ def test_recording_survives_pinned_allocations_on_another_thread():
         return plain_step(batches)
 
     step = GraphedTrainStep(step_pinning_while_recorded, optimizer, warmup=1)
-    losses = [step([with_flow_time(model, batch, CUDA)])[0] for _ in range(3)]  # warmup, record, replay
+    losses = [step([micro_batch(model, batch, CUDA)])[0] for _ in range(3)]  # warmup, record, replay
     assert len(step.recordings) == 1
     assert len(pinned) == 1 and pinned[0].is_pinned()
     assert all(torch.isfinite(loss) for loss in losses)
@@ -106,7 +106,7 @@ def test_pre_drawn_flow_times_equal_the_action_heads_own_draw():
         inside = model(batch)["loss"]
     torch.manual_seed(5)
     with torch.autocast("cuda", dtype=torch.bfloat16):
-        outside = model(with_flow_time(model, batch, CUDA))["loss"]
+        outside = model(batch, t=draw_flow_times(model, batch, CUDA))["loss"]
     assert torch.equal(inside, outside)
 
 

@@ -32,9 +32,9 @@ def test_host_rows_give_the_same_loss_and_are_what_the_model_reads():
     looked_up = HostTokenEmbedding(model)(batch)
 
     assert token_embedding(model).weight.device.type == "cpu"
-    assert torch.equal(looked_up["text_embeds"], table[batch["input_ids"]])
+    assert torch.equal(looked_up["inputs_embeds"], table[batch["input_ids"]])
     assert torch.equal(_loss(model, looked_up), reference)
-    shifted = {**looked_up, "text_embeds": looked_up["text_embeds"] + 1.0}  # the model uses these rows
+    shifted = {**looked_up, "inputs_embeds": looked_up["inputs_embeds"] + 1.0}  # the model uses these rows
     assert not torch.allclose(_loss(model, shifted), reference)
 
 

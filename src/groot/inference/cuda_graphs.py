@@ -5,8 +5,7 @@ use it warms the closure up on a side stream (cuBLAS handles, kernel selection, 
 captures it into a `torch.cuda.CUDAGraph` drawing from a memory pool shared by all stages of one
 engine, and replays the graph from then on; the returned tensors are the graph's static outputs,
 overwritten by the next replay. Without CUDA (or with graphs disabled) it simply calls the closure, so
-the CPU path runs exactly the same code. `trace_context` (e.g. projection fusion) is entered whenever
-the closure's Python runs - warm-up, capture, or every eager call - and never around a replay.
+the CPU path runs exactly the same code.
 
 Rules for a captured closure: no host synchronisation (`.item()`, `.cpu()`, `bool(tensor)`), no
 branching on tensor values, no new input tensors (read the static buffers), and the same kernels on
@@ -16,7 +15,6 @@ every call. Stages sharing one pool must never run concurrently (one engine = on
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from typing import Generic, TypeVar
 
 import torch
@@ -31,23 +29,19 @@ def graph_pool(device: torch.device, use_graphs: bool) -> tuple | None:
 
 class CapturedStage(Generic[Outputs]):
     def __init__(self, fn: Callable[[], Outputs], device: torch.device, use_graph: bool,
-                 pool: tuple | None = None, warmup_iters: int = 2,
-                 trace_context: Callable[[], AbstractContextManager] = nullcontext):
+                 pool: tuple | None = None, warmup_iters: int = 2):
         self.fn = fn
         self.use_graph = use_graph and device.type == "cuda"
         self.pool = pool
         self.warmup_iters = warmup_iters
-        self.trace_context = trace_context
         self.graph: torch.cuda.CUDAGraph | None = None
         self.outputs: Outputs | None = None
 
     def __call__(self) -> Outputs:
         if not self.use_graph:
-            with self.trace_context():
-                return self.fn()
+            return self.fn()
         if self.graph is None:
-            with self.trace_context():
-                self._capture()
+            self._capture()
         self.graph.replay()
         return self.outputs
 

@@ -3,9 +3,11 @@
     engine = InferenceEngine(model.to("cuda", torch.bfloat16), GrootProcessor.for_config(model.config))
     actions = engine.predict(samples)  # [B, 16, 32] on the model's device
 
-The engine runs the eager model's own modules (`EagleBackbone.forward`,
-`FlowMatchingActionHead.encode_vl` / `integrate`) as two CUDA graphs per input shape, with everything
-that depends on the denoising step alone (`denoising_conditionings`) computed once. Per call:
+The engine runs the model's own modules (`EagleBackbone.forward`, `FlowMatchingActionHead.encode_vl`
+/ `integrate`) as two CUDA graphs per input shape, with everything that depends on the denoising step
+alone (`denoising_conditionings`) computed once. It runs them on a private copy of the model's module
+tree that shares the parameters (`engine_copy`): fused projections and compiled blocks are substituted
+there, and the caller's model is never modified. Per call:
 1. host: the prompt block (ids + mask, cached per set of instructions) is uploaded only when it changed;
    camera frames (uint8, raw resolution) and states reach the device in one copy (`PackedUpload`);
    the noise is copied, or drawn, into a static buffer;
@@ -13,12 +15,10 @@ that depends on the denoising step alone (`denoising_conditionings`) computed on
    -> vision tower + LLM;
 3. denoising graph: VL self-attention, cross-attention K/V and state token once, then every Euler step.
 
-Shapes. By default every distinct prompt length gets its own graphs (captured on first use; at most
+Shapes. Every distinct prompt length gets its own graphs (captured on first use; at most
 `max_shapes` input shapes are kept, the least recently used is dropped): a robot repeating one
-instruction then runs the eager model's shapes, with no padding at all. `length_multiple=n` pads
-prompts on the right to a multiple of n instead (many instructions, few graphs); additive key masks
-hide the padding from the action head, so results equal the unpadded model up to rounding. Batches
-are padded up to a batch bucket; the padding rows compute values that are dropped.
+instruction then runs the eager model's shapes, with no padding at all. Batches are padded up to a
+batch bucket; the padding rows compute values that are dropped.
 
 Exactness. With `exact=True` (default) the numerics are the eager model's: at a batch size that is a
 bucket and a prompt-length-exact shape the actions are bit-identical to `GR00TN15.get_action` on the
@@ -36,28 +36,28 @@ buckets share a few compilations per kind, made by the first calls (times: BENCH
 Projection fusion stays on inside compiled blocks (it is a stateless function of the block's input).
 
 Weights are read when graphs, fused projections and step conditionings are first built: call `reset()`
-after changing them (compiled blocks take the parameters as inputs on every call and are kept).
+after changing them (a fresh copy; compiled blocks take the parameters as inputs on every call, so
+their compiled code is reused).
 """
 
 from __future__ import annotations
 
-import math
+import copy
+import itertools
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from groot.data import image_ops
 from groot.errors import ObservationError
 from groot.inference.cuda_graphs import CapturedStage, graph_pool
-from groot.inference.fusion import ProjectionFusion
+from groot.inference.fusion import fuse_projections
 from groot.inference.gpu_preprocess import PackedUpload
-from groot.inference.regional_compile import RegionalCompile
+from groot.inference.regional_compile import compile_blocks
 from groot.model.action_head import StepConditioning
 
 DEFAULT_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32)
@@ -67,17 +67,17 @@ def _param_dtype(module: torch.nn.Module) -> torch.dtype:
     return next(module.parameters()).dtype
 
 
-def key_padding_bias(valid_length: int, bucket_length: int, batch: int, dtype: torch.dtype) -> torch.Tensor:
-    """Additive attention bias hiding keys at positions >= valid_length. -> [B, 1, 1, L_bucket]"""
-    bias = torch.zeros(batch, 1, 1, bucket_length, dtype=dtype)
-    bias[..., valid_length:] = float("-inf")
-    return bias
+def engine_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """The module tree of `model` copied, sharing its parameters and buffers (no weight memory): modules
+    may be substituted in the copy without touching `model`."""
+    shared = {id(tensor): tensor for tensor in itertools.chain(model.parameters(), model.buffers())}
+    return copy.deepcopy(model, memo=shared)
 
 
 @dataclass(frozen=True)
 class ShapeKey:
     batch: int  # batch bucket
-    length: int  # prompt length: the longest prompt, or its length bucket
+    length: int  # prompt length: the longest prompt
     num_images: int  # images per sample (T*V)
     frame: tuple[int, int]  # raw frame height, width
 
@@ -86,9 +86,8 @@ class ShapeKey:
 class PromptBlock:
     """The token ids of one chunk's instructions, padded to the chunk's shape (host arrays)."""
 
-    input_ids: np.ndarray  # int64 [Bb, L] (left padding to the longest, right extension to the bucket)
+    input_ids: np.ndarray  # int64 [Bb, L] (left padding to the longest)
     token_mask: np.ndarray  # int64 [Bb, L] (1 = prompt token)
-    key_bias: torch.Tensor | None  # [Bb, 1, 1, L] hiding the right extension; None when L is exact
     length: int  # the longest prompt
     left_padded: bool  # some prompt is shorter than the longest
 
@@ -100,7 +99,6 @@ class ShapeSlot:
     upload: PackedUpload  # "images" uint8 [Bb, n_img, H, W, 3], "state" float32 [Bb, 1, 64]
     input_ids: torch.Tensor  # int64 [Bb, L]
     token_mask: torch.Tensor  # int64 [Bb, L]
-    key_bias: torch.Tensor  # [Bb, 1, 1, L] head dtype (read only with length buckets)
     embodiment_id: torch.Tensor  # int64 [Bb]
     noise: torch.Tensor  # [Bb, T, A] head dtype
     prompt: tuple | None = None  # the (languages, ...) whose ids are loaded
@@ -125,23 +123,22 @@ class StagedBatch:
 
 class InferenceEngine:
     def __init__(self, model, processor, max_batch: int = 32,
-                 batch_buckets: Sequence[int] = DEFAULT_BATCH_BUCKETS, length_multiple: int | None = None,
+                 batch_buckets: Sequence[int] = DEFAULT_BATCH_BUCKETS,
                  crop_scale: float | None = 0.95, use_cuda_graphs: bool = True, exact: bool = True,
                  fuse_projections: bool = True, compile: bool = False, max_shapes: int = 8,
                  max_prompt_blocks: int = 256, compile_backend: str | Callable = "inductor"):
-        """model: GR00TN15 (put in eval mode); processor: GrootProcessor (prompt ids);
-        length_multiple: None = a graph per exact prompt length, n = pad prompts to multiples of n;
+        """model: GR00TN15 (put in eval mode; its modules are never replaced);
+        processor: GrootProcessor (prompt ids);
         crop_scale: centre-crop fraction for raw frames, None when samples carry transformed images;
         exact: the eager model's numerics (bit-identical results) or faster attention kernels;
         fuse_projections: one GEMM per group of same-input projections;
-        compile: run the repeated transformer blocks compiled (`RegionalCompile`, backend
+        compile: run the repeated transformer blocks compiled (`compile_blocks`, backend
         `compile_backend`); max_shapes: input shapes whose buffers and graphs are kept (least recently
         used dropped)."""
         self.model = model.eval()
         self.processor = processor
         self.max_batch = max_batch
         self.batch_buckets = sorted({b for b in batch_buckets if b < max_batch} | {max_batch})
-        self.length_multiple = length_multiple
         self.crop_scale = crop_scale
         self.exact = exact
         self.fuse_projections = fuse_projections
@@ -152,8 +149,9 @@ class InferenceEngine:
         self.vision_dtype = _param_dtype(model.backbone.eagle_model.vision_model)
         self.head_dtype = _param_dtype(model.action_head)
         self.pool = graph_pool(self.device, self.use_cuda_graphs)
-        self.fusion = ProjectionFusion.for_model(model) if self.fuse_projections else None
-        self.regional = RegionalCompile.for_model(model, compile_backend) if compile else None
+        self.compile = compile
+        self.compile_backend = compile_backend
+        self.fast_model, self.compiled_blocks = self._fast_model()
         self._slots: OrderedDict[ShapeKey, ShapeSlot] = OrderedDict()
         self._prompts: OrderedDict[tuple, PromptBlock] = OrderedDict()
         self._conditionings: dict[tuple[int, int], list[StepConditioning]] = {}
@@ -197,8 +195,6 @@ class InferenceEngine:
         if slot.prompt != prompt_key:
             slot.input_ids.copy_(torch.from_numpy(prompt.input_ids))
             slot.token_mask.copy_(torch.from_numpy(prompt.token_mask))
-            if prompt.key_bias is not None:
-                slot.key_bias.copy_(prompt.key_bias)
             slot.prompt = prompt_key
         embodiments = tuple(int(s["embodiment_id"]) for s in samples)
         if slot.embodiments != embodiments:
@@ -217,7 +213,7 @@ class InferenceEngine:
     def encode(self, staged: StagedBatch) -> torch.Tensor:
         """Backbone stage: static frames + prompt -> features [Bb, L, D] (the stage's output buffer)."""
         slot, use_mask = staged.slot, staged.llm_mask
-        backbone, size = self.model.backbone, self.processor.image_size
+        backbone, size = self.fast_model.backbone, self.processor.image_size
 
         def run() -> tuple[torch.Tensor, torch.Tensor]:
             images = slot.upload.fields["images"]  # uint8 [Bb, n_img, H, W, 3]
@@ -231,18 +227,17 @@ class InferenceEngine:
     @torch.inference_mode()
     def denoise(self, staged: StagedBatch, num_steps: int | None = None) -> torch.Tensor:
         """Denoising stage: features + state + noise -> normalized actions [B, 16, 32] (a copy)."""
-        head, slot = self.model.action_head, staged.slot
+        head, slot = self.fast_model.action_head, staged.slot
         steps = num_steps or head.cfg.num_inference_timesteps
         conditionings = self._step_conditionings(steps, staged.key.batch)
         use_mask = staged.llm_mask
         category = staged.category
-        key_bias = None if self.length_multiple is None else slot.key_bias
 
         def run() -> torch.Tensor:
             state = slot.upload.fields["state"].to(self.head_dtype)  # [Bb, 1, 64]
             embodiment = slot.embodiment_id if category is None else category
-            vl = head.encode_vl(slot.features[use_mask], key_bias)
-            return head.integrate(vl, state, slot.noise, embodiment, conditionings, key_bias)
+            vl = head.encode_vl(slot.features[use_mask])
+            return head.integrate(vl, state, slot.noise, embodiment, conditionings)
 
         actions = self._stage(slot, ("denoise", use_mask, category, steps), run)()
         return actions[:staged.batch_size].clone()
@@ -255,29 +250,27 @@ class InferenceEngine:
         """Drop graphs, buffers, fused weights and step conditionings (after the weights changed)."""
         self._slots.clear()
         self._conditionings.clear()
-        self.fusion = ProjectionFusion.for_model(self.model) if self.fuse_projections else None
+        self.fast_model, self.compiled_blocks = self._fast_model()
 
     @property
     def captured_graphs(self) -> int:
         return sum(stage.graph is not None for slot in self._slots.values() for stage in slot.stages.values())
 
     # ---- helpers -----------------------------------------------------------------------------------
+    def _fast_model(self) -> tuple[torch.nn.Module, dict[type, list[torch.nn.Module]]]:
+        """A copy of the model (`engine_copy`) with fused projections and compiled blocks substituted
+        as configured -> (the copy, its compiled blocks per kind)."""
+        fast = engine_copy(self.model)
+        if self.fuse_projections:
+            fuse_projections(fast)
+        return fast, compile_blocks(fast, self.compile_backend) if self.compile else {}
+
     def _stage(self, slot: ShapeSlot, key: tuple, fn) -> CapturedStage:
         stage = slot.stages.get(key)
         if stage is None:
-            stage = CapturedStage(fn, self.device, self.use_cuda_graphs, self.pool,
-                                  trace_context=self._model_swaps)
+            stage = CapturedStage(fn, self.device, self.use_cuda_graphs, self.pool)
             slot.stages[key] = stage
         return stage
-
-    @contextmanager
-    def _model_swaps(self) -> Iterator[None]:
-        """Fused projections and compiled blocks in place while a stage's Python runs."""
-        with ExitStack() as stack:
-            for swap in (self.fusion, self.regional):
-                if swap is not None:
-                    stack.enter_context(swap.applied())
-            yield
 
     @staticmethod
     def _frame_shape(samples: Sequence[dict[str, Any]]) -> tuple[int, tuple[int, int]]:
@@ -298,16 +291,11 @@ class InferenceEngine:
         languages, num_images, bucket_b = key
         ids, mask = self.processor.pad_prompts([self.processor.prompt_ids(t, num_images) for t in languages])
         length = ids.shape[1]
-        bucket_l = length if self.length_multiple is None else (
-            self.length_multiple * math.ceil(length / self.length_multiple))
         rows = [*range(len(languages))] + [len(languages) - 1] * (bucket_b - len(languages))
-        ids = F.pad(ids, (0, bucket_l - length), value=self.processor.tokenizer.pad_token_id)[rows]
-        mask = F.pad(mask, (0, bucket_l - length))[rows]  # [Bb, L]
+        ids, mask = ids[rows], mask[rows]  # [Bb, L]
         self.model.backbone.check_image_tokens(ids, bucket_b * num_images)
-        bias = None if self.length_multiple is None else key_padding_bias(length, bucket_l, bucket_b,
-                                                                          self.head_dtype)
-        left_padded = bool((mask[:, :length] == 0).any())
-        block = PromptBlock(ids.numpy(), mask.numpy(), bias, length, left_padded)
+        left_padded = bool((mask == 0).any())
+        block = PromptBlock(ids.numpy(), mask.numpy(), length, left_padded)
         self._prompts[key] = block
         if len(self._prompts) > self.max_prompt_blocks:
             self._prompts.popitem(last=False)
@@ -332,7 +320,6 @@ class InferenceEngine:
             upload=upload,
             input_ids=zeros((key.batch, key.length), torch.int64),
             token_mask=zeros((key.batch, key.length), torch.int64),
-            key_bias=zeros((key.batch, 1, 1, key.length), self.head_dtype),
             embodiment_id=zeros((key.batch,), torch.int64),
             noise=zeros((key.batch, head_cfg.action_horizon, head_cfg.action_dim), self.head_dtype),
         )

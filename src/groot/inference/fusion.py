@@ -2,27 +2,23 @@
 
 At small batch most of the model's matrix products are too narrow to fill a GPU: q / k / v of every
 self-attention and gate / up of every gated MLP each read the same activations. The model computes such
-groups through `layers.shared_input_linears(module, x, *names)`; `ProjectionFusion` concatenates each
-group's weights once (a copy: the model's parameters and checkpoint names stay as they are) and, inside
-`with fusion.applied():`, gives each such module a `fused_linears` callable: one product, split into the
-members' column blocks (views). Stateless, so compiled blocks (`regional_compile`) trace it like any
-other function of their input.
+a group in one method (`project_qkv`, `project_gate_up`). `fuse_projections` substitutes, in a model
+the engine owns (its private copy), each such module by its fused subclass: the same module with the
+group's weights concatenated once (`FusedLinears`, a copy: parameters and checkpoint names stay as
+they are) and the method overridden to one product split into the members' column blocks (views).
+Stateless, so compiled blocks (`regional_compile`) trace it like any other function of their input.
 
 Results equal the separate projections up to the matrix kernel's accumulation order (bit-identical
-when the kernel does not split the reduction dimension). Call `ProjectionFusion.for_model` again after
-the weights change.
+when the kernel does not split the reduction dimension). Fuse a fresh copy after the weights change.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from groot.model.dit import DiT, SelfAttentionTransformer
+from groot.model.dit import Attention, DiTSelfAttentionBlock, VLSelfAttentionBlock
 from groot.model.qwen3 import Qwen3Attention, Qwen3MLP
 from groot.model.siglip import SiglipAttention
 
@@ -43,42 +39,62 @@ class FusedLinears:
         return F.linear(x, self.weight, self.bias).split(self.sizes, dim=-1)
 
 
-def shared_input_projections(model: nn.Module) -> list[tuple[nn.Module, list[str]]]:
-    """(module, names of its child linears that always read the same input) over the whole model:
-    SigLIP and Qwen3 q/k/v, Qwen3 gate/up, and q/k/v of the action head's self-attention blocks
-    (the DiT's cross-attention blocks read two inputs and keep their projections)."""
-    groups: list[tuple[nn.Module, list[str]]] = []
-    qkv = ["q_proj", "k_proj", "v_proj"]
+class FusedSiglipAttention(SiglipAttention):
+    fused: FusedLinears  # q_proj, k_proj, v_proj
+
+    def project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.fused(x)
+
+
+class FusedQwen3Attention(Qwen3Attention):
+    fused: FusedLinears  # q_proj, k_proj, v_proj
+
+    def project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.fused(x)
+
+
+class FusedQwen3MLP(Qwen3MLP):
+    fused: FusedLinears  # gate_proj, up_proj
+
+    def project_gate_up(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.fused(x)
+
+
+class FusedAttention(Attention):
+    fused: FusedLinears  # to_q, to_k, to_v
+
+    def project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.fused(x)
+
+
+QKV = ["q_proj", "k_proj", "v_proj"]
+FUSED = {  # model class -> (its fused subclass, the child linears that read one input)
+    SiglipAttention: (FusedSiglipAttention, QKV),
+    Qwen3Attention: (FusedQwen3Attention, QKV),
+    Qwen3MLP: (FusedQwen3MLP, ["gate_proj", "up_proj"]),
+    Attention: (FusedAttention, ["to_q", "to_k", "to_v"]),
+}
+
+
+def shared_input_projections(model: nn.Module) -> list[nn.Module]:
+    """The modules whose projections always read one input: SigLIP and Qwen3 attention, Qwen3 gated
+    MLPs, and the attention of the action head's self-attention blocks (the DiT's cross-attention
+    blocks read two inputs and keep their projections)."""
+    modules: list[nn.Module] = []
     for module in model.modules():
-        if isinstance(module, (SiglipAttention, Qwen3Attention)):
-            groups.append((module, qkv))
-        elif isinstance(module, Qwen3MLP):
-            groups.append((module, ["gate_proj", "up_proj"]))
-        elif isinstance(module, DiT):
-            cross = set(module.cross_block_ids)
-            groups += [(block.attn1, ["to_q", "to_k", "to_v"])
-                       for i, block in enumerate(module.transformer_blocks) if i not in cross]
-        elif isinstance(module, SelfAttentionTransformer):
-            groups += [(block.attn1, ["to_q", "to_k", "to_v"]) for block in module.transformer_blocks]
-    return groups
+        if type(module) in (SiglipAttention, Qwen3Attention, Qwen3MLP):
+            modules.append(module)
+        elif isinstance(module, (DiTSelfAttentionBlock, VLSelfAttentionBlock)):
+            modules.append(module.attn1)
+    return modules
 
 
-class ProjectionFusion:
-    def __init__(self, groups: list[tuple[nn.Module, list[str]]]):
-        self.groups = [(module, FusedLinears([getattr(module, name) for name in names]))
-                       for module, names in groups]
-
-    @classmethod
-    def for_model(cls, model: nn.Module) -> ProjectionFusion:
-        return cls(shared_input_projections(model))
-
-    @contextmanager
-    def applied(self) -> Iterator[None]:
-        """Each group's module computes it as one GEMM; the separate linears are back on exit."""
-        for module, fused in self.groups:
-            module.fused_linears = fused
-        try:
-            yield
-        finally:
-            for module, _ in self.groups:
-                del module.fused_linears
+def fuse_projections(model: nn.Module) -> int:
+    """In `model` (a copy the caller owns; see the module docstring), every module of
+    `shared_input_projections` becomes its fused subclass. Returns how many."""
+    modules = shared_input_projections(model)
+    for module in modules:
+        fused_class, names = FUSED[type(module)]
+        module.__class__ = fused_class
+        module.fused = FusedLinears([getattr(module, name) for name in names])
+    return len(modules)

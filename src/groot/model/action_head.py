@@ -7,9 +7,10 @@ Embodiment ids are resolved once per call (`resolve_category`): a batch holding 
 uses the shared weight matrix directly (a plain GEMM, no per-sample weight copies); mixed batches
 gather `W[ids]` once per layer call.
 
-Sampling is split so the fast path (`groot.inference`) runs the same code: `denoising_conditionings`
-(everything that depends on the step only), `encode_vl`, then `integrate` (cross K/V and state token
-once, the Euler loop over `predict_velocity`).
+Training: `forward` draws the flow-matching noise and time and returns `loss(..., t, noise)`, which
+takes them explicitly. Sampling: `denoising_conditionings` (everything that depends on the step
+only), `encode_vl`, then `integrate` (cross K/V and state token once, the Euler loop over
+`predict_velocity`); a fast sampler calls the same pieces.
 """
 
 from __future__ import annotations
@@ -127,13 +128,9 @@ class FlowMatchingActionHead(nn.Module):
             nn.init.normal_(self.position_embedding.weight, mean=0.0, std=0.02)
 
     # ---- pieces shared by training and sampling ---------------------------------------------------
-    def encode_vl(self, features: torch.Tensor, key_bias: torch.Tensor | None = None) -> torch.Tensor:
-        """features: [B, L, backbone_embedding_dim] -> [B, L, backbone_embedding_dim]; key_bias
-        [B, 1, 1, L] hides padded positions (fast path's length buckets; none in the original)."""
-        x = self.vlln(features)
-        if isinstance(self.vl_self_attention, SelfAttentionTransformer):
-            return self.vl_self_attention(x, key_bias)
-        return x
+    def encode_vl(self, features: torch.Tensor) -> torch.Tensor:
+        """features: [B, L, backbone_embedding_dim] -> [B, L, backbone_embedding_dim]"""
+        return self.vl_self_attention(self.vlln(features))
 
     def timestep_buckets(self, num_steps: int) -> list[int]:
         """Integer buckets of the Euler steps t_k = k / N (spec 3.6): 0, 250, 500, 750 for N = 4."""
@@ -150,22 +147,18 @@ class FlowMatchingActionHead(nn.Module):
         return [self.step_conditioning(torch.full((batch_size,), bucket, dtype=torch.long, device=device))
                 for bucket in self.timestep_buckets(num_steps)]
 
-    def predict_velocity(self, state_tokens: torch.Tensor, actions: torch.Tensor,
-                         timesteps: torch.Tensor | None, category: Category, vl: torch.Tensor | None = None,
-                         cross_kv: list[KeyValue] | None = None, conditioning: StepConditioning | None = None,
-                         vl_key_bias: torch.Tensor | None = None) -> torch.Tensor:
-        """state_tokens [B, 1, W], actions [B, T, A], timesteps [B] buckets (or their precomputed
-        `conditioning`), and the VL tokens [B, L, D] (from `encode_vl`) or their precomputed cross K/V
-        -> velocity [B, T, A]. Only the action rows are projected and decoded (rows are independent)."""
-        if conditioning is None:
-            conditioning = self.step_conditioning(timesteps)
+    def predict_velocity(self, state_tokens: torch.Tensor, actions: torch.Tensor, category: Category,
+                         cross_kv: list[KeyValue], conditioning: StepConditioning) -> torch.Tensor:
+        """state_tokens [B, 1, W], actions [B, T, A], cross_kv: `model.cross_kv(vl)` of the VL tokens,
+        conditioning: `step_conditioning(timesteps)` -> velocity [B, T, A]. Only the action rows are
+        projected and decoded (rows are independent)."""
         action_tokens = self.action_encoder(actions, None, category, conditioning.action_time)  # [B, T, W]
         if self.cfg.add_pos_embed:
             action_tokens = action_tokens + self.position_embedding.weight[: actions.shape[1]]
         future = self.future_tokens.weight[None].expand(actions.shape[0], -1, -1)  # [B, 32, W]
         tokens = torch.cat([state_tokens, future.to(action_tokens.dtype), action_tokens], dim=1)
-        out = self.model(tokens, vl_features=vl, cross_kv=cross_kv, conditioning=conditioning.dit,
-                         vl_key_bias=vl_key_bias, output_tokens=actions.shape[1])  # [B, T, hidden]
+        out = self.model.transform(tokens, cross_kv, conditioning.dit,
+                                   output_tokens=actions.shape[1])  # [B, T, hidden]
         return self.action_decoder(out, category)
 
     def sample_time(self, batch_size: int, device: torch.device) -> torch.Tensor:
@@ -180,26 +173,34 @@ class FlowMatchingActionHead(nn.Module):
         return (t * self.cfg.num_timestep_buckets).long()
 
     # ---- training ------------------------------------------------------------------------------------
-    def forward(self, features: torch.Tensor, state: torch.Tensor, action: torch.Tensor,
-                action_mask: torch.Tensor, embodiment_id: torch.Tensor,
-                flow_time: torch.Tensor | None = None) -> torch.Tensor:
-        """features [B, L, D], state [B, 1, 64], action / action_mask [B, 16, 32], embodiment_id [B]
-        -> scalar loss: masked MSE between predicted and true velocity (spec 3.5).
-        flow_time [B]: the times `sample_time` would draw, drawn beforehand (a CUDA-graphed training
-        step cannot draw on the host); None: drawn here."""
-        category = resolve_category(embodiment_id)
+    def loss(self, features: torch.Tensor, state: torch.Tensor, action: torch.Tensor, mask: torch.Tensor,
+             category: Category, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """features [B, L, D], state [B, 1, 64], action / mask [B, 16, 32], t [B] flow-matching times,
+        noise [B, 16, 32] (action's dtype) -> scalar loss: masked MSE between the predicted and the
+        true velocity (spec 3.5)."""
         vl = self.encode_vl(features)
         state_tokens = self.state_encoder(state, category)  # [B, 1, W]
-        noise = torch.randn(action.shape, device=action.device, dtype=action.dtype)
-        if flow_time is None:
-            flow_time = self.sample_time(action.shape[0], action.device)
-        t = flow_time.to(action.dtype)[:, None, None]  # [B, 1, 1]
+        t = t.to(action.dtype)[:, None, None]  # [B, 1, 1]
         noisy = (1 - t) * noise + t * action
         target = action - noise
-        pred = self.predict_velocity(state_tokens, noisy, self.time_bucket(t[:, 0, 0]), category, vl=vl)
-        mask = action_mask.to(torch.float32)
+        conditioning = self.step_conditioning(self.time_bucket(t[:, 0, 0]))
+        pred = self.predict_velocity(state_tokens, noisy, category, self.model.cross_kv(vl), conditioning)
+        mask = mask.to(torch.float32)
         squared = F.mse_loss(pred.float(), target.float(), reduction="none") * mask
         return squared.sum() / mask.sum()
+
+    def forward(self, features: torch.Tensor, state: torch.Tensor, action: torch.Tensor,
+                action_mask: torch.Tensor, embodiment_id: torch.Tensor, t: torch.Tensor | None = None,
+                noise: torch.Tensor | None = None) -> torch.Tensor:
+        """features [B, L, D], state [B, 1, 64], action / action_mask [B, 16, 32], embodiment_id [B]
+        -> `loss`. The noise (standard normal on action's device, in its dtype) and then the times
+        (`sample_time`) are drawn here unless given."""
+        category = resolve_category(embodiment_id)
+        if noise is None:
+            noise = torch.randn(action.shape, device=action.device, dtype=action.dtype)
+        if t is None:
+            t = self.sample_time(action.shape[0], action.device)
+        return self.loss(features, state, action, action_mask, category, t, noise)
 
     # ---- inference -----------------------------------------------------------------------------------
     def sample(self, features: torch.Tensor, state: torch.Tensor, embodiment_id: torch.Tensor,
@@ -219,17 +220,15 @@ class FlowMatchingActionHead(nn.Module):
         return self.integrate(vl, state, noise, category, conditionings)
 
     def integrate(self, vl: torch.Tensor, state: torch.Tensor, noise: torch.Tensor, category: Category,
-                  conditionings: list[StepConditioning],
-                  vl_key_bias: torch.Tensor | None = None) -> torch.Tensor:
+                  conditionings: list[StepConditioning]) -> torch.Tensor:
         """Euler flow integration from `noise` with one step per conditioning; cross-attention K/V and
         the state token are computed once. vl [B, L, D] (from `encode_vl`), state [B, 1, 64],
-        noise [B, T, A], vl_key_bias [B, 1, 1, L] or None -> normalized actions [B, T, A] in noise's
-        dtype (a_k + (1/N) v, as in the original)"""
-        cross_kv = self.model.precompute_cross_kv(vl)
+        noise [B, T, A] -> normalized actions [B, T, A] in noise's dtype (a_k + (1/N) v, as in the
+        original)"""
+        cross_kv = self.model.cross_kv(vl)
         state_tokens = self.state_encoder(state, category)  # [B, 1, W]
         actions = noise
         for conditioning in conditionings:
-            velocity = self.predict_velocity(state_tokens, actions, None, category, cross_kv=cross_kv,
-                                             conditioning=conditioning, vl_key_bias=vl_key_bias)
+            velocity = self.predict_velocity(state_tokens, actions, category, cross_kv, conditioning)
             actions = actions + (1.0 / len(conditionings)) * velocity
         return actions

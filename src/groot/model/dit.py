@@ -4,15 +4,15 @@ Parameter names follow the N1.5 checkpoint (`action_head.model.*`, `action_head.
 spec 3.1-3.3). Parity details kept on purpose (spec 14):
 - DiT timestep sinusoid is [cos, sin] with divisor half-1 (127) and takes the integer bucket 0..999;
 - AdaLayerNorm chunks (scale, shift) while the output modulation chunks (shift, scale);
-- even DiT blocks cross-attend to the VL features, odd blocks self-attend; no attention masks (the
-  optional `key_bias` exists for the fast path's length buckets and defaults to none).
+- even DiT blocks cross-attend to the VL features, odd blocks self-attend; no attention masks.
 
-Hooks for reusing work across denoising steps (used by `FlowMatchingActionHead.integrate` and the
-fast path alike):
-- the cross-attention keys / values depend only on the VL features: `DiT.precompute_cross_kv`;
-- everything that depends only on the timestep bucket (every AdaLayerNorm's and the output's
-  modulation) is `DiT.conditioning(timesteps)`, passed back as `DiT.forward(..., conditioning=...)`;
-- `DiT.forward(..., output_tokens=n)` runs the output modulation / projection on the last n rows only.
+Three block roles share one layout (`TransformerBlock`: norm1, attn1, norm3, ff) and each has its own
+class and forward: `DiTCrossAttentionBlock`, `DiTSelfAttentionBlock`, `VLSelfAttentionBlock`.
+
+`DiT.forward(tokens, timesteps, vl_features)` is the whole network. Its public pieces let a sampler
+compute once what does not change between denoising steps: `DiT.cross_kv(vl_features)` (the
+cross-attention keys / values), `DiT.conditioning(timesteps)` (every modulation) and
+`DiT.transform(tokens, cross_kv, conditioning)` (the blocks and the output projection).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from groot.model.config import DiTConfig, VLSelfAttentionConfig
-from groot.model.layers import shared_input_linears
 
 KeyValue = tuple[torch.Tensor, torch.Tensor]  # each [B, heads, L, head_dim]
 Modulation = tuple[torch.Tensor, torch.Tensor]  # (gain = 1 + scale, shift), each [B, dim]
@@ -88,16 +87,15 @@ class AdaLayerNorm(nn.Module):
         scale, shift = self.linear(F.silu(temb)).chunk(2, dim=-1)
         return 1 + scale, shift
 
-    def forward(self, x: torch.Tensor, temb: torch.Tensor | None = None,
-                modulation: Modulation | None = None) -> torch.Tensor:
-        """x: [B, T, D] and temb [B, D] or its precomputed `modulation` -> [B, T, D]"""
-        gain, shift = self.modulation(temb) if modulation is None else modulation
+    def forward(self, x: torch.Tensor, modulation: Modulation) -> torch.Tensor:
+        """x: [B, T, D], modulation: `self.modulation(temb)` -> [B, T, D]"""
+        gain, shift = modulation
         return self.norm(x) * gain[:, None] + shift[:, None]
 
 
 class Attention(nn.Module):
-    """Multi-head attention with biased q/k/v/out projections and SDPA; keys/values may come from a
-    context of another width (`kv_dim`) or be passed in precomputed."""
+    """Multi-head attention with biased q/k/v/out projections and SDPA. `forward` self-attends;
+    `cross_attend` reads keys / values projected from a context (of width `kv_dim`) by `project_kv`."""
 
     def __init__(self, dim: int, heads: int, head_dim: int, kv_dim: int | None = None, dropout: float = 0.0):
         super().__init__()
@@ -112,22 +110,28 @@ class Attention(nn.Module):
         b, n, _ = x.shape  # [B, N, H*hd] -> [B, H, N, hd]
         return x.view(b, n, self.heads, -1).transpose(1, 2)
 
+    def project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Self-attention projections of one input. x: [B, N, dim] -> q, k, v, each [B, N, H*hd]"""
+        return self.to_q(x), self.to_k(x), self.to_v(x)
+
     def project_kv(self, context: torch.Tensor) -> KeyValue:
         """context: [B, L, kv_dim] -> (K, V), each [B, H, L, hd]"""
         return self._split_heads(self.to_k(context)), self._split_heads(self.to_v(context))
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
-                kv: KeyValue | None = None, key_bias: torch.Tensor | None = None) -> torch.Tensor:
-        """x: [B, N, dim]; context [B, L, kv_dim] or precomputed kv; neither = self-attention.
-        key_bias: additive [B, 1, 1, L] (-inf hides a key) or None (every key visible)."""
-        if kv is None and context is None:
-            q, k, v = (self._split_heads(t) for t in shared_input_linears(self, x, "to_q", "to_k", "to_v"))
-        else:
-            k, v = self.project_kv(context) if kv is None else kv
-            q = self._split_heads(self.to_q(x))
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_bias)  # [B, H, N, hd]
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """q [B, H, N, hd], k / v [B, H, L, hd] -> [B, N, dim]"""
+        out = F.scaled_dot_product_attention(q, k, v)  # [B, H, N, hd]
         out = out.transpose(1, 2).flatten(2)
         return self.to_out[1](self.to_out[0](out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Self-attention. x: [B, N, dim] -> [B, N, dim]"""
+        q, k, v = (self._split_heads(t) for t in self.project_qkv(x))
+        return self._attend(q, k, v)
+
+    def cross_attend(self, x: torch.Tensor, kv: KeyValue) -> torch.Tensor:
+        """x: [B, N, dim], kv: `project_kv(context)` -> [B, N, dim]"""
+        return self._attend(self._split_heads(self.to_q(x)), *kv)
 
 
 class GELUProjection(nn.Module):
@@ -157,11 +161,11 @@ class FeedForward(nn.Module):
         return x
 
 
-class BasicTransformerBlock(nn.Module):
-    """Pre-LN block: x += drop(attn1(norm1(x))); x += ff(norm3(x)).
+class TransformerBlock(nn.Module):
+    """The layout of every action-head block (pre-LN): x += drop(attn1(norm1(x))); x += ff(norm3(x)).
 
     `ada_norm=True` (DiT): norm1 is timestep-modulated, norm3 has no affine parameters.
-    `ada_norm=False` (VL adapter): both are affine LayerNorms."""
+    `ada_norm=False` (VL adapter): both are affine LayerNorms. The subclasses below are the roles."""
 
     def __init__(self, dim: int, heads: int, head_dim: int, dropout: float, final_dropout: bool,
                  ada_norm: bool, cross_attention_dim: int | None = None):
@@ -172,16 +176,44 @@ class BasicTransformerBlock(nn.Module):
         self.norm3 = nn.LayerNorm(dim, eps=1e-5, elementwise_affine=not ada_norm)
         self.ff = FeedForward(dim, dropout, final_dropout)
 
-    def forward(self, x: torch.Tensor, temb: torch.Tensor | None = None,
-                context: torch.Tensor | None = None, kv: KeyValue | None = None,
-                modulation: Modulation | None = None, key_bias: torch.Tensor | None = None) -> torch.Tensor:
-        """x: [B, N, dim]; AdaLN blocks: temb [B, dim] or its precomputed `modulation`;
-        context / kv for cross-attention; key_bias [B, 1, 1, L] hides attention keys."""
-        if temb is None and modulation is None:
-            h = self.norm1(x)
-        else:
-            h = self.norm1(x, temb, modulation)
-        x = x + self.attn_dropout(self.attn1(h, context=context, kv=kv, key_bias=key_bias))
+
+class DiTCrossAttentionBlock(TransformerBlock):
+    """Even DiT block: timestep-modulated, cross-attends to the VL features' keys / values."""
+
+    def __init__(self, cfg: DiTConfig):
+        super().__init__(cfg.inner_dim, cfg.num_attention_heads, cfg.attention_head_dim, cfg.dropout,
+                         cfg.final_dropout, ada_norm=True, cross_attention_dim=cfg.cross_attention_dim)
+
+    def forward(self, x: torch.Tensor, modulation: Modulation, kv: KeyValue) -> torch.Tensor:
+        """x: [B, N, dim], modulation: `norm1.modulation(temb)`, kv: `attn1.project_kv(vl)` -> [B, N, dim]"""
+        x = x + self.attn_dropout(self.attn1.cross_attend(self.norm1(x, modulation), kv))
+        return x + self.ff(self.norm3(x))
+
+
+class DiTSelfAttentionBlock(TransformerBlock):
+    """Odd DiT block (with `interleave_self_attention`): timestep-modulated self-attention."""
+
+    def __init__(self, cfg: DiTConfig):
+        super().__init__(cfg.inner_dim, cfg.num_attention_heads, cfg.attention_head_dim, cfg.dropout,
+                         cfg.final_dropout, ada_norm=True)
+
+    def forward(self, x: torch.Tensor, modulation: Modulation) -> torch.Tensor:
+        """x: [B, N, dim], modulation: `norm1.modulation(temb)` -> [B, N, dim]"""
+        x = x + self.attn_dropout(self.attn1(self.norm1(x, modulation)))
+        return x + self.ff(self.norm3(x))
+
+
+class VLSelfAttentionBlock(TransformerBlock):
+    """VL adapter block: affine LayerNorms, self-attention over the VL features."""
+
+    def __init__(self, cfg: VLSelfAttentionConfig):
+        dim = cfg.num_attention_heads * cfg.attention_head_dim
+        super().__init__(dim, cfg.num_attention_heads, cfg.attention_head_dim, cfg.dropout,
+                         cfg.final_dropout, ada_norm=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, L, dim] -> [B, L, dim]"""
+        x = x + self.attn_dropout(self.attn1(self.norm1(x)))
         return x + self.ff(self.norm3(x))
 
 
@@ -193,11 +225,7 @@ class DiT(nn.Module):
         dim = cfg.inner_dim
         self.timestep_encoder = TimestepEncoder(dim)
         self.transformer_blocks = nn.ModuleList(
-            BasicTransformerBlock(
-                dim, cfg.num_attention_heads, cfg.attention_head_dim, cfg.dropout, cfg.final_dropout,
-                ada_norm=True,
-                cross_attention_dim=cfg.cross_attention_dim if self._is_cross(i, cfg) else None,
-            )
+            DiTCrossAttentionBlock(cfg) if self._is_cross(i, cfg) else DiTSelfAttentionBlock(cfg)
             for i in range(cfg.num_layers)
         )
         self.cross_block_ids = [i for i in range(cfg.num_layers) if self._is_cross(i, cfg)]
@@ -209,7 +237,7 @@ class DiT(nn.Module):
     def _is_cross(index: int, cfg: DiTConfig) -> bool:
         return index % 2 == 0 or not cfg.interleave_self_attention
 
-    def precompute_cross_kv(self, vl_features: torch.Tensor) -> list[KeyValue]:
+    def cross_kv(self, vl_features: torch.Tensor) -> list[KeyValue]:
         """Keys/values of every cross-attention block, one (K, V) per even block.
         vl_features: [B, L, cross_attention_dim] -> list of ([B, H, L, hd], [B, H, L, hd])"""
         return [self.transformer_blocks[i].attn1.project_kv(vl_features) for i in self.cross_block_ids]
@@ -222,32 +250,26 @@ class DiT(nn.Module):
         return DiTConditioning([block.norm1.modulation(temb) for block in self.transformer_blocks],
                                (1 + scale, shift))
 
-    def forward(self, tokens: torch.Tensor, timesteps: torch.Tensor | None = None,
-                vl_features: torch.Tensor | None = None, cross_kv: list[KeyValue] | None = None,
-                conditioning: DiTConditioning | None = None, vl_key_bias: torch.Tensor | None = None,
-                output_tokens: int | None = None) -> torch.Tensor:
-        """tokens: [B, N, inner_dim]; timesteps [B] integer buckets or their `conditioning`; either
-        vl_features [B, L, cross_attention_dim] or their `precompute_cross_kv`; vl_key_bias
-        [B, 1, 1, L] hides VL positions from the cross-attention; output_tokens: project only the
-        last n rows -> [B, N or n, output_dim]"""
-        if cross_kv is None:
-            if vl_features is None:
-                raise ValueError("DiT.forward needs vl_features or cross_kv")
-            cross_kv = self.precompute_cross_kv(vl_features)
-        if conditioning is None:
-            if timesteps is None:
-                raise ValueError("DiT.forward needs timesteps or their conditioning")
-            conditioning = self.conditioning(timesteps)
+    def transform(self, tokens: torch.Tensor, cross_kv: list[KeyValue], conditioning: DiTConditioning,
+                  output_tokens: int | None = None) -> torch.Tensor:
+        """The blocks and the output projection. tokens: [B, N, inner_dim], cross_kv: `cross_kv(vl)`,
+        conditioning: `conditioning(timesteps)`, output_tokens: project only the last n rows
+        -> [B, N or n, output_dim]"""
         kv_of_block = dict(zip(self.cross_block_ids, cross_kv, strict=True))
         x = tokens
         blocks = zip(self.transformer_blocks, conditioning.blocks, strict=True)
         for i, (block, modulation) in enumerate(blocks):
-            kv = kv_of_block.get(i)
-            x = block(x, kv=kv, modulation=modulation, key_bias=None if kv is None else vl_key_bias)
+            x = block(x, modulation, kv_of_block[i]) if i in kv_of_block else block(x, modulation)
         if output_tokens is not None:
             x = x[:, -output_tokens:]
         gain, shift = conditioning.output
         return self.proj_out_2(self.norm_out(x) * gain[:, None] + shift[:, None])
+
+    def forward(self, tokens: torch.Tensor, timesteps: torch.Tensor, vl_features: torch.Tensor,
+                output_tokens: int | None = None) -> torch.Tensor:
+        """tokens: [B, N, inner_dim], timesteps: [B] integer buckets, vl_features
+        [B, L, cross_attention_dim] -> [B, N or output_tokens, output_dim]"""
+        return self.transform(tokens, self.cross_kv(vl_features), self.conditioning(timesteps), output_tokens)
 
 
 class SelfAttentionTransformer(nn.Module):
@@ -255,15 +277,10 @@ class SelfAttentionTransformer(nn.Module):
 
     def __init__(self, cfg: VLSelfAttentionConfig):
         super().__init__()
-        dim = cfg.num_attention_heads * cfg.attention_head_dim
-        self.transformer_blocks = nn.ModuleList(
-            BasicTransformerBlock(dim, cfg.num_attention_heads, cfg.attention_head_dim, cfg.dropout,
-                                  cfg.final_dropout, ada_norm=False)
-            for _ in range(cfg.num_layers)
-        )
+        self.transformer_blocks = nn.ModuleList(VLSelfAttentionBlock(cfg) for _ in range(cfg.num_layers))
 
-    def forward(self, x: torch.Tensor, key_bias: torch.Tensor | None = None) -> torch.Tensor:
-        """x: [B, L, D], key_bias [B, 1, 1, L] (hides padded positions) or None -> [B, L, D]"""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, L, D] -> [B, L, D]"""
         for block in self.transformer_blocks:
-            x = block(x, key_bias=key_bias)
+            x = block(x)
         return x

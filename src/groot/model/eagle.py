@@ -71,17 +71,17 @@ class EagleBackbone(nn.Module):
                                    f"image tokens = {num_images * per_image} image embeddings were given")
 
     def embed(self, input_ids: torch.Tensor, image_embeds: torch.Tensor | None = None,
-              text_embeds: torch.Tensor | None = None) -> torch.Tensor:
+              inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
         """Token embeddings with every `image_token_id` position replaced by the image tokens, filled in
-        row-major (batch, position) order. input_ids: [B, L], image_embeds: [N_img, T, D] -> [B, L, D]
-        text_embeds [B, L, D]: the table rows of input_ids, looked up beforehand (a table kept on the
-        host, `groot.train.host_embedding`); None: looked up here.
+        row-major (batch, position) order. input_ids: [B, L], image_embeds: [N_img, T, D] -> [B, L, D].
+        inputs_embeds [B, L, D]: the token-table rows of input_ids, looked up by the caller; None:
+        looked up here. input_ids locate the image positions either way.
 
         No host synchronisation on the device (CUDA-graph safe): the positions are matched to image
         tokens by a running count. The count itself is checked here when input_ids are on the CPU;
         callers that upload ids first check the host copy with `check_image_tokens`."""
-        embeds = (self.eagle_model.language_model.model.embed_tokens(input_ids) if text_embeds is None
-                  else text_embeds)  # [B, L, D]
+        embeds = (self.eagle_model.language_model.model.embed_tokens(input_ids) if inputs_embeds is None
+                  else inputs_embeds)  # [B, L, D]
         num_images, per_image = (0, None) if image_embeds is None else image_embeds.shape[:2]
         if input_ids.device.type == "cpu":
             self.check_image_tokens(input_ids, num_images, per_image)
@@ -95,8 +95,9 @@ class EagleBackbone(nn.Module):
 
     # ---- whole forward --------------------------------------------------------------------------
     def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor,
-                attention_mask: torch.Tensor | None, text_embeds: torch.Tensor | None = None) -> torch.Tensor:
+                attention_mask: torch.Tensor | None,
+                inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
         """pixel_values [N_img, 3, S, S], input_ids / attention_mask [B, L] -> features [B, L, D_llm].
-        attention_mask None: no row is padded (plain causal attention). text_embeds: see `embed`."""
+        attention_mask None: no row is padded (plain causal attention). inputs_embeds: see `embed`."""
         image_embeds = self.encode_images(pixel_values) if pixel_values.shape[0] > 0 else None
-        return self.language_model(self.embed(input_ids, image_embeds, text_embeds), attention_mask)
+        return self.language_model(self.embed(input_ids, image_embeds, inputs_embeds), attention_mask)

@@ -131,15 +131,18 @@ class GR00TN15(nn.Module):
 
     # ---- forward -----------------------------------------------------------------------------------
     def backbone_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """pixel_values [N_img, 3, S, S], input_ids / attention_mask [B, L] -> features [B, L, D]
-        in the action head's dtype."""
+        """pixel_values [N_img, 3, S, S], input_ids / attention_mask [B, L] and, when the batch has them,
+        inputs_embeds [B, L, D] (the ids' token-table rows) -> features [B, L, D] in the action head's
+        dtype."""
         pixels = batch["pixel_values"].to(_param_dtype(self.backbone.eagle_model.vision_model))
         features = self.backbone(pixels, batch["input_ids"], batch["attention_mask"],
-                                 batch.get("text_embeds"))
+                                 inputs_embeds=batch.get("inputs_embeds"))
         return features.to(_param_dtype(self.action_head))
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Processor batch with `action` / `action_mask` -> {"loss": scalar}"""
+    def forward(self, batch: dict[str, torch.Tensor], t: torch.Tensor | None = None,
+                noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Processor batch with `action` / `action_mask` -> {"loss": scalar}. t [B] (flow-matching
+        times) and noise [B, 16, 32]: drawn by the action head when None."""
         dtype = _param_dtype(self.action_head)
         loss = self.action_head(
             self.backbone_features(batch),
@@ -147,7 +150,8 @@ class GR00TN15(nn.Module):
             batch["action"].to(dtype),  # [B, 16, 32]
             batch["action_mask"],  # [B, 16, 32]
             batch["embodiment_id"],  # [B]
-            batch.get("flow_time"),  # [B] or None: drawn by the action head
+            t=t,
+            noise=None if noise is None else noise.to(dtype),
         )
         return {"loss": loss}
 

@@ -21,16 +21,6 @@ def _rms_normalize_fused(x: torch.Tensor, eps: float) -> torch.Tensor:
 rms_normalize = _rms_normalize_fused if hasattr(F, "rms_norm") else _rms_normalize_float32
 
 
-def shared_input_linears(module: nn.Module, x: torch.Tensor, *names: str) -> tuple[torch.Tensor, ...]:
-    """`module`'s child linears `names` applied to the same input x -> their outputs, in order. An
-    inference engine may give the module a `fused_linears` callable for these names (one GEMM over the
-    concatenated weights, split into column blocks: groot.inference.fusion); else each runs alone."""
-    fused = getattr(module, "fused_linears", None)
-    if fused is not None:
-        return fused(x)
-    return tuple(getattr(module, name)(x) for name in names)
-
-
 class RMSNorm(nn.Module):
     """Root-mean-square norm computed in float32, cast back to the input dtype before the gain."""
 

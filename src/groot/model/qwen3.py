@@ -20,7 +20,6 @@ from groot.model.layers import (
     causal_padding_mask,
     init_weights,
     rotary_cos_sin,
-    shared_input_linears,
 )
 
 # SDPA reads grouped K/V heads itself with `enable_gqa` (torch >= 2.5). The CPU kernels honour it with
@@ -62,12 +61,16 @@ class Qwen3Attention(nn.Module):
         self.q_norm = RMSNorm(cfg.head_dim, cfg.rms_norm_eps)
         self.k_norm = RMSNorm(cfg.head_dim, cfg.rms_norm_eps)
 
+    def project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x: [B, L, D] -> q [B, L, H*hd], k / v [B, L, H_kv*hd]"""
+        return self.q_proj(x), self.k_proj(x), self.v_proj(x)
+
     def forward(self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor],
                 mask: torch.Tensor | None) -> torch.Tensor:
         """x: [B, L, D], rotary cos/sin: [L, head_dim], mask: bool [B, 1, L, L] | None (causal)
         -> [B, L, D]"""
         b, length, _ = x.shape
-        q, k, v = shared_input_linears(self, x, "q_proj", "k_proj", "v_proj")
+        q, k, v = self.project_qkv(x)
         q = self.q_norm(q.view(b, length, self.num_heads, self.head_dim)).transpose(1, 2)
         k = self.k_norm(k.view(b, length, self.num_kv_heads, self.head_dim)).transpose(1, 2)
         v = v.view(b, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
@@ -83,8 +86,12 @@ class Qwen3MLP(nn.Module):
         self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
         self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
 
+    def project_gate_up(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: [B, L, D] -> gate, up, each [B, L, intermediate_size]"""
+        return self.gate_proj(x), self.up_proj(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = shared_input_linears(self, x, "gate_proj", "up_proj")
+        gate, up = self.project_gate_up(x)
         return self.down_proj(F.silu(gate) * up)
 
 

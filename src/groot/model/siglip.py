@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from groot.model.config import VisionConfig
-from groot.model.layers import init_weights, shared_input_linears
+from groot.model.layers import init_weights
 
 
 class SiglipEmbeddings(nn.Module):
@@ -42,6 +42,10 @@ class SiglipAttention(nn.Module):
         self.v_proj = nn.Linear(cfg.hidden_size, cfg.hidden_size)
         self.out_proj = nn.Linear(cfg.hidden_size, cfg.hidden_size)
 
+    def project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x: [N, P, C] -> q, k, v, each [N, P, C]"""
+        return self.q_proj(x), self.k_proj(x), self.v_proj(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [N, P, C] -> [N, P, C] (bidirectional, no mask)"""
         n, p, c = x.shape
@@ -49,7 +53,7 @@ class SiglipAttention(nn.Module):
         def heads(t: torch.Tensor) -> torch.Tensor:  # [N, P, C] -> [N, H, P, C/H]
             return t.view(n, p, self.num_heads, c // self.num_heads).transpose(1, 2)
 
-        q, k, v = (heads(t) for t in shared_input_linears(self, x, "q_proj", "k_proj", "v_proj"))
+        q, k, v = (heads(t) for t in self.project_qkv(x))
         out = F.scaled_dot_product_attention(q, k, v)  # [N, H, P, C/H]
         return self.out_proj(out.transpose(1, 2).reshape(n, p, c))
 

@@ -2,15 +2,18 @@
 
 A compiled N1.5-3B step launches ~2,400 kernels, many of them a few microseconds long (the DiT runs on
 49 tokens per sample), so the GPU waits for the host between them. Replaying a recorded graph launches
-them all at once. `GraphedTrainStep` wraps a step function and, per batch layout (tensor shapes and
-dtypes, and the values of host-side entries such as the embodiment ids, which steer Python control
-flow), runs it directly for `warmup` steps (compiling, creating the optimizer state), then records it
-once on the next step and replays it from then on, with the batch copied into the recorded inputs.
+them all at once. `GraphedTrainStep` wraps a step function of one argument (the step's inputs: any
+nesting of lists, tuples and dicts, e.g. `train_step`'s micro-batches) and, per input layout (tensor
+shapes and dtypes, and the values of host-side entries such as the embodiment ids, which steer Python
+control flow), runs it directly for `warmup` steps (compiling, creating the optimizer state), then
+records it once on the next step and replays it from then on, with the inputs copied into the recorded
+ones.
 
 What the step needs to hold for that: no host synchronisation and no host-side randomness inside (the
-flow-matching times come in the batch as `flow_time`); the optimizer's parameter groups are recorded
-with device-side learning rates, which are refilled from the groups' float `lr` before each replay, so
-the schedule, the optimizer's state dict and checkpoints see plain floats as before. CUDA random draws
+flow-matching times are drawn beforehand and passed in: `step.draw_flow_times`); the optimizer's
+parameter groups are recorded with device-side learning rates, which are refilled from the groups'
+float `lr` before each replay, so the schedule, the optimizer's state dict and checkpoints see plain
+floats as before. CUDA random draws
 (noise, dropout) advance the generator on replay exactly as they would run by run, so a graphed run
 draws the same numbers as an ungraphed one. All recordings share one memory pool: nothing a recording
 allocates outlives its replay except its two outputs.
@@ -22,27 +25,29 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch.utils import _pytree as pytree
 
-Batches = list[dict[str, Any]]  # the micro-batches of one optimizer step
+Batches = list[Any]  # the micro-batches of one optimizer step (tensors nested in lists, tuples, dicts)
 StepFn = Callable[[Batches], tuple[torch.Tensor, torch.Tensor]]  # -> (loss, grad_norm)
 
 
 def batch_layout(batches: Batches) -> tuple:
-    """What must match for a recording to serve a step's batches: device tensors' shapes and dtypes, the
-    values of host tensors and of everything else."""
-    key = []
-    for index, batch in enumerate(batches):
-        key.append(index)
-        key.extend(_entry_layout(name, batch[name]) for name in sorted(batch))
-    return tuple(key)
+    """What must match for a recording to serve a step's inputs: their nesting and keys, device tensors'
+    shapes and dtypes, the values of host tensors and of everything else."""
+    leaves, spec = pytree.tree_flatten(batches)
+    return spec, *(_leaf_layout(leaf) for leaf in leaves)
 
 
-def _entry_layout(name: str, value: Any) -> tuple:
-    if isinstance(value, torch.Tensor) and value.is_cuda:
-        return name, tuple(value.shape), value.dtype
+def _is_device_tensor(value: Any) -> bool:
+    return isinstance(value, torch.Tensor) and value.is_cuda
+
+
+def _leaf_layout(value: Any) -> tuple:
+    if _is_device_tensor(value):
+        return tuple(value.shape), value.dtype
     if isinstance(value, torch.Tensor):
-        return name, tuple(value.shape), tuple(value.flatten().tolist())
-    return name, repr(value)
+        return tuple(value.shape), tuple(value.flatten().tolist())
+    return (repr(value),)
 
 
 class _Recording:
@@ -85,8 +90,7 @@ class GraphedTrainStep:
         return result
 
     def _record(self, batches: Batches) -> _Recording:
-        inputs = [{name: value.clone() if isinstance(value, torch.Tensor) and value.is_cuda else value
-                   for name, value in batch.items()} for batch in batches]
+        inputs = pytree.tree_map(lambda value: value.clone() if _is_device_tensor(value) else value, batches)
         groups = self.optimizer.param_groups
         saved = [(group["lr"], group["capturable"]) for group in groups]
         self.optimizer.zero_grad(set_to_none=True)  # gradients are allocated inside the recording
@@ -107,10 +111,10 @@ class GraphedTrainStep:
         return _Recording(graph, inputs, outputs)
 
     def _replay(self, recording: _Recording, batches: Batches) -> tuple[torch.Tensor, torch.Tensor]:
-        for inputs, batch in zip(recording.inputs, batches, strict=True):
-            for name, value in inputs.items():
-                if isinstance(value, torch.Tensor) and value.is_cuda:
-                    value.copy_(batch[name], non_blocking=True)
+        recorded, _ = pytree.tree_flatten(recording.inputs)
+        for value, new in zip(recorded, pytree.tree_flatten(batches)[0], strict=True):
+            if _is_device_tensor(value):
+                value.copy_(new, non_blocking=True)
         for group, lr in zip(self.optimizer.param_groups, self.lrs, strict=True):
             lr.fill_(float(group["lr"]))
         recording.graph.replay()

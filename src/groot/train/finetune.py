@@ -236,7 +236,9 @@ class Trainer:
             return self._train_step
         return GraphedTrainStep(self._train_step, self.optimizer)
 
-    def _train_step(self, micro_batches: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _train_step(self, micro_batches: list[tuple[dict[str, Any], torch.Tensor | None]]
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(device batch, flow-matching times) per micro-batch -> (loss, grad_norm)"""
         from groot.train.step import train_step
 
         return train_step(self.model, self.optimizer, micro_batches, self.cfg.max_grad_norm, self.use_bf16)
@@ -371,11 +373,11 @@ class Trainer:
         """One optimizer step over the next `gradient_accumulation_steps` micro-batches.
         Returns (mean micro-batch loss, pre-clip gradient norm) as device tensors, and the
         (epoch, batch in epoch) position of each micro-batch."""
-        from groot.train.step import with_flow_time
+        from groot.train.step import micro_batch
 
         micro_batches, positions = [], []
         for _ in range(self.cfg.gradient_accumulation_steps):
-            micro_batches.append(with_flow_time(self.raw_model, next(batches), self.ctx.device))
+            micro_batches.append(micro_batch(self.raw_model, next(batches), self.ctx.device))
             positions.append((self.epoch, self.batches_into_epoch - 1))  # counted when handed out
         loss, grad_norm = self.train_step(micro_batches)
         self.schedule.step()

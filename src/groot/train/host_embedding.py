@@ -2,7 +2,7 @@
 
 N1.5-3B's table is 151,680 x 2048 bf16 = 0.58 GiB of GPU memory, of which a batch reads a few hundred
 rows. When the LLM is frozen, `HostTokenEmbedding` moves the table to the host and looks each batch's
-prompt up there before the batch goes to the device: the batch gains `text_embeds` [B, L, D] (the same
+prompt up there before the batch goes to the device: the batch gains `inputs_embeds` [B, L, D] (the same
 rows `embed_tokens` would return, bit for bit), which `EagleBackbone.embed` uses instead of the table.
 The lookup runs where the next batch is prepared, ahead of the GPU.
 """
@@ -21,7 +21,7 @@ def token_embedding(model: nn.Module) -> nn.Embedding:
 
 
 class HostTokenEmbedding:
-    """Moves the (frozen) table of `model` to the host; `__call__` adds `text_embeds` to a host batch."""
+    """Moves the (frozen) table of `model` to the host; `__call__` adds `inputs_embeds` to a host batch."""
 
     def __init__(self, model: nn.Module):
         weight = token_embedding(model).weight
@@ -32,11 +32,11 @@ class HostTokenEmbedding:
         self.weight = weight
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        """Host batch with `input_ids` [B, L] -> the batch plus `text_embeds` [B, L, D], in pinned memory
+        """Host batch with `input_ids` [B, L] -> the batch plus `inputs_embeds` [B, L, D], in pinned memory
         when CUDA is present (so that the copy to the device is asynchronous)."""
         ids = batch["input_ids"]
         width = self.weight.shape[1]
-        text_embeds = torch.empty((*ids.shape, width), dtype=self.weight.dtype,
+        inputs_embeds = torch.empty((*ids.shape, width), dtype=self.weight.dtype,
                                   pin_memory=torch.cuda.is_available())
-        torch.index_select(self.weight.detach(), 0, ids.reshape(-1), out=text_embeds.view(-1, width))
-        return {**batch, "text_embeds": text_embeds}
+        torch.index_select(self.weight.detach(), 0, ids.reshape(-1), out=inputs_embeds.view(-1, width))
+        return {**batch, "inputs_embeds": inputs_embeds}
