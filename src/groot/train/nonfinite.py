@@ -35,7 +35,7 @@ class NonFiniteWatch:
     def record(self, step: int, loss: torch.Tensor, grad_norm: torch.Tensor,
                positions: list[tuple[int, int]]) -> None:
         """Note step `step` (device scalars `loss`, `grad_norm`); queues device ops, never waits."""
-        values = torch.stack([loss.detach().float(), grad_norm.detach().float()])
+        values = torch.stack([_local(loss).detach().float(), _local(grad_norm).detach().float()])
         first = (self.first_step == NO_STEP) & ~torch.isfinite(values).all()
         self.first_step = torch.where(first, step, self.first_step)
         self.values = torch.where(first, values, self.values)
@@ -61,6 +61,11 @@ class NonFiniteWatch:
                              f"found {found}; its batch held {batches or 'unknown episodes'}; no checkpoint "
                              "was written after it (lower --learning-rate or check the data with "
                              "`groot data validate`)")
+
+
+def _local(value: torch.Tensor) -> torch.Tensor:
+    """A plain tensor: under FSDP the gradient norm is a DTensor (its full value, same on every rank)."""
+    return value.full_tensor() if hasattr(value, "full_tensor") else value
 
 
 def describe_batch_episodes(dataset: Any, keys: Any, batch_size: int) -> str:
