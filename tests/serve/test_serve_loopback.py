@@ -116,6 +116,16 @@ def test_a_message_over_the_size_limit_times_out_and_the_server_survives(serve):
         client.get_action(obs)
 
 
+def test_a_default_client_refuses_a_request_over_the_default_server_limit_at_once(serve):
+    server = serve()
+    obs = observation()
+    obs["video.front"] = np.zeros((1, 4800, 4800, 3), np.uint8)  # 69 MB > 64 MiB
+    with client_for(server) as client:
+        with pytest.raises(protocol.ProtocolError, match="over the 67108864-byte message size limit"):
+            client.get_action(obs)
+        assert client.ping()
+
+
 def test_two_hundred_sequential_requests(serve):
     server = serve()
     with client_for(server) as client:

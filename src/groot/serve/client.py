@@ -31,12 +31,14 @@ class InferenceClient:
     """Talks to `groot serve` (or the official inference service) over ZeroMQ REQ/REP."""
 
     def __init__(self, host: str = "localhost", port: int = 5555, api_token: str | None = None,
-                 timeout_ms: int = DEFAULT_TIMEOUT_MS, max_message_bytes: int | None = None):
+                 timeout_ms: int = DEFAULT_TIMEOUT_MS,
+                 max_message_bytes: int | None = protocol.DEFAULT_MAX_MESSAGE_BYTES):
         self.address = f"tcp://{protocol.tcp_host(host)}:{port}"  # IPv6 literals: "::1" or "[::1]"
         self._ipv6 = protocol.is_ipv6(host.strip("[]"))
         self.api_token = api_token
         self.timeout_ms = timeout_ms
-        self.max_message_bytes = max_message_bytes  # refuse to send larger requests (None: no check)
+        # a larger request is refused here at once (a server drops it unanswered); None: no check
+        self.max_message_bytes = max_message_bytes
         self._context = zmq.Context()
         self._socket = self._connect()
 
@@ -88,7 +90,8 @@ class InferenceClient:
         message = protocol.pack_request(endpoint, data, self.api_token, seed)
         if self.max_message_bytes is not None and len(message) > self.max_message_bytes:
             raise protocol.ProtocolError(f"{endpoint} request is {len(message)} bytes, over the "
-                                         f"{self.max_message_bytes}-byte message size limit")
+                                         f"{self.max_message_bytes}-byte message size limit (the server's "
+                                         "--max-message-mb; InferenceClient(max_message_bytes=...))")
         try:
             self._socket.send(message)
             reply = self._socket.recv()

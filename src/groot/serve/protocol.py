@@ -42,6 +42,8 @@ _NPY_HEADER_READERS = {
 }
 
 
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # the server's default --max-message-mb (64)
+
 class ProtocolError(GrootError, ValueError):
     """A message that is not valid msgpack or does not follow the service's wire format."""
 

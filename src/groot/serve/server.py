@@ -32,7 +32,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5555
-DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 ENDPOINTS = ("ping", "kill", "get_action", "get_modality_config")
 
 
@@ -57,7 +56,7 @@ class InferenceServer:
     """
 
     def __init__(self, policy: ServablePolicy, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-                 api_token: str | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                 api_token: str | None = None, max_message_bytes: int = protocol.DEFAULT_MAX_MESSAGE_BYTES,
                  poll_interval_ms: int = 100, limits: RequestLimits | None = None):
         self.policy = policy
         self.api_token = api_token
