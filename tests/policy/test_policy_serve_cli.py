@@ -67,6 +67,20 @@ def test_a_port_in_use_is_one_error_line(tiny_setup):
                      "already in use (is another server on that port? pick another --port)"]
 
 
+def test_a_port_in_use_fails_before_the_checkpoint_loads(capsys):
+    from groot.cli import main
+
+    class Idle:
+        def get_action(self, observation):
+            return {}
+
+    with InferenceServer(Idle(), port=0) as taken:
+        code = main(["serve", "--model-path", "/nonexistent/checkpoint", "--embodiment-tag", "new_embodiment",
+                     "--port", str(taken.port)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Address already in use" in err and "nonexistent" not in err
+
+
 def test_api_token_sources(tmp_path):
     token_file = tmp_path / "token"
     token_file.write_text("from-file\n")

@@ -72,12 +72,13 @@ def run(cfg: ServeConfig) -> int:
     import logging
 
     from groot.policy import Policy
-    from groot.serve.server import InferenceServer
+    from groot.serve.server import InferenceServer, check_bindable
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     api_token = resolve_api_token(cfg.api_token, cfg.api_token_file, dict(os.environ))
     if cfg.max_prompt_tokens is not None and cfg.max_prompt_tokens < 1:
         raise ConfigError(f"--max-prompt-tokens: expected a positive integer, found {cfg.max_prompt_tokens}")
+    check_bindable(cfg.host, cfg.port)  # a port in use fails before the checkpoint loads
     policy = Policy.from_pretrained(cfg.model_path, cfg.embodiment_tag, data_config=cfg.data_config,
                                     denoising_steps=cfg.denoising_steps, device=cfg.device,
                                     fast=None if cfg.fast else False, exact=cfg.exact,

@@ -70,18 +70,11 @@ class InferenceServer:
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
         host = host.strip("[]")
-        if protocol.is_ipv6(host):
-            self._socket.setsockopt(zmq.IPV6, 1)
-        address = f"tcp://{protocol.tcp_host(host)}:{port if port else '*'}"
         try:
-            self._socket.bind(address)
-        except zmq.ZMQError as e:
+            self.endpoint = _bind(self._socket, host, port)  # e.g. tcp://127.0.0.1:5555
+        except BindError:
             self.close()
-            hint = ("is another server on that port? pick another --port" if e.errno == zmq.EADDRINUSE
-                    else "expected an address of this machine as --host")
-            raise BindError(f"cannot bind the inference server to {address}: {zmq.strerror(e.errno)} "
-                            f"({hint})") from e
-        self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)  # e.g. tcp://127.0.0.1:5555
+            raise
         self.port = int(self.endpoint.rsplit(":", 1)[1])
         if api_token is None and not _is_loopback(host):
             logger.warning("serving on %s beyond loopback without an API token: anyone who reaches this "
@@ -177,6 +170,34 @@ class InferenceServer:
     def _error(endpoint: str, message: str) -> bytes:
         logger.warning("%s rejected: %s", endpoint, message)
         return protocol.error_response(message)
+
+
+def check_bindable(host: str, port: int) -> None:
+    """Raise BindError now if `host:port` cannot be bound (e.g. the port is in use), so that a server
+    fails before it spends minutes loading a checkpoint."""
+    context = zmq.Context()
+    probe = context.socket(zmq.REP)
+    probe.setsockopt(zmq.LINGER, 0)
+    try:
+        _bind(probe, host.strip("[]"), port)
+    finally:
+        probe.close(linger=0)
+        context.term()
+
+
+def _bind(socket: zmq.Socket, host: str, port: int) -> str:
+    """Bind `socket` to tcp://host:port (port 0: any free port) -> the bound endpoint."""
+    if protocol.is_ipv6(host):
+        socket.setsockopt(zmq.IPV6, 1)
+    address = f"tcp://{protocol.tcp_host(host)}:{port if port else '*'}"
+    try:
+        socket.bind(address)
+    except zmq.ZMQError as e:
+        hint = ("is another server on that port? pick another --port" if e.errno == zmq.EADDRINUSE
+                else "expected an address of this machine as --host")
+        raise BindError(f"cannot bind the inference server to {address}: {zmq.strerror(e.errno)} "
+                        f"({hint})") from e
+    return socket.getsockopt_string(zmq.LAST_ENDPOINT)
 
 
 def _same_token(given: str | None, expected: str) -> bool:
