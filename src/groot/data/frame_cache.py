@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from groot.data.video import Picks, readable_video
 from groot.errors import DatasetError
+from groot.utils.files import atomic_open, atomic_write_text
 
 
 class FrameCache:
@@ -78,7 +77,7 @@ class FrameCache:
         self.directory.mkdir(parents=True, exist_ok=True)
         _atomic_save(Path(f"{stem}.frames.npy"), frames)
         _atomic_save(Path(f"{stem}.times.npy"), times)
-        _atomic_write_text(stem.with_suffix(".json"), json.dumps({"fps": fps, "source": str(path)}))
+        atomic_write_text(stem.with_suffix(".json"), json.dumps({"fps": fps, "source": str(path)}))
 
 
 def decode_all(path: Path) -> tuple[np.ndarray, np.ndarray, float]:
@@ -111,12 +110,5 @@ def _key(path: Path) -> str:
 
 
 def _atomic_save(target: Path, array: np.ndarray) -> None:
-    with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".tmp", delete=False) as handle:
+    with atomic_open(target, "wb") as handle:
         np.save(handle, array, allow_pickle=False)
-    os.replace(handle.name, target)
-
-
-def _atomic_write_text(target: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=target.parent, suffix=".tmp", delete=False) as handle:
-        handle.write(text)
-    os.replace(handle.name, target)
