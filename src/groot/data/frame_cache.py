@@ -1,17 +1,15 @@
 """Every frame of a video decoded once, kept on disk as raw uint8 and memory-mapped by every reader.
 
-Training draws frames at random positions, so each sample pays a container open, a seek and a few
-decoded frames per camera: on small datasets that, not the model, sets the pace. A `FrameCache`
-decodes each video file in full the first time one of its frames is asked for and writes
+A `FrameCache` decodes each video file in full the first time one of its frames is asked for and writes
 
     <dir>/<key>.frames.npy   uint8 [N, H, W, 3]   every frame of the file, RGB
     <dir>/<key>.times.npy    float64 [N]          presentation time of each frame, seconds
     <dir>/<key>.json         {"fps": ..., "source": ...}   written last: its presence marks the entry complete
 
 where `key` hashes the video's absolute path, size and modification time (an edited video gets a new
-entry). Later lookups read the memory map: DataLoader workers share one copy through the page cache.
-Files are written under temporary names and renamed, so workers that race on one video, or a run
-killed mid-write, never leave an entry that reads wrong. It costs H * W * 3 bytes per frame on disk.
+entry). Later lookups read the memory map (DataLoader workers share one copy through the page cache).
+Files are written atomically (`groot.utils.files`), so workers that race on one video, or a run killed
+mid-write, never leave an entry that reads wrong. It costs H * W * 3 bytes per frame on disk.
 """
 
 from __future__ import annotations

@@ -78,8 +78,8 @@ def loader_workers(requested: int, device: torch.device) -> int:
 @contextlib.contextmanager
 def cpu_training_threads(workers: int, device: torch.device):
     """On the CPU, torch intra-op threads of this process lowered to the cores the `workers` leave free
-    (never raised above the current setting), restored on exit. Threads beyond the free cores
-    spin against the workers and each other: on 2 busy cores a tiny-model step took 3-4x longer."""
+    (never raised above the current setting), restored on exit: threads beyond the free cores only spin
+    against the workers and each other."""
     before = torch.get_num_threads()
     if device.type == "cpu":
         torch.set_num_threads(max(1, min(before, cores_per_process() - workers)))

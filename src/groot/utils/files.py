@@ -63,4 +63,5 @@ def atomic_dir(path: str | Path, tag: str = "tmp", replace: bool = False) -> Ite
         else:
             os.rename(staging, path)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)  # gone already after a clean rename
+        if staging.exists():  # the block or the rename raised
+            shutil.rmtree(staging, ignore_errors=True)
