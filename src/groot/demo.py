@@ -175,10 +175,10 @@ class _Progress:
         return None
 
     def finish(self, stage: str, result: dict[str, Any], seconds: float) -> None:
-        from groot.data.stats import write_json_atomic
+        from groot.utils.files import atomic_write_json
 
         self.state["stages"][stage] = {"result": result, "seconds": seconds}
-        write_json_atomic(self.path, self.state)
+        atomic_write_json(self.path, self.state)
 
     def seconds(self, stage: str) -> float:
         return self.state["stages"][stage]["seconds"]

@@ -10,7 +10,6 @@ or spawned DataLoader workers.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from groot.data.metadata import DatasetMetadata, merge_metadata
 from groot.data.stats import load_or_compute_stats
 from groot.data.transforms import split_key
 from groot.errors import DatasetError
+from groot.utils.seeding import hashed_seed
 
 
 def padded_rows(values: np.ndarray, indices: np.ndarray, absolute: bool) -> np.ndarray:
@@ -142,12 +142,6 @@ def draw(cdf: np.ndarray, uniform: float) -> int:
     return min(int(np.searchsorted(cdf, uniform, side="right")), len(cdf) - 1)
 
 
-def mixture_seed(epoch: int, index: int, seed: int) -> int:
-    """64-bit seed from sha256 of (epoch, index, seed): independent of process and worker."""
-    digest = hashlib.sha256(f"{epoch}-{index}-{seed}".encode()).digest()
-    return int.from_bytes(digest[:8], "little")
-
-
 class MixtureDataset(torch.utils.data.Dataset):
     """Weighted mixture of `GrootDataset`s (spec 6.4).
 
@@ -202,7 +196,7 @@ class MixtureDataset(torch.utils.data.Dataset):
 
     def sample_location(self, index: int) -> tuple[int, int, int]:
         """(dataset position, trajectory id, base index) of item `index` in the current epoch."""
-        seed = mixture_seed(self.epoch, index, self.seed) if self.training else index
+        seed = hashed_seed(self.epoch, index, self.seed, sep="-") if self.training else index
         rng = np.random.default_rng(seed)
         which = draw(self._dataset_cdf, rng.random())
         dataset = self.datasets[which]

@@ -1,32 +1,29 @@
 """Every frame of a video decoded once, kept on disk as raw uint8 and memory-mapped by every reader.
 
-Training draws frames at random positions, so each sample pays a container open, a seek and a few
-decoded frames per camera: on small datasets that, not the model, sets the pace. A `FrameCache`
-decodes each video file in full the first time one of its frames is asked for and writes
+A `FrameCache` decodes each video file in full the first time one of its frames is asked for and writes
 
     <dir>/<key>.frames.npy   uint8 [N, H, W, 3]   every frame of the file, RGB
     <dir>/<key>.times.npy    float64 [N]          presentation time of each frame, seconds
     <dir>/<key>.json         {"fps": ..., "source": ...}   written last: its presence marks the entry complete
 
 where `key` hashes the video's absolute path, size and modification time (an edited video gets a new
-entry). Later lookups read the memory map: DataLoader workers share one copy through the page cache.
-Files are written under temporary names and renamed, so workers that race on one video, or a run
-killed mid-write, never leave an entry that reads wrong. It costs H * W * 3 bytes per frame on disk.
+entry). Later lookups read the memory map (DataLoader workers share one copy through the page cache).
+Files are written atomically (`groot.utils.files`), so workers that race on one video, or a run killed
+mid-write, never leave an entry that reads wrong. It costs H * W * 3 bytes per frame on disk.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from groot.data.video import Picks, readable_video
 from groot.errors import DatasetError
+from groot.utils.files import atomic_open, atomic_write_text
 
 
 class FrameCache:
@@ -78,7 +75,7 @@ class FrameCache:
         self.directory.mkdir(parents=True, exist_ok=True)
         _atomic_save(Path(f"{stem}.frames.npy"), frames)
         _atomic_save(Path(f"{stem}.times.npy"), times)
-        _atomic_write_text(stem.with_suffix(".json"), json.dumps({"fps": fps, "source": str(path)}))
+        atomic_write_text(stem.with_suffix(".json"), json.dumps({"fps": fps, "source": str(path)}))
 
 
 def decode_all(path: Path) -> tuple[np.ndarray, np.ndarray, float]:
@@ -111,12 +108,5 @@ def _key(path: Path) -> str:
 
 
 def _atomic_save(target: Path, array: np.ndarray) -> None:
-    with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".tmp", delete=False) as handle:
+    with atomic_open(target, "wb") as handle:
         np.save(handle, array, allow_pickle=False)
-    os.replace(handle.name, target)
-
-
-def _atomic_write_text(target: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=target.parent, suffix=".tmp", delete=False) as handle:
-        handle.write(text)
-    os.replace(handle.name, target)

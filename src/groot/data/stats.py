@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from groot.utils.files import atomic_write_json
 
 STAT_NAMES = ("mean", "std", "min", "max", "q01", "q99")
 Stats = dict[str, dict[str, list[float]]]  # {column: {stat: [D]}}
@@ -78,13 +79,6 @@ def check_stats_file(dataset: Any) -> None:
         raise DatasetError("meta/stats.json", *problem)
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON next to `path` then rename over it: readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
-
-
 def load_or_compute_stats(dataset: Any, refresh: bool = False, write: bool = True) -> Stats:
     """`meta/stats.json` of a LeRobotDataset; computed over all episodes (and written there when `write`)
     when it is missing, unreadable, lacks a state / action column or has the wrong widths (or when
@@ -107,5 +101,5 @@ def load_or_compute_stats(dataset: Any, refresh: bool = False, write: bool = Tru
                 parts.setdefault(column, []).append(values)
     stats = compute_stats({column: np.concatenate(chunks) for column, chunks in parts.items()})
     if write:
-        write_json_atomic(path, stats)
+        atomic_write_json(path, stats)
     return stats

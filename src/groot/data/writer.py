@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +21,7 @@ from groot.data.modality import ModalitySpec
 from groot.data.stats import compute_stats
 from groot.data.video import VideoEncoder
 from groot.errors import OutputExistsError
+from groot.utils.files import atomic_dir
 
 TASK_COLUMN = "annotation.human.action.task_description"
 CHUNKS_SIZE = 1000
@@ -64,14 +62,8 @@ def write_dataset(root: str | Path, episodes: Sequence[Episode], modality: Modal
     for number, episode in enumerate(episodes):
         _check_episode(episode, number, modality)
     _check_same_frame_sizes(episodes)
-    staging = root.parent / f".{root.name}.partial-{uuid.uuid4().hex[:8]}"
-    staging.mkdir(parents=True)
-    try:
+    with atomic_dir(root, tag="partial") as staging:
         _DatasetBuilder(staging, episodes, modality, fps, version, robot_type, episodes_per_file, crf).build()
-        os.rename(staging, root)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return root
 
 

@@ -17,20 +17,18 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
 
 from groot.errors import ConfigError
+from groot.policy_protocol import PolicyLike
 from groot.sim import libero
+from groot.utils.net import parse_host_port
+from groot.utils.system import usable_cores
 from groot.utils.worker_pool import run_in_processes
 
 VideoMode = Literal["failures", "all", "none"]
-
-
-class PolicyLike(Protocol):
-    def get_action(self, observation: dict[str, Any]) -> dict[str, Any]:
-        """{"video.image": uint8 [1, H, W, 3], "state.eef_pos": [1, 3], ...} -> {"action.<k>": [16, D]}"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,16 +50,14 @@ class PolicySource:
         if (self.model_path is None) == (self.server is None):
             raise ConfigError("give exactly one of model_path and server")
         if self.server is not None:
-            host, _, port = self.server.rpartition(":")
-            if not host or not port.isdigit():
-                raise ConfigError(f"server: expected HOST:PORT, found {self.server!r}")
+            parse_host_port(self.server, "server")
 
     def __call__(self, env: libero.LiberoEnv) -> PolicyLike:
         if self.server is not None:
             from groot.serve.client import InferenceClient
 
-            host, _, port = self.server.rpartition(":")
-            return InferenceClient(host, int(port), api_token=self.api_token, timeout_ms=self.timeout_ms)
+            host, port = parse_host_port(self.server, "server")
+            return InferenceClient(host, port, api_token=self.api_token, timeout_ms=self.timeout_ms)
         from groot.policy import Policy
 
         return Policy.from_pretrained(self.model_path, self.embodiment_tag, data_config=self.data_config,
@@ -147,8 +143,7 @@ def _threads_per_process(processes: int):
     every process they spin against each other and the renderer. A smaller value set by the user is
     kept."""
     before = os.environ.get("OMP_NUM_THREADS")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    share = max(1, cores // max(1, processes))
+    share = max(1, usable_cores() // max(1, processes))
     if before is not None and before.isdigit() and int(before) > 0:
         share = min(share, int(before))
     os.environ["OMP_NUM_THREADS"] = str(share)

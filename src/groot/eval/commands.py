@@ -8,6 +8,7 @@ from typing import Literal
 from groot.errors import ConfigError
 from groot.sim.commands import register_sim
 from groot.utils.cli_args import add_command, add_group, arg
+from groot.utils.net import parse_host_port
 
 
 @dataclass
@@ -59,10 +60,8 @@ def _client(cfg: OpenLoopConfig):
     if cfg.data_config is not None:
         raise ConfigError("groot eval open-loop: --data-config applies to --model-path only; a server "
                          "reports its own modality config")
-    host, _, port = cfg.server.rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigError(f"groot eval open-loop: --server expects HOST:PORT, found {cfg.server!r}")
-    return InferenceClient(host, int(port), api_token=cfg.api_token, timeout_ms=cfg.timeout_ms)
+    host, port = parse_host_port(cfg.server, "groot eval open-loop: --server")
+    return InferenceClient(host, port, api_token=cfg.api_token, timeout_ms=cfg.timeout_ms)
 
 
 def _local_policy(cfg: OpenLoopConfig):

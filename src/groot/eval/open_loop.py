@@ -12,23 +12,16 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from groot.data.configs import DataConfig
 from groot.data.transforms import split_key
 from groot.errors import ConfigError
+from groot.policy_protocol import PolicyLike
 
 RawStep = dict[str, Any]
-
-
-class ActionSource(Protocol):
-    """A `groot.policy.Policy` or a `groot.serve.client.InferenceClient`."""
-
-    def get_action(self, observation: dict[str, Any]) -> dict[str, Any]: ...
-
-    def get_modality_config(self) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -48,7 +41,7 @@ class TrajectoryResult:
                 "mse_per_key": self.mse_per_key, "inference_steps": self.inference_steps}
 
 
-def evaluate_trajectory(policy: ActionSource, raw_step: Callable[[int], RawStep], trajectory: int,
+def evaluate_trajectory(policy: PolicyLike, raw_step: Callable[[int], RawStep], trajectory: int,
                         length: int, observation_keys: Sequence[str], action_keys: Sequence[str],
                         steps: int, action_horizon: int) -> TrajectoryResult:
     """raw_step(s) -> the raw step dict at base index s of this trajectory (no transforms)."""
@@ -162,7 +155,7 @@ def raw_data_config(modality_config: Mapping[str, Any]) -> DataConfig:
                       action_indices=list(modality_config["action"].delta_indices))
 
 
-def run_open_loop(policy: ActionSource, dataset_path: str | Path, embodiment_tag: str, out_dir: str | Path,
+def run_open_loop(policy: PolicyLike, dataset_path: str | Path, embodiment_tag: str, out_dir: str | Path,
                   trajs: int = 1, steps: int = 150, action_horizon: int = 16, video_backend: str = "pyav",
                   settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Evaluate the first `trajs` trajectories of a dataset; writes `trajectory_<id>.png` per trajectory

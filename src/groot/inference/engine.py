@@ -1,43 +1,17 @@
-"""InferenceEngine: model samples with raw camera frames -> normalized action chunks, fast.
+"""InferenceEngine: model samples with raw camera frames -> normalized action chunks, through CUDA graphs.
 
     engine = InferenceEngine(model.to("cuda", torch.bfloat16), GrootProcessor.for_config(model.config))
     actions = engine.predict(samples)  # [B, 16, 32] on the model's device
 
-The engine runs the model's own modules (`EagleBackbone.forward`, `FlowMatchingActionHead.encode_vl`
-/ `integrate`) as two CUDA graphs per input shape, with everything that depends on the denoising step
-alone (`denoising_conditionings`) computed once. It runs them on a private copy of the model's module
-tree that shares the parameters (`engine_copy`): fused projections and compiled blocks are substituted
-there, and the caller's model is never modified. Per call:
-1. host: the prompt block (ids + mask, cached per set of instructions) is uploaded only when it changed;
-   camera frames (uint8, raw resolution) and states reach the device in one copy (`PackedUpload`);
-   the noise is copied, or drawn, into a static buffer;
-2. backbone graph: frames -> centre crop -> antialiased resize -> pixels (`image_ops.model_pixels`)
-   -> vision tower + LLM;
-3. denoising graph: VL self-attention, cross-attention K/V and state token once, then every Euler step.
-
-Shapes. Every distinct prompt length gets its own graphs (captured on first use; at most
-`max_shapes` input shapes are kept, the least recently used is dropped): a robot repeating one
-instruction then runs the eager model's shapes, with no padding at all. Batches are padded up to a
-batch bucket; the padding rows compute values that are dropped.
-
-Exactness. With `exact=True` (default) the numerics are the eager model's: at a batch size that is a
-bucket and a prompt-length-exact shape the actions are bit-identical to `GR00TN15.get_action` on the
-same pixels and noise (checked on CUDA by tests/inference/test_inference_gpu.py). Projections that
-share an input run as one GEMM (`fuse_projections`, `fusion`; bit-identical to the separate products
-there, as cuBLAS does not split their reduction). `exact=False` trades bit-identity for speed: the LLM
-takes no padding mask when no prompt is padded (the eager model always passes the processor's mask,
-which selects a slower attention kernel). `compile=True` runs the repeated transformer blocks (SigLIP
-and Qwen3 layers, DiT and VL self-attention blocks) through `torch.compile` inside the stages
-(`regional_compile`): each kind of block is compiled once, when a stage first runs, and all its
-instances share that code (fused elementwise kernels, rounded differently); the glue between blocks
-stays eager, captured in the graphs like the rest. A kind's first input shape is compiled static; a
-new shape recompiles it with the sizes that changed made dynamic, so all prompt lengths and batch
-buckets share a few compilations per kind, made by the first calls (times: BENCHMARKS.md).
-Projection fusion stays on inside compiled blocks (it is a stateless function of the block's input).
-
-Weights are read when graphs, fused projections and step conditionings are first built: call `reset()`
-after changing them (a fresh copy; compiled blocks take the parameters as inputs on every call, so
-their compiled code is reused).
+The model's own modules run as two CUDA graphs per input shape (backbone: uint8 frames -> centre crop,
+antialiased resize, vision tower, LLM; denoising: VL self-attention, cross-attention K/V, every Euler
+step) on a private copy of the module tree that shares the parameters (`engine_copy`): fused projections
+and compiled blocks are substituted there, never in the caller's model. Each prompt length gets its own
+graphs (the `max_shapes` most recently used are kept); batches are padded up to a bucket, the padding
+rows dropped. With `exact=True` (default) and no `compile`, the actions at a bucket batch size are
+bit-identical to `GR00TN15.get_action` on the same pixels and noise; `exact=False` (no LLM mask when
+nothing is padded) and `compile=True` (`regional_compile`) change rounding. Weights are read when graphs
+are first built: call `reset()` after changing them.
 """
 
 from __future__ import annotations

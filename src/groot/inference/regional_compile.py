@@ -1,23 +1,11 @@
 """Regional compilation: each kind of repeated transformer block is compiled once, for all its instances.
 
-Compiling a whole stage traces every layer of it into one graph (27 SigLIP + 12 Qwen3 layers, or 4
-denoising steps x 16 DiT blocks), so compile time grows with depth. The blocks of one kind run the same
-code on parameters of the same shapes: dynamo (torch >= 2.5 inlines nn.Modules and lifts their
-parameters to graph inputs) compiles one graph per kind and every instance reuses it.
-
-Kinds are block classes: `SiglipEncoderLayer`, `Qwen3DecoderLayer`, `DiTCrossAttentionBlock`,
-`DiTSelfAttentionBlock`, `VLSelfAttentionBlock`. Dynamo keeps compiled code, recompile counts and the
-shape history of automatic dynamic shapes per code object, i.e. per class's `forward`: each kind's
-shapes stay its own, and a later engine with the same backend reuses what an earlier one compiled.
-
-Shapes (`dynamic=None`): the first one a kind sees is compiled static; a new one recompiles with the
-sizes that changed made dynamic (sizes 0 and 1 stay specialised, and the Qwen3 layers compile apart
-with and without a padding mask). Over batch buckets 1-8, many prompt lengths, masked and unmasked LLM
-calls, a kind took at most 6 compilations (tiny preset, CPU): under dynamo's default limit of 8 per code
-object, which is therefore left as it is.
-
-`compile_blocks(model)` gives every block of a model the engine owns (its private copy) its kind's
-compiled forward; the user's model keeps its eager blocks.
+Kinds are block classes (`SiglipEncoderLayer`, `Qwen3DecoderLayer`, `DiTCrossAttentionBlock`,
+`DiTSelfAttentionBlock`, `VLSelfAttentionBlock`); dynamo keeps compiled code and shape history per
+class's `forward`, so every instance of a kind, and a later engine with the same backend, reuses it.
+A kind's first input shape compiles static, a new one recompiles with the changed sizes dynamic
+(dynamo's default limit of 8 compilations per code object is kept). `compile_blocks(model)` gives the
+blocks of the engine's private copy their kind's compiled forward; the user's model stays eager.
 """
 
 from __future__ import annotations

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import shutil
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from tqdm import tqdm
 from groot.errors import CheckpointError
 from groot.model.config import GR00TN15Config
 from groot.model.gr00t_n15 import GR00TN15
+from groot.utils.files import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -153,10 +152,7 @@ def save_state_dict(config: GR00TN15Config, state: dict[str, torch.Tensor], dire
     if bad is not None:
         raise CheckpointError(f"{out}: tensor {bad[0]!r}: expected finite weights, found {bad[1]}; "
                               "nothing was written")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    with atomic_dir(out, tag="tmp", replace=True) as tmp:
         config_dict = config.to_dict()
         config_dict["torch_dtype"] = _dtype_name(state)
         _write_json(tmp / CONFIG_FILE, config_dict)
@@ -170,21 +166,7 @@ def save_state_dict(config: GR00TN15Config, state: dict[str, torch.Tensor], dire
         for name, text in (extra_files or {}).items():
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp / name).write_text(text)
-        _replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    if not dst.exists():
-        src.rename(dst)
-        return
-    old = dst.parent / f".{dst.name}.old-{uuid.uuid4().hex[:8]}"
-    dst.rename(old)
-    src.rename(dst)
-    shutil.rmtree(old)
 
 
 # ---- loading -----------------------------------------------------------------------------------------

@@ -19,12 +19,13 @@ import logging
 import signal
 import threading
 import time
-from typing import Any, Protocol
+from typing import Any
 
 import zmq
 
 from groot.errors import GrootError
 from groot.finite import check_finite_actions
+from groot.policy_protocol import PolicyLike
 from groot.serve import protocol
 from groot.serve.limits import RequestLimits
 
@@ -33,14 +34,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5555
 ENDPOINTS = ("ping", "kill", "get_action", "get_modality_config")
-
-
-class ServablePolicy(Protocol):
-    """What the server needs from a policy (`groot.policy.Policy` or a remote stand-in)."""
-
-    def get_action(self, observation: dict[str, Any]) -> dict[str, Any]: ...  # may also take seed=int
-
-    def get_modality_config(self) -> dict[str, Any]: ...
 
 
 class BindError(GrootError, OSError):
@@ -55,7 +48,7 @@ class InferenceServer:
     Use as a context manager, or call `close()`; `serve_forever()` returns after `kill` or `stop()`.
     """
 
-    def __init__(self, policy: ServablePolicy, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+    def __init__(self, policy: PolicyLike, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
                  api_token: str | None = None, max_message_bytes: int = protocol.DEFAULT_MAX_MESSAGE_BYTES,
                  poll_interval_ms: int = 100, limits: RequestLimits | None = None):
         self.policy = policy

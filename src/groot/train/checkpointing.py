@@ -2,7 +2,7 @@
 
 Layout of one checkpoint (everything safetensors or JSON; nothing is unpickled on resume):
 
-    config.json, model*.safetensors, experiment_cfg/...   the model, via the caller's `write_model`
+    config.json, model*.safetensors, experiment_cfg/...   the model (`groot.model.checkpoint`)
     training_state/optimizer.safetensors                 every optimizer state tensor, key
                                                           "<param fqn>/<state key>"
     training_state/optimizer.json                        param groups (hyper-parameters, param fqns)

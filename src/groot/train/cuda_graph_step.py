@@ -1,22 +1,13 @@
 """One CUDA graph per batch layout for the whole training step: forward, backward, clip, AdamW.
 
-A compiled N1.5-3B step launches ~2,400 kernels, many of them a few microseconds long (the DiT runs on
-49 tokens per sample), so the GPU waits for the host between them. Replaying a recorded graph launches
-them all at once. `GraphedTrainStep` wraps a step function of one argument (the step's inputs: any
-nesting of lists, tuples and dicts, e.g. `train_step`'s micro-batches) and, per input layout (tensor
-shapes and dtypes, and the values of host-side entries such as the embodiment ids, which steer Python
-control flow), runs it directly for `warmup` steps (compiling, creating the optimizer state), then
-records it once on the next step and replays it from then on, with the inputs copied into the recorded
-ones.
-
-What the step needs to hold for that: no host synchronisation and no host-side randomness inside (the
-flow-matching times are drawn beforehand and passed in: `step.draw_flow_times`); the optimizer's
-parameter groups are recorded with device-side learning rates, which are refilled from the groups'
-float `lr` before each replay, so the schedule, the optimizer's state dict and checkpoints see plain
-floats as before. CUDA random draws
-(noise, dropout) advance the generator on replay exactly as they would run by run, so a graphed run
-draws the same numbers as an ungraphed one. All recordings share one memory pool: nothing a recording
-allocates outlives its replay except its two outputs.
+`GraphedTrainStep` wraps a step function of one argument (any nesting of lists, tuples and dicts of
+tensors and host values) and, per input layout (tensor shapes and dtypes, and the values of host-side
+entries such as embodiment ids, which steer Python control flow), runs it directly for `warmup` steps,
+records it on the next one and replays it from then on, with the inputs copied into the recorded ones.
+The step must not synchronise with the host or draw host-side random numbers (flow-matching times are
+drawn beforehand: `step.draw_flow_times`). Learning rates live on the device and are refilled from the
+groups' float `lr` before each replay, so schedules and checkpoints see plain floats. CUDA random draws
+advance the generator on replay as they would run by run. All recordings share one memory pool.
 """
 
 from __future__ import annotations

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import hashlib
 import os
 import random
 from collections.abc import Callable, Iterable, Iterator
@@ -22,6 +21,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from groot.errors import ConfigError
 from groot.utils.process import exit_when_process_ends
+from groot.utils.seeding import hashed_seed
+from groot.utils.system import usable_cores
 
 
 def build_dataset(paths: list[str], data_config: Any, embodiment_tag: str, video_backend: str,
@@ -63,8 +64,7 @@ def fit_data_config_to_model(data_config, model_config):
 
 def cores_per_process() -> int:
     """CPU cores this process may use, shared among the training processes of this machine."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(1, usable_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
 def loader_workers(requested: int, device: torch.device) -> int:
@@ -78,8 +78,8 @@ def loader_workers(requested: int, device: torch.device) -> int:
 @contextlib.contextmanager
 def cpu_training_threads(workers: int, device: torch.device):
     """On the CPU, torch intra-op threads of this process lowered to the cores the `workers` leave free
-    (never raised above the current setting), restored on exit. Threads beyond the free cores
-    spin against the workers and each other: on 2 busy cores a tiny-model step took 3-4x longer."""
+    (never raised above the current setting), restored on exit: threads beyond the free cores only spin
+    against the workers and each other."""
     before = torch.get_num_threads()
     if device.type == "cpu":
         torch.set_num_threads(max(1, min(before, cores_per_process() - workers)))
@@ -97,11 +97,6 @@ def use_eval_transforms(dataset):
     if hasattr(dataset, "training"):
         dataset.training = False
     return dataset
-
-
-def sample_seed(run_seed: int, epoch: int, index: int) -> int:
-    digest = hashlib.sha256(f"{run_seed}:{epoch}:{index}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
 
 
 class SeededSamples(Dataset):
@@ -134,7 +129,7 @@ class SeededSamples(Dataset):
 class ResumableShardedSampler(Sampler):
     """Shuffled epoch order (seeded by run seed + epoch), split across ranks, able to start mid-epoch.
 
-    Yields `(index, sample_seed)` keys for `SeededSamples`. Each rank sees `len(dataset) // world`
+    Yields `(index, seed)` keys for `SeededSamples`. Each rank sees `len(dataset) // world`
     samples per epoch (the tail that does not split evenly is dropped).
     """
 
@@ -159,7 +154,7 @@ class ResumableShardedSampler(Sampler):
         per_rank = self.num_samples // self.world_size
         shard = order[: per_rank * self.world_size][self.rank:: self.world_size]
         for index in shard[self.start:].tolist():
-            yield index, sample_seed(self.seed, self.epoch, index)
+            yield index, hashed_seed(self.seed, self.epoch, index, bits=63)
 
 
 def build_loader(dataset: Dataset, sampler: ResumableShardedSampler, batch_size: int, collate: Callable,

@@ -1,16 +1,11 @@
 """Train only the embodiment rows of the per-embodiment tables that the data actually uses.
 
-The state/action encoders and the action decoder hold one weight table per embodiment
-(`CategorySpecificLinear`: `W [C=32, in, out]`, `b [C, out]`, y = x @ W[id] + b[id]). A fine-tune on
-one embodiment only ever produces gradients for its own row, so keeping AdamW state (and gradients,
-and the table itself on the GPU) for all 32 rows wastes ~95 % of that memory: ~315 M parameters on
-N1.5-3B. `EmbodimentSlices` swaps each trainable table for a parameter holding just the used rows
-(`W [k, in, out]`), keeps the full tables on the CPU, and remaps the embodiment ids a table receives
-to row numbers in the slice (a forward pre-hook; the model code is untouched). The used rows learn
-exactly what they would learn in the full table; unused rows stay bit-identical (the original only
-differs by AdamW's decoupled weight decay shrinking them by lr*wd per step).
-`full_state_dict(state)` writes the slices back and puts the full tables into a state dict of the model,
-for saving a normal checkpoint.
+`EmbodimentSlices` swaps each trainable `CategorySpecificLinear` table (`W [C=32, in, out]`, `b [C, out]`)
+for a parameter holding just the used rows (`W [k, in, out]`), keeps the full tables on the CPU, and
+remaps the embodiment ids a table receives to rows of the slice (a forward pre-hook). The used rows learn
+exactly what they would in the full table; unused rows stay bit-identical (the full-table run would only
+shrink them by AdamW's decoupled weight decay). `full_state_dict(state)` writes the slices back into a
+full state dict of the model, for saving a normal checkpoint.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """The frozen token-embedding table of the LLM kept in host memory during fine-tuning.
 
-N1.5-3B's table is 151,680 x 2048 bf16 = 0.58 GiB of GPU memory, of which a batch reads a few hundred
-rows. When the LLM is frozen, `HostTokenEmbedding` moves the table to the host and looks each batch's
-prompt up there before the batch goes to the device: the batch gains `inputs_embeds` [B, L, D] (the same
-rows `embed_tokens` would return, bit for bit), which `EagleBackbone.embed` uses instead of the table.
-The lookup runs where the next batch is prepared, ahead of the GPU.
+When the LLM is frozen, `HostTokenEmbedding` moves the table to the host and looks each batch's prompt up
+there while the batch is prepared: the batch gains `inputs_embeds` [B, L, D] (the rows `embed_tokens`
+would return, bit for bit), which the backbone takes instead of `input_ids`.
 """
 
 from __future__ import annotations
