@@ -31,7 +31,7 @@ import torch
 from groot.data.configs import DataConfig, get_data_config
 from groot.data.metadata import DatasetMetadata
 from groot.data.modality import ModalityConfig
-from groot.data.transforms import ComposedTransform, VideoTransform, split_key
+from groot.data.transforms import split_key
 from groot.errors import CheckpointError, ObservationError
 from groot.finite import check_finite_actions
 from groot.model.processor import GrootProcessor
@@ -122,10 +122,8 @@ class Policy:
         self.observation_spec = observation_spec(self.modality_config, metadata)
         use_engine = self.device.type == "cuda" if fast is None else fast
         self.engine = self._fast_engine(exact) if use_engine else None
-        # observation -> model sample; the engine crops and resizes the raw frames on the device, so it
-        # takes the eval transforms minus their video stage
-        self.sample_transform = self.transform if self.engine is None else ComposedTransform(
-            [t for t in self.transform.transforms if not isinstance(t, VideoTransform)])
+        # observation -> model sample; the engine runs the pixel stage itself, on the device
+        self.sample_transform = self.transform if self.engine is None else self.transform.host
 
     @classmethod
     def from_pretrained(cls, path: str | Path, embodiment_tag: str | None = None,

@@ -159,3 +159,22 @@ def test_no_fitting_data_config_names_the_dataset_keys():
 
     with pytest.raises(ConfigError, match=r"meta/modality.json: --data-config not given.*state.arm"):
         infer_data_config(synthetic_modality({"arm": 6}, {"arm": 6}, ["front"]))
+
+
+def test_sample_transform_is_its_pixel_stage_then_its_host_chain():
+    config = dataclasses.replace(get_data_config("libero_panda"), image_size=28)
+    metadata, step = fake_metadata(config, np.random.default_rng(1))
+    transform = config.transform()
+    transform.set_metadata(metadata)
+    transform.eval()  # centred crop: deterministic
+    def fresh():
+        return {key: value.copy() if isinstance(value, np.ndarray) else value for key, value in step.items()}
+
+    whole = transform.apply(fresh())
+    split = transform.host.apply(transform.pixels.apply(fresh()))
+    assert whole.keys() == split.keys()
+    for key in whole:
+        np.testing.assert_array_equal(np.asarray(whole[key]), np.asarray(split[key]), err_msg=key)
+    # the host chain leaves frames as they come (the engine crops and resizes them on the device)
+    raw = transform.host.apply(fresh())
+    assert raw["images"].shape[1:3] == (30, 40) and whole["images"].shape[1:3] == (28, 28)

@@ -18,9 +18,9 @@ from groot.data.modality import ModalityConfig, ModalitySpec
 from groot.data.transforms import (
     NORMALIZATION_MODES,
     ColorJitter,
-    ComposedTransform,
     Concat,
     GR00TPack,
+    SampleTransform,
     StateActionSinCos,
     StateActionTransform,
     VideoTransform,
@@ -102,13 +102,14 @@ class DataConfig:
             "language": ModalityConfig(list(self.observation_indices), list(self.language_keys)),
         }
 
-    def transform(self) -> ComposedTransform:
+    def transform(self) -> SampleTransform:
+        """The sample chain: the pixel stage (crop, resize, colour jitter in training), then the host
+        chain (state / action normalization and rotations, concatenation, packing)."""
         jitter = None if self.color_jitter is None else ColorJitter(**self.color_jitter)
         state_transform = (StateActionSinCos(self.state_keys) if self.state_sincos else
                            StateActionTransform(self.state_keys, self.state_normalization,
                                                 self.state_target_rotations))
-        return ComposedTransform([
-            VideoTransform(self.video_keys, self.crop_scale, self.image_size, jitter),
+        return SampleTransform(VideoTransform(self.video_keys, self.crop_scale, self.image_size, jitter), [
             state_transform,
             StateActionTransform(self.action_keys, self.action_normalization, self.action_target_rotations),
             Concat(self.video_keys, self.state_keys, self.action_keys, self.action_target_rotations),

@@ -108,6 +108,19 @@ class ComposedTransform(Transform):
         return step
 
 
+class SampleTransform(ComposedTransform):
+    """A data config's whole chain, split where samples may cross to the device: `pixels` (the video
+    stage: raw frames -> model-size uint8 frames through `image_ops.crop_resize`), then `host` (state
+    and action transforms, concatenation, packing). Training runs both in the loader; a policy whose
+    engine crops and resizes frames on the GPU (with the same `image_ops` functions) runs `host` alone.
+    `host` shares the transform objects, so metadata and train / eval mode set here reach it."""
+
+    def __init__(self, pixels: Transform, host: Sequence[Transform]):
+        super().__init__([pixels, *host])
+        self.pixels = pixels
+        self.host = ComposedTransform(host)
+
+
 # ---- video -------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class ColorJitter:
