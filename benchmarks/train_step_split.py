@@ -24,7 +24,7 @@ from groot.train.cuda_graph_step import GraphedTrainStep
 from groot.train.data import move_batch
 from groot.train.host_embedding import HostTokenEmbedding
 from groot.train.optim import build_optimizer, clip_and_step, parameter_groups
-from groot.train.precision import compile_for_training
+from groot.train.precision import compile_for_training, compiled_step_settings, tf32_matmuls
 from groot.train.step import draw_flow_times
 from kernel_profile import profile_calls
 from train_throughput import NEW_EMBODIMENT, _device_name, default_finetune_model
@@ -57,42 +57,46 @@ def main() -> None:
     if not torch.cuda.is_available():
         raise SystemExit("train_step_split.py needs a CUDA GPU")
     device = torch.device("cuda")
-    model = default_finetune_model(args.preset, device)
-    compile_for_training(model.backbone, args.activation_memory_budget)
-    compile_for_training(model.action_head, args.activation_memory_budget)
-    optimizer = build_optimizer(parameter_groups(model, 1e-5), learning_rate=1e-4)
-    batch = synthetic_batch(model.config, args.batch_size, args.text_tokens // 2, embodiment=NEW_EMBODIMENT)
-    batch = move_batch(HostTokenEmbedding(model)(batch), device)
+    # finetune's process-wide settings, held while the parts compile and run
+    with tf32_matmuls(), compiled_step_settings(args.activation_memory_budget):
+        model = default_finetune_model(args.preset, device)
+        compile_for_training(model.backbone)
+        compile_for_training(model.action_head)
+        optimizer = build_optimizer(parameter_groups(model, 1e-5), learning_rate=1e-4)
+        batch = synthetic_batch(model.config, args.batch_size, args.text_tokens // 2,
+                                embodiment=NEW_EMBODIMENT)
+        batch = move_batch(HostTokenEmbedding(model)(batch), device)
 
-    def backbone() -> torch.Tensor:  # [B, L, D] features
-        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
-            return model.backbone_features(batch)
+        def backbone() -> torch.Tensor:  # [B, L, D] features
+            with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+                return model.backbone_features(batch)
 
-    features = backbone()
+        features = backbone()
 
-    def head_step_of(batches: list[tuple[dict, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-        ((part, t),) = batches
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = model.action_head(part["features"], part["state"].float(), part["action"].float(),
-                                     part["action_mask"], part["embodiment_id"], t=t)
-        loss.backward()
-        grad_norm = clip_and_step(optimizer, 1.0)
-        optimizer.zero_grad(set_to_none=True)
-        return loss.detach(), grad_norm
+        def head_step_of(batches: list[tuple[dict, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+            ((part, t),) = batches
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                loss = model.action_head(part["features"], part["state"].float(), part["action"].float(),
+                                         part["action_mask"], part["embodiment_id"], t=t)
+            loss.backward()
+            grad_norm = clip_and_step(optimizer, 1.0)
+            optimizer.zero_grad(set_to_none=True)
+            return loss.detach(), grad_norm
 
-    graphed_head_step = GraphedTrainStep(head_step_of, optimizer)  # as finetune replays its step
+        graphed_head_step = GraphedTrainStep(head_step_of, optimizer)  # as finetune replays its step
 
-    def head_step() -> None:
-        graphed_head_step([({**batch, "features": features}, draw_flow_times(model, batch, device))])
+        def head_step() -> None:
+            graphed_head_step([({**batch, "features": features}, draw_flow_times(model, batch, device))])
 
-    parts = {}
-    for name, run in (("backbone_forward", backbone), ("head_step", head_step)):
-        ms = milliseconds(run, args.steps, args.warmup)
-        parts[name] = {"ms": ms}
-        if args.profile is not None:
-            _, parts[name]["kernel_ms"] = profile_calls(run, 2, name, args.profile / f"kernels_{name}.txt")
-        print(name, parts[name], flush=True)
-    total = sum(part["ms"] for part in parts.values())
+        parts = {}
+        for name, run in (("backbone_forward", backbone), ("head_step", head_step)):
+            ms = milliseconds(run, args.steps, args.warmup)
+            parts[name] = {"ms": ms}
+            if args.profile is not None:
+                kernels_file = args.profile / f"kernels_{name}.txt"
+                _, parts[name]["kernel_ms"] = profile_calls(run, 2, name, kernels_file)
+            print(name, parts[name], flush=True)
+        total = sum(part["ms"] for part in parts.values())
     result = {"preset": args.preset, "batch_size": args.batch_size, "device": _device_name(device),
               "torch": torch.__version__, "python": platform.python_version(),
               "tokens_per_sample": int(batch["input_ids"].shape[1]), **parts,

@@ -34,7 +34,12 @@ from groot.train.finetune import FinetuneConfig, finetune
 from groot.train.host_embedding import HostTokenEmbedding
 from groot.train.logging import read_metrics
 from groot.train.optim import build_optimizer, parameter_groups
-from groot.train.precision import cast_frozen_to_bf16, compile_for_training, enable_tf32
+from groot.train.precision import (
+    cast_frozen_to_bf16,
+    compile_for_training,
+    compiled_step_settings,
+    tf32_matmuls,
+)
 from groot.train.step import micro_batch, train_step
 from kernel_profile import profile_calls
 
@@ -57,13 +62,14 @@ def offline_base_model(preset: str, work_dir: Path) -> str:
 
 def default_finetune_model(preset: str, device: torch.device) -> GR00TN15:
     """Random weights of `preset` set up as `finetune` does by default: LLM and vision frozen (held in bf16
-    on CUDA), projector, DiT and VL adapter trained, one embodiment slice; on `device`, in train mode."""
+    on CUDA), projector, DiT and VL adapter trained, one embodiment slice; on `device`, in train mode.
+    Its steps run under `finetune`'s settings: `tf32_matmuls()` on CUDA, `compiled_step_settings` when
+    compiled."""
     torch.manual_seed(0)
     model = GR00TN15.from_preset(preset)
     model.set_trainable(tune_llm=False, tune_visual=False, tune_projector=True, tune_diffusion_model=True)
     EmbodimentSlices(model, [NEW_EMBODIMENT])
     if device.type == "cuda":
-        enable_tf32()
         cast_frozen_to_bf16(model)
     return model.to(device).train()
 
@@ -76,7 +82,7 @@ def model_only(preset: str, batch_size: int, steps: int, warmup: int, device: to
     model = default_finetune_model(preset, device)
     bf16 = device.type == "cuda"
     if compile_model:
-        compile_for_training(model, memory_budget)
+        compile_for_training(model)
     optimizer = build_optimizer(parameter_groups(model, 1e-5), learning_rate=1e-4)
     # 1 camera: the model's image tokens with text_tokens // 2 prompt tokens on either side
     batch = synthetic_batch(model.config, batch_size, text_tokens // 2, embodiment=NEW_EMBODIMENT)
@@ -203,9 +209,11 @@ def main() -> None:
               "torch": torch.__version__, "python": platform.python_version(),
               "compile": args.compile, "activation_memory_budget": args.activation_memory_budget,
               "cuda_graphs": cuda_graphs, "host_token_embedding": host_embedding,
-              "model_only": model_only(args.preset, args.batch_size, args.steps, args.warmup, device,
-                                       args.compile, args.activation_memory_budget, args.text_tokens,
-                                       cuda_graphs, host_embedding, args.profile)}
+              }
+    with tf32_matmuls(device.type == "cuda"), compiled_step_settings(args.activation_memory_budget):
+        result["model_only"] = model_only(args.preset, args.batch_size, args.steps, args.warmup, device,
+                                          args.compile, args.activation_memory_budget, args.text_tokens,
+                                          cuda_graphs, host_embedding, args.profile)
     print(json.dumps(result["model_only"], indent=1))
     if not args.skip_end_to_end:
         with tempfile.TemporaryDirectory(prefix="groot-train-bench-") as tmp:

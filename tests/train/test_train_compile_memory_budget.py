@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch._functorch.config
 
 from groot.model.config import preset_config
 from groot.model.gr00t_n15 import GR00TN15
 from groot.model.synthetic_batch import synthetic_batch
 from groot.train.finetune_config import FinetuneConfig, validate
-from groot.train.precision import compile_for_training
+from groot.train.precision import compile_for_training, compiled_step_settings
 
 
 def _two_steps(compiled: bool) -> tuple[list[float], torch.Tensor, float]:
@@ -25,22 +24,20 @@ def _two_steps(compiled: bool) -> tuple[list[float], torch.Tensor, float]:
     batch = synthetic_batch(config, batch=4, text_tokens=5)
     if compiled:
         torch._dynamo.reset()
-        compile_for_training(model, activation_memory_budget=0.05)  # recompute nearly all
+        compile_for_training(model)
     torch.manual_seed(1)
     losses = []
-    for _ in range(2):
-        loss = model(batch)["loss"]
-        loss.backward()
-        losses.append(loss.item())
+    with compiled_step_settings(activation_memory_budget=0.05):  # recompute nearly all
+        for _ in range(2):
+            loss = model(batch)["loss"]
+            loss.backward()
+            losses.append(loss.item())
     grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
     return losses, grads, torch.rand(()).item()
 
 
 @pytest.mark.slow  # over 30 s on a 2-core CPU
-def test_memory_budget_recomputes_no_random_draw(monkeypatch):
-    # compile_for_training sets the budget process-wide: restored after the test
-    monkeypatch.setattr(torch._functorch.config, "activation_memory_budget",
-                        torch._functorch.config.activation_memory_budget)
+def test_memory_budget_recomputes_no_random_draw():
     eager_losses, eager_grads, eager_next = _two_steps(compiled=False)
     losses, grads, next_draw = _two_steps(compiled=True)
     torch._dynamo.reset()

@@ -8,7 +8,8 @@ Layout of one checkpoint (everything safetensors or JSON; nothing is unpickled o
     training_state/optimizer.json                        param groups (hyper-parameters, param fqns)
                                                           and the non-tensor per-parameter state
     training_state/rng-rank<r>.safetensors / .json       torch (CPU, CUDA) / python, numpy RNG states
-    training_state/trainer_state.json                    step, epoch, scheduler, sampler (written last)
+    training_state/trainer_state.json                    step, epoch, scheduler, sampler, config, the
+                                                          resolved TrainPlan (written last)
 
 A checkpoint is first written to `.tmp-checkpoint-<step>`, every file fsynced, then renamed; a folder
 that leaves (rotation, or a step saved again) is first renamed to `.deleting-checkpoint-<step>`, then

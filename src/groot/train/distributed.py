@@ -112,8 +112,9 @@ def relaunch_under_torchrun(num_processes: int, command_argv: list[str]) -> None
         raise RuntimeError(f"torchrun exited with status {result.returncode}: {' '.join(command)}")
 
 
-def wrap_ddp(model: nn.Module, ctx: DistributedContext) -> nn.Module:
-    device_ids = [ctx.local_rank] if ctx.device.type == "cuda" else None
+def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
+    """DDP over this process's `device` (`cuda:<local rank>`, or the CPU with gloo)."""
+    device_ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=False,
                                    bucket_cap_mb=DDP_BUCKET_CAP_MB)
 

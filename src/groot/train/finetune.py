@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from groot.errors import ConfigError
 from groot.train.finetune_config import FinetuneConfig, validate
 from groot.train.nonfinite import NonFiniteWatch
+from groot.train.plan import TrainPlan
 
 __all__ = ["FinetuneConfig", "finetune"]
 
@@ -31,6 +31,7 @@ LORA_ADAPTER_DIR = "lora_adapter"
 def finetune(cfg: FinetuneConfig) -> Path:
     """Train; returns the final checkpoint directory (`output_dir/checkpoint-<max_steps>`)."""
     from groot.data.configs import get_data_config
+    from groot.data.embodiment import embodiment_index
     from groot.train.checkpointing import checkpoint_dir
     from groot.train.distributed import (
         config_to_argv,
@@ -39,6 +40,8 @@ def finetune(cfg: FinetuneConfig) -> Path:
         relaunch_under_torchrun,
         shutdown,
     )
+    from groot.train.plan import resolve_plan
+    from groot.train.prepare import training_settings
 
     validate(cfg)
     if cfg.data_config is None:
@@ -53,7 +56,13 @@ def finetune(cfg: FinetuneConfig) -> Path:
         return checkpoint_dir(Path(cfg.output_dir), cfg.max_steps)
     ctx = init_distributed()
     try:
-        return Trainer(cfg, ctx).run()
+        plan = resolve_plan(cfg, ctx.device, ctx.world_size, (embodiment_index(cfg.embodiment_tag),))
+        if ctx.is_main:
+            print(plan.describe())
+            if plan.compile:
+                print("compiling the training step: the first step takes minutes (--compile off skips this)")
+        with training_settings(plan):
+            return Trainer(cfg, ctx, plan).run()
     finally:
         shutdown(ctx)
 
@@ -95,34 +104,19 @@ def build_processor(model_config, base_model: str):
     return GrootProcessor.for_config(model_config, model_dir)
 
 
-def repeated_parameter_names(model: nn.Module) -> set[str]:
-    """Names under which an already listed parameter appears again (tied weights: the LLM's lm_head)."""
-    seen: set[int] = set()
-    repeats = set()
-    for name, param in model.named_parameters(remove_duplicate=False):
-        if id(param) in seen:
-            repeats.add(name)
-        seen.add(id(param))
-    return repeats
-
-
 class Trainer:
-    """One training run: built from the config, then `run()`."""
+    """One training run of `cfg` under `plan`: the loop, with checkpoint saving / resuming and the
+    held-out evaluation beside it. The caller holds `training_settings(plan)` around `run()`."""
 
-    def __init__(self, cfg: FinetuneConfig, ctx):
-        self.cfg, self.ctx = cfg, ctx
+    def __init__(self, cfg: FinetuneConfig, ctx, plan: TrainPlan):
+        self.cfg, self.ctx, self.plan = cfg, ctx, plan
         self.output_dir = Path(cfg.output_dir)
-        self.use_bf16 = cfg.bf16 and ctx.device.type == "cuda"
-        self.use_fsdp = ctx.is_distributed and (cfg.fsdp == "on" or (cfg.fsdp == "auto"
-                                                                     and (cfg.tune_llm or cfg.tune_visual)))
-        self.host_embedding = None  # HostTokenEmbedding: looks prompts up before batches go to the device
 
     # ---- setup -------------------------------------------------------------------------------------
     def run(self) -> Path:
         from groot.data.configs import get_data_config
-        from groot.data.embodiment import embodiment_index
         from groot.train.checkpointing import checkpoint_dir, clean_leftovers, latest_checkpoint
-        from groot.train.data import cpu_training_threads, fit_data_config_to_model, loader_workers
+        from groot.train.data import cpu_training_threads, fit_data_config_to_model
         from groot.train.distributed import barrier
 
         cfg, ctx = self.cfg, self.ctx
@@ -134,11 +128,10 @@ class Trainer:
             print(f"--resume: no complete checkpoint in {self.output_dir}; starting from {cfg.base_model}")
 
         seed_everything(cfg.seed)
-        self.embodiment_ids = [embodiment_index(cfg.embodiment_tag)]
-        self.model = self._model(resume_from)
+        self.prepared = self._model(resume_from)
+        self.model, self.raw_model = self.prepared.module, self.prepared.model
         self.data_config = fit_data_config_to_model(get_data_config(cfg.data_config), self.raw_model.config)
         self.dataset = self._dataset(cfg.dataset_path)
-        self.num_workers = loader_workers(cfg.dataloader_num_workers, ctx.device)
         self.processor = build_processor(self.raw_model.config, cfg.base_model)
         self.optimizer, self.schedule = self._optimizer()
         self.train_step = self._graphed_or_plain_step()
@@ -148,7 +141,7 @@ class Trainer:
         else:  # ranks draw different noise / timesteps
             torch.manual_seed(cfg.seed + 1_000_003 * ctx.rank)
         if self.step < cfg.max_steps:
-            with cpu_training_threads(self.num_workers, ctx.device):
+            with cpu_training_threads(self.plan.loader_workers, ctx.device):
                 self._train()
         return checkpoint_dir(self.output_dir, cfg.max_steps)
 
@@ -161,87 +154,29 @@ class Trainer:
                              cfg.video_cache_dir)
 
     def _model(self, resume_from: Path | None):
-        """The model to train: base (or resumed) weights, trainable flags, LoRA, embodiment slices,
-        precision, device, DDP / FSDP wrapper."""
-        from groot.train.distributed import wrap_ddp, wrap_fsdp
-        from groot.train.embodiment_slices import EmbodimentSlices
-        from groot.train.host_embedding import HostTokenEmbedding
-        from groot.train.lora import apply_lora, load_adapter_weights, lora_scalings
-        from groot.train.precision import (
-            cast_frozen_to_bf16,
-            compile_for_training,
-            enable_activation_checkpointing,
-            enable_tf32,
-        )
+        """Base (or resumed) weights, prepared by the plan."""
+        from groot.train.prepare import prepare_model
 
-        cfg = self.cfg
-        lora = cfg.lora_rank > 0
         # LoRA checkpoints hold merged weights: resume from the base weights plus the saved adapters
-        model = load_base_model(str(resume_from) if resume_from and not lora else cfg.base_model)
-        model.set_trainable(cfg.tune_llm, cfg.tune_visual, cfg.tune_projector, cfg.tune_diffusion_model)
-        if lora:
-            apply_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_full_model)
-            if resume_from is not None:
-                load_adapter_weights(model, resume_from / LORA_ADAPTER_DIR)
-        self.lora_scalings = lora_scalings(model) if lora else {}
-        self.repeated_names = repeated_parameter_names(model)
-        # FSDP shards parameters itself, so the embodiment tables train whole there
-        self.slices = None if self.use_fsdp else EmbodimentSlices(model, self.embodiment_ids)
-        if cfg.gradient_checkpointing:
-            enable_activation_checkpointing(model)
-        if self.use_bf16:
-            enable_tf32()
-            if not self.use_fsdp:
-                cast_frozen_to_bf16(model)
-        self.raw_model = model.to(self.ctx.device).train()
-        self.compiled = cfg.compile == "on" or (cfg.compile == "auto" and self.ctx.device.type == "cuda"
-                                                and not self.ctx.is_distributed and not lora)
-        if self.compiled:
-            if self.ctx.is_main:
-                print("compiling the training step: the first step takes minutes (--compile off skips this)")
-            compile_for_training(model, cfg.activation_memory_budget)
-        if self.use_fsdp:
-            # backbone layers are FSDP units; the action head stays in the root unit, as its sampling
-            # and conditioning code calls into DiT blocks outside their forward
-            return wrap_fsdp(model, self.use_bf16, sharded_blocks_of=model.backbone)
-        wrapped = wrap_ddp(model, self.ctx) if self.ctx.is_distributed else model
-        if self._use_host_token_embedding():  # after DDP's broadcast of the parameters from rank 0
-            self.host_embedding = HostTokenEmbedding(model)
-        return wrapped
-
-    def _use_host_token_embedding(self) -> bool:
-        cfg = self.cfg
-        if cfg.host_token_embedding == "off":
-            return False
-        blocker = ("the LLM trains (--tune-llm)" if cfg.tune_llm else
-                   "FSDP shards the table" if self.use_fsdp else None)
-        if cfg.host_token_embedding == "on" and blocker:
-            raise ConfigError(f"--host-token-embedding on: not possible when {blocker}")
-        return blocker is None and (cfg.host_token_embedding == "on" or self.ctx.device.type == "cuda")
+        lora = self.plan.lora
+        model = load_base_model(str(resume_from) if resume_from and not lora else self.cfg.base_model)
+        adapters = resume_from / LORA_ADAPTER_DIR if resume_from is not None and lora else None
+        return prepare_model(model, self.plan, lora_weights=adapters)
 
     def _graphed_or_plain_step(self):
-        """The step function `_train_step`, wrapped in `GraphedTrainStep` when CUDA graphs are used."""
+        """The step function `_train_step`, wrapped in `GraphedTrainStep` when the plan uses CUDA graphs."""
         from groot.train.cuda_graph_step import GraphedTrainStep
 
-        cfg = self.cfg
-        if cfg.cuda_graphs == "off":
-            return self._train_step
-        blocker = ("the device is not CUDA" if self.ctx.device.type != "cuda" else
-                   "training is distributed" if self.ctx.is_distributed else None)
-        if blocker:
-            if cfg.cuda_graphs == "on":
-                raise ConfigError(f"--cuda-graphs on: not possible when {blocker}")
-            return self._train_step
-        if cfg.cuda_graphs == "auto" and not self.compiled:
-            return self._train_step
-        return GraphedTrainStep(self._train_step, self.optimizer)
+        if self.plan.cuda_graphs:
+            return GraphedTrainStep(self._train_step, self.optimizer)
+        return self._train_step
 
     def _train_step(self, micro_batches: list[tuple[dict[str, Any], torch.Tensor | None]]
                     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(device batch, flow-matching times) per micro-batch -> (loss, grad_norm)"""
         from groot.train.step import train_step
 
-        return train_step(self.model, self.optimizer, micro_batches, self.cfg.max_grad_norm, self.use_bf16)
+        return train_step(self.model, self.optimizer, micro_batches, self.cfg.max_grad_norm, self.plan.bf16)
 
     def _optimizer(self):
         from groot.train.optim import (
@@ -265,7 +200,7 @@ class Trainer:
         sampler = ResumableShardedSampler(len(dataset), seed, self.ctx.rank, self.ctx.world_size)
         sampler.set_epoch(epoch, start=start_batch * self.cfg.batch_size)
         return build_loader(dataset, sampler, self.cfg.batch_size, self.processor,
-                            self.num_workers, pin_memory=self.ctx.device.type == "cuda")
+                            self.plan.loader_workers, pin_memory=self.plan.pin_memory)
 
     def _batches_per_epoch(self) -> int:
         count = len(self.dataset) // self.ctx.world_size // self.cfg.batch_size
@@ -284,8 +219,8 @@ class Trainer:
             if self.batches_into_epoch >= per_epoch:
                 self.epoch, self.batches_into_epoch = self.epoch + 1, 0
             loader = self._loader(self.dataset, self.epoch, self.batches_into_epoch, self.cfg.seed)
-            for batch in batches_on_device(loader, self.ctx.device, self.host_embedding):  # counts handed out
-                self.batches_into_epoch += 1
+            for batch in batches_on_device(loader, self.ctx.device, self.prepared.host_embedding):
+                self.batches_into_epoch += 1  # counted when handed out
                 yield batch
 
     def _train(self) -> None:
@@ -409,8 +344,8 @@ class Trainer:
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.cfg.seed)
             loader = self._loader(dataset, epoch=0, start_batch=0, seed=self.cfg.seed)
-            for batch in batches_on_device(loader, self.ctx.device, self.host_embedding):
-                with autocast(self.ctx.device, self.use_bf16):
+            for batch in batches_on_device(loader, self.ctx.device, self.prepared.host_embedding):
+                with autocast(self.ctx.device, self.plan.bf16):
                     total += self.model(batch)["loss"].float()
                 count += 1
                 if count >= self.cfg.eval_batches:
@@ -427,11 +362,12 @@ class Trainer:
         each tied tensor once."""
         from groot.train.lora import merged_state_dict
 
-        if self.slices is not None:
-            state = self.slices.full_state_dict(state)
-        if self.lora_scalings:
-            state = merged_state_dict(state, self.lora_scalings)
-        return {name: tensor for name, tensor in state.items() if name not in self.repeated_names}
+        prepared = self.prepared
+        if prepared.slices is not None:
+            state = prepared.slices.full_state_dict(state)
+        if prepared.lora_scalings:
+            state = merged_state_dict(state, prepared.lora_scalings)
+        return {name: tensor for name, tensor in state.items() if name not in prepared.repeated_names}
 
     def _metadata(self) -> dict[str, Any]:
         metadata = getattr(self.dataset, "metadata", None)
@@ -450,7 +386,7 @@ class Trainer:
         from groot.train.lora import save_adapters
 
         ctx = self.ctx
-        model_state = full_state_dict(self.model, ctx, sharded=self.use_fsdp)
+        model_state = full_state_dict(self.model, ctx, sharded=self.plan.fsdp)
         optimizer_state = get_optimizer_state_dict(
             self.model, self.optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         tmp = ckpt.temp_dir(self.output_dir, self.step)
@@ -459,7 +395,7 @@ class Trainer:
             save_state_dict(self.raw_model.config, self._plain_model_state(model_state), tmp,
                             metadata=self._metadata(), data_config=self.data_config,
                             tokenizer=getattr(self.processor, "tokenizer", None))
-            if self.lora_scalings:
+            if self.prepared.lora_scalings:
                 save_adapters(self.raw_model, tmp / LORA_ADAPTER_DIR, self.cfg.base_model, model_state)
         barrier(ctx)
         ckpt.save_rng_state(tmp / ckpt.STATE_DIR, ctx.rank)
@@ -470,7 +406,8 @@ class Trainer:
             ckpt.save_trainer_state(tmp / ckpt.STATE_DIR, {
                 "global_step": self.step, "epoch": self.epoch, "batches_into_epoch": self.batches_into_epoch,
                 "world_size": ctx.world_size, "schedule": self.schedule.state_dict(),
-                "embodiment_ids": self.embodiment_ids, "config": dataclasses.asdict(self.cfg)})
+                "embodiment_ids": list(self.plan.embodiment_ids), "config": dataclasses.asdict(self.cfg),
+                "plan": self.plan.to_json()})
             final = ckpt.commit_checkpoint(self.output_dir, self.step)
             ckpt.clean_leftovers(self.output_dir, self.cfg.save_total_limit)  # rotates too
         barrier(ctx)

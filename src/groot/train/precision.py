@@ -1,10 +1,14 @@
 """Numerics and activation memory of training: bf16 autocast with frozen weights stored in bf16,
 fp32 master weights for everything that trains, TF32 matmuls, optional torch.compile (with a budget
-for the activations it keeps) and activation checkpointing."""
+for the activations it keeps) and activation checkpointing.
+
+The process-wide switches (`tf32_matmuls`, `compiled_step_settings`) are context managers: they hold
+while training runs and the previous values return on exit."""
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -13,9 +17,18 @@ from torch.utils.checkpoint import checkpoint
 from groot.train.blocks import outermost_blocks
 
 
-def enable_tf32() -> None:
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
+@contextlib.contextmanager
+def tf32_matmuls(enabled: bool = True) -> Iterator[None]:
+    """TF32 CUDA matmuls and convolutions inside (when `enabled`); the previous flags restored on exit."""
+    if not enabled:
+        yield
+        return
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
 def cast_frozen_to_bf16(model: nn.Module) -> int:
@@ -37,25 +50,34 @@ def autocast(device: torch.device, bf16: bool):
     return contextlib.nullcontext()
 
 
-def compile_for_training(model: nn.Module, activation_memory_budget: float = 1.0) -> None:
+def compile_for_training(model: nn.Module) -> None:
     """Compile the model's forward (and so its backward) with torch.compile, in place: parameter names
     and the state dict stay as they are. Fuses the elementwise work between the matmuls and the
     autocast weight casts, and recomputes cheap elementwise results in the backward instead of keeping
-    them: a faster step at lower peak memory. Random numbers (noise, timesteps, dropout) come from the
-    eager generators, so a seed gives the same draws compiled or not. New prompt lengths trigger one
-    more compile, after which the sequence dimension is treated as dynamic.
+    them: a faster step at lower peak memory. New prompt lengths trigger one more compile, after which
+    the sequence dimension is treated as dynamic.
 
+    Graphs compile when the model first runs (and on every recompile), so its steps must run inside
+    `compiled_step_settings`: that is what keeps the random draws those of the eager model."""
+    model.compile()
+
+
+@contextlib.contextmanager
+def compiled_step_settings(activation_memory_budget: float = 1.0) -> Iterator[None]:
+    """Inductor and functorch settings for compiling training steps, patched inside, restored on exit.
+
+    Random numbers (noise, timesteps, dropout) come from the eager generators (`fallback_random`) and
+    are never recomputed in the backward, so a seed gives the same draws compiled or not.
     `activation_memory_budget` in (0, 1) lets the partitioner recompute more in the backward, keeping
     about that fraction of the activations it would keep at 1.0 (PyTorch's exactly-0 mode recomputes
-    even random draws, so 0 is refused by `validate`). It is process-wide and read when a graph
-    compiles, i.e. at the first step."""
+    even random draws, so 0 is refused by `validate`)."""
     import torch._functorch.config
     import torch._inductor.config
 
-    torch._inductor.config.fallback_random = True
-    torch._inductor.config.joint_custom_pre_pass = _save_random_draws_pass()
-    torch._functorch.config.activation_memory_budget = activation_memory_budget
-    model.compile()
+    with torch._inductor.config.patch(fallback_random=True,
+                                      joint_custom_pre_pass=_save_random_draws_pass()), \
+            torch._functorch.config.patch(activation_memory_budget=activation_memory_budget):
+        yield
 
 
 def _save_random_draws_pass():
