@@ -32,12 +32,11 @@ class WorkerTraceback(Exception):
 
 
 def run_in_processes(function: Callable[[Any], Any], jobs: Iterable[Any], workers: int,
-                     describe: Callable[[Any], str] = repr,
-                     initializer: Callable[[], None] | None = None) -> Iterator[tuple[int, Any]]:
+                     describe: Callable[[Any], str] = repr) -> Iterator[tuple[int, Any]]:
     """Yield (job index, function(job)) in the order jobs finish, computed in `workers` spawned processes.
 
-    `function`, the jobs and `initializer` (run once in each worker) must be picklable. `describe(job)`
-    names a job in the error raised when its worker dies. Closing the iterator early stops the workers."""
+    `function` and the jobs must be picklable. `describe(job)` names a job in the error raised when its
+    worker dies. Closing the iterator early stops the workers."""
     jobs = list(jobs)
     context = multiprocessing.get_context("spawn")  # MuJoCo's GL context and CUDA do not survive fork
     todo, done = context.Queue(), context.Queue()
@@ -49,7 +48,7 @@ def run_in_processes(function: Callable[[Any], Any], jobs: Iterable[Any], worker
     # current[w]: the job worker w runs (-1: none); shared memory, so it is known even after a crash
     current = context.Array("i", [-1] * count, lock=False)
     owner = os.getpid()
-    processes = [context.Process(target=_work, args=(function, initializer, todo, done, current, slot, owner),
+    processes = [context.Process(target=_work, args=(function, todo, done, current, slot, owner),
                                  daemon=True) for slot in range(count)]
     for process in processes:
         process.start()
@@ -90,11 +89,8 @@ def _stopped(processes: list[Any], current: Any, jobs: list[Any], describe: Call
     return all(process.exitcode == 0 for process in processes)
 
 
-def _work(function: Callable[[Any], Any], initializer: Callable[[], None] | None, todo: Any, done: Any,
-          current: Any, slot: int, owner: int) -> None:
+def _work(function: Callable[[Any], Any], todo: Any, done: Any, current: Any, slot: int, owner: int) -> None:
     exit_when_process_ends(owner)  # a SIGKILLed parent leaves no simulator running
-    if initializer is not None:
-        initializer()
     while (item := todo.get()) is not None:
         index, job = item
         current[slot] = index
