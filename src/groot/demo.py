@@ -18,11 +18,13 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from groot.errors import ConfigError, OutputExistsError
 from groot.utils.cli_args import add_command, arg
+from groot.utils.files import atomic_write_json
 
 PROGRESS_FILE = "demo_progress.json"
 # Seconds per unit of work on an idle 2-core x86-64 CPU (a default demo there: generation ~68 s,
@@ -77,44 +79,27 @@ def run_demo(cfg: DemoConfig) -> int:
 
 
 def _run_stages(cfg: DemoConfig, out: Path, progress: _Progress) -> int:
-    timings: dict[str, float] = {}
-
-    _stage(1, "scripted expert demonstrations in LIBERO-Object")
+    from groot.eval.closed_loop import PolicySource, evaluate
     from groot.sim.generate import format_summary, generate_dataset
 
-    summary = progress.reuse("dataset")
-    if summary is None:
-        started = time.perf_counter()
-        shutil.rmtree(out / "dataset", ignore_errors=True)  # a half-written one; the episodes resume
-        summary = generate_dataset("libero_object", out / "dataset", cfg.episodes_per_task, tasks=cfg.tasks,
-                                   workers=cfg.workers, noise=0.05, seed=cfg.seed)
-        progress.finish("dataset", summary, time.perf_counter() - started)
+    _stage(1, "scripted expert demonstrations in LIBERO-Object")
+    summary = progress.run("dataset", out / "dataset", lambda: generate_dataset(
+        "libero_object", out / "dataset", cfg.episodes_per_task, tasks=cfg.tasks, workers=cfg.workers,
+        noise=0.05, seed=cfg.seed))
     print(format_summary(summary))
-    timings["generate_s"] = progress.seconds("dataset")
 
     _stage(2, f"fine-tune the tiny preset for {cfg.steps} steps on the CPU")
-    trained = progress.reuse("train")
-    if trained is None:
-        started = time.perf_counter()
-        shutil.rmtree(out / "train", ignore_errors=True)
-        trained = {"checkpoint": str(_finetune(cfg, out))}
-        progress.finish("train", trained, time.perf_counter() - started)
-    checkpoint = Path(trained["checkpoint"])
-    timings["train_s"] = progress.seconds("train")
+    checkpoint = Path(progress.run("train", out / "train",
+                                   lambda: {"checkpoint": str(_finetune(cfg, out))})["checkpoint"])
 
     _stage(3, "closed-loop evaluation in the simulator")
-    from groot.eval.closed_loop import PolicySource, evaluate
-
-    report = progress.reuse("eval")
-    if report is None:
-        started = time.perf_counter()
-        shutil.rmtree(out / "eval", ignore_errors=True)
-        source = PolicySource(model_path=str(checkpoint), embodiment_tag="new_embodiment", device="cpu")
-        report = evaluate(source, "libero_object", out / "eval", tasks=cfg.tasks,
-                          episodes_per_task=cfg.eval_episodes_per_task, action_horizon=cfg.action_horizon,
-                          video="all", seed=cfg.seed, workers=cfg.workers, max_steps=cfg.eval_max_steps)
-        progress.finish("eval", report, time.perf_counter() - started)
-    timings["eval_s"] = progress.seconds("eval")
+    source = PolicySource(model_path=str(checkpoint), embodiment_tag="new_embodiment", device="cpu")
+    report = progress.run("eval", out / "eval", lambda: evaluate(
+        source, "libero_object", out / "eval", tasks=cfg.tasks, episodes_per_task=cfg.eval_episodes_per_task,
+        action_horizon=cfg.action_horizon, video="all", seed=cfg.seed, workers=cfg.workers,
+        max_steps=cfg.eval_max_steps))
+    timings = {f"{name}_s": progress.seconds(stage)
+               for name, stage in (("generate", "dataset"), ("train", "train"), ("eval", "eval"))}
 
     _stage(4, "report")
     loss_png = plot_loss_curve(out / "train" / "metrics.jsonl", out / "loss.png")
@@ -167,18 +152,19 @@ class _Progress:
             self.state = {"settings": self.settings, "stages": {}}
         out.mkdir(parents=True, exist_ok=True)
 
-    def reuse(self, stage: str) -> dict[str, Any] | None:
+    def run(self, stage: str, folder: Path, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """The recorded result of `stage` if it finished earlier; else `work()` in an emptied `folder`
+        (an interrupted stage starts again; generation keeps the episodes it had finished), recorded."""
         done = self.state["stages"].get(stage)
         if done is not None:
             print(f"  done earlier ({done['seconds']:.0f} s): reusing it (--force starts over)")
             return done["result"]
-        return None
-
-    def finish(self, stage: str, result: dict[str, Any], seconds: float) -> None:
-        from groot.utils.files import atomic_write_json
-
-        self.state["stages"][stage] = {"result": result, "seconds": seconds}
+        started = time.perf_counter()
+        shutil.rmtree(folder, ignore_errors=True)
+        result = work()
+        self.state["stages"][stage] = {"result": result, "seconds": time.perf_counter() - started}
         atomic_write_json(self.path, self.state)
+        return result
 
     def seconds(self, stage: str) -> float:
         return self.state["stages"][stage]["seconds"]
