@@ -21,7 +21,6 @@ import torch
 
 from groot.model.synthetic_batch import synthetic_batch
 from groot.train.cuda_graph_step import GraphedTrainStep
-from groot.train.data import move_batch
 from groot.train.host_embedding import HostTokenEmbedding
 from groot.train.optim import build_optimizer, clip_and_step, parameter_groups
 from groot.train.precision import compile_for_training
@@ -62,7 +61,7 @@ def main() -> None:
     compile_for_training(model.action_head, args.activation_memory_budget)
     optimizer = build_optimizer(parameter_groups(model, 1e-5), learning_rate=1e-4)
     batch = synthetic_batch(model.config, args.batch_size, args.text_tokens // 2, embodiment=NEW_EMBODIMENT)
-    batch = move_batch(HostTokenEmbedding(model)(batch), device)
+    batch = HostTokenEmbedding(model)(batch).to(device, non_blocking=True)
 
     def backbone() -> torch.Tensor:  # [B, L, D] features
         with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
@@ -95,7 +94,7 @@ def main() -> None:
     total = sum(part["ms"] for part in parts.values())
     result = {"preset": args.preset, "batch_size": args.batch_size, "device": _device_name(device),
               "torch": torch.__version__, "python": platform.python_version(),
-              "tokens_per_sample": int(batch["input_ids"].shape[1]), **parts,
+              "tokens_per_sample": int(batch.input_ids.shape[1]), **parts,
               "sum_ms": total, "samples_per_s_of_the_sum": args.batch_size * 1000 / total}
     default_out = Path(__file__).parent / "results" / f"train_step_split_{args.preset}.json"
     out = Path(args.out) if args.out else default_out
