@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from groot.model.batch import Batch
 from groot.model.synthetic_batch import synthetic_batch
 from groot.train.cuda_graph_step import GraphedTrainStep
 from groot.train.host_embedding import HostTokenEmbedding
@@ -69,11 +70,12 @@ def main() -> None:
 
     features = backbone()
 
-    def head_step_of(batches: list[tuple[dict, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-        ((part, t),) = batches
+    def head_step_of(batches: list[tuple[tuple[Batch, torch.Tensor], torch.Tensor]]
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        (((part, part_features), t),) = batches
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = model.action_head(part["features"], part["state"].float(), part["action"].float(),
-                                     part["action_mask"], part["embodiment_id"], t=t)
+            loss = model.action_head(part_features, part.state.float(), part.action.float(),
+                                     part.action_mask, part.embodiment_id, t=t)
         loss.backward()
         grad_norm = clip_and_step(optimizer, 1.0)
         optimizer.zero_grad(set_to_none=True)
@@ -82,7 +84,7 @@ def main() -> None:
     graphed_head_step = GraphedTrainStep(head_step_of, optimizer)  # as finetune replays its step
 
     def head_step() -> None:
-        graphed_head_step([({**batch, "features": features}, draw_flow_times(model, batch, device))])
+        graphed_head_step([((batch, features), draw_flow_times(model, batch, device))])
 
     parts = {}
     for name, run in (("backbone_forward", backbone), ("head_step", head_step)):
