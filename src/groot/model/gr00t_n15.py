@@ -1,7 +1,7 @@
 """GR00T N1.5: Eagle VL backbone + flow-matching action head (`backbone.*`, `action_head.*`).
 
-`forward(batch)` returns the training loss, `get_action(batch)` a normalized action chunk; the batch is
-the processor's output (docs/ARCHITECTURE.md). Weights stay in the dtype they were built / loaded in
+`forward(batch)` returns the training loss, `get_action(batch)` a normalized action chunk; the `Batch`
+(`groot.model.batch`) is the processor's output. Weights stay in the dtype they were built / loaded in
 (fp32 by default); floating inputs are cast to the dtype of the module that consumes them, so a bf16
 model takes the processor's fp32 tensors as they are.
 """
