@@ -34,9 +34,9 @@ def _batch(cfg, batch_size: int, views: int, device: torch.device) -> dict[str, 
     sample = {"images": images, "language": LANGUAGE, "state": np.zeros((1, 64), np.float32),
               "state_mask": np.ones((1, 64), bool), "embodiment_id": 31}
     batch = processor([sample] * batch_size)
-    ids = batch["input_ids"]
+    ids = batch.input_ids
     ids[ids == ByteTokenizer().image_token_id] = bb.image_token_id  # the preset's <IMG_CONTEXT> id
-    return {k: v.to(device) for k, v in batch.items()}
+    return batch.to(device)
 
 
 @torch.no_grad()
@@ -83,14 +83,14 @@ def main() -> None:
         backbone = EagleBackbone(cfg.backbone_cfg).to(dtype).eval()
     for batch_size in args.batch_sizes:
         batch = _batch(cfg, batch_size, args.views, device)
-        pixels = batch["pixel_values"].to(dtype)
+        pixels = batch.pixel_values.to(dtype)
         for masked in (True, False):
-            mask = batch["attention_mask"] if masked else None
-            call = functools.partial(_forward, backbone, batch["input_ids"], pixels, mask)
+            mask = batch.attention_mask if masked else None
+            call = functools.partial(_forward, backbone, batch.input_ids, pixels, mask)
             times = _time(call, args.warmup, args.iters, device)
             print(json.dumps({
                 "preset": args.preset, "device": str(device), "dtype": args.dtype, "batch_size": batch_size,
-                "views": args.views, "prompt_len": batch["input_ids"].shape[1], "masked": masked,
+                "views": args.views, "prompt_len": batch.input_ids.shape[1], "masked": masked,
                 "median_ms": round(statistics.median(times), 3),
                 "p90_ms": round(float(np.percentile(times, 90)), 3),
             }))

@@ -32,6 +32,7 @@ JSON goes to benchmarks/results/latency_<device>.json (or --out); a table is pri
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import platform
@@ -172,7 +173,7 @@ def transformed(samples: list[dict], processor: GrootProcessor) -> list[dict]:
 def eager_stages(model: GR00TN15, processor: GrootProcessor, samples: list[dict], noise: torch.Tensor,
                  device: torch.device) -> list[tuple[str, Callable]]:
     def preprocess(_):
-        return {k: v.to(device) for k, v in processor(transformed(samples, processor)).items()}
+        return processor(transformed(samples, processor)).to(device)
 
     def backbone(batch):
         return batch, model.backbone_features(batch)
@@ -180,7 +181,7 @@ def eager_stages(model: GR00TN15, processor: GrootProcessor, samples: list[dict]
     def head(batch_features):
         batch, features = batch_features
         dtype = features.dtype
-        return model.action_head.sample(features, batch["state"].to(dtype), batch["embodiment_id"],
+        return model.action_head.sample(features, batch.state.to(dtype), batch.embodiment_id,
                                         noise=noise.to(dtype)).float().cpu()
 
     return [("preprocess", preprocess), ("backbone", backbone), ("head", head)]
@@ -206,8 +207,8 @@ def eager_on_engine_pixels(model: GR00TN15, processor: GrootProcessor, engine: I
     """The eager model on exactly the pixels the engine computed (its own numerics, no resize rounding)."""
     staged = engine.stage(samples, noise)
     engine.encode(staged)
-    batch = {k: v.to(engine.device) for k, v in processor(transformed(samples, processor)).items()}
-    batch["pixel_values"] = engine.pixels(staged).clone()
+    batch = dataclasses.replace(processor(transformed(samples, processor)).to(engine.device),
+                                pixel_values=engine.pixels(staged).clone())
     return model.get_action(batch, noise=noise)["action_pred"].float().cpu()
 
 

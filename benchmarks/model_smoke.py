@@ -114,8 +114,7 @@ def main() -> None:
     sync(device)
     build_s = time.perf_counter() - start
     # batch of 1: the model's image tokens with text_tokens // 2 prompt tokens on either side
-    batch = {key: value.to(device) for key, value in
-             synthetic_batch(model.config, 1, args.text_tokens // 2, embodiment=NEW_EMBODIMENT).items()}
+    batch = synthetic_batch(model.config, 1, args.text_tokens // 2, embodiment=NEW_EMBODIMENT).to(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
@@ -125,13 +124,13 @@ def main() -> None:
     with torch.no_grad():
         features = model.backbone_features(batch)
         backbone = timed_ms(lambda: model.backbone_features(batch), device, args.warmup, args.iters)
-        state = batch["state"].to(dtype)
-        head = timed_ms(lambda: model.action_head.sample(features, state, batch["embodiment_id"],
+        state = batch.state.to(dtype)
+        head = timed_ms(lambda: model.action_head.sample(features, state, batch.embodiment_id,
                                                          num_steps=args.steps, generator=generator),
                         device, args.warmup, args.iters)
         noise = torch.randn(1, 16, 32, device=device, generator=generator, dtype=dtype)
-        cached = model.action_head.sample(features, state, batch["embodiment_id"], args.steps, noise=noise)
-        reference = recompute_each_step(model, features, state, batch["embodiment_id"], noise, args.steps)
+        cached = model.action_head.sample(features, state, batch.embodiment_id, args.steps, noise=noise)
+        reference = recompute_each_step(model, features, state, batch.embodiment_id, noise, args.steps)
     action = model.get_action(batch, num_steps=args.steps, generator=generator)["action_pred"]
 
     result = {
@@ -139,7 +138,7 @@ def main() -> None:
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
         "torch": torch.__version__,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "sequence_length": int(batch["input_ids"].shape[1]),
+        "sequence_length": int(batch.input_ids.shape[1]),
         "denoising_steps": args.steps,
         "build_s": build_s,
         "get_action": summary(total),

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
+from groot.model.batch import Batch
 from groot.model.synthetic_batch import synthetic_batch
 from groot.train.cuda_graph_step import GraphedTrainStep
-from groot.train.data import move_batch
 from groot.train.host_embedding import HostTokenEmbedding
 from groot.train.optim import build_optimizer, clip_and_step, parameter_groups
 from groot.train.precision import compile_for_training, compiled_step_settings, tf32_matmuls
@@ -65,7 +65,7 @@ def main() -> None:
         optimizer = build_optimizer(parameter_groups(model, 1e-5), learning_rate=1e-4)
         batch = synthetic_batch(model.config, args.batch_size, args.text_tokens // 2,
                                 embodiment=NEW_EMBODIMENT)
-        batch = move_batch(HostTokenEmbedding(model)(batch), device)
+        batch = HostTokenEmbedding(model)(batch).to(device, non_blocking=True)
 
         def backbone() -> torch.Tensor:  # [B, L, D] features
             with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
@@ -73,11 +73,12 @@ def main() -> None:
 
         features = backbone()
 
-        def head_step_of(batches: list[tuple[dict, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-            ((part, t),) = batches
+        def head_step_of(batches: list[tuple[tuple[Batch, torch.Tensor], torch.Tensor]]
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+            (((part, part_features), t),) = batches
             with torch.autocast("cuda", dtype=torch.bfloat16):
-                loss = model.action_head(part["features"], part["state"].float(), part["action"].float(),
-                                         part["action_mask"], part["embodiment_id"], t=t)
+                loss = model.action_head(part_features, part.state.float(), part.action.float(),
+                                         part.action_mask, part.embodiment_id, t=t)
             loss.backward()
             grad_norm = clip_and_step(optimizer, 1.0)
             optimizer.zero_grad(set_to_none=True)
@@ -86,7 +87,7 @@ def main() -> None:
         graphed_head_step = GraphedTrainStep(head_step_of, optimizer)  # as finetune replays its step
 
         def head_step() -> None:
-            graphed_head_step([({**batch, "features": features}, draw_flow_times(model, batch, device))])
+            graphed_head_step([((batch, features), draw_flow_times(model, batch, device))])
 
         parts = {}
         for name, run in (("backbone_forward", backbone), ("head_step", head_step)):
@@ -99,7 +100,7 @@ def main() -> None:
         total = sum(part["ms"] for part in parts.values())
     result = {"preset": args.preset, "batch_size": args.batch_size, "device": _device_name(device),
               "torch": torch.__version__, "python": platform.python_version(),
-              "tokens_per_sample": int(batch["input_ids"].shape[1]), **parts,
+              "tokens_per_sample": int(batch.input_ids.shape[1]), **parts,
               "sum_ms": total, "samples_per_s_of_the_sum": args.batch_size * 1000 / total}
     default_out = Path(__file__).parent / "results" / f"train_step_split_{args.preset}.json"
     out = Path(args.out) if args.out else default_out

@@ -28,7 +28,6 @@ from groot.model.config import preset_config
 from groot.model.gr00t_n15 import GR00TN15
 from groot.model.synthetic_batch import synthetic_batch
 from groot.train.cuda_graph_step import GraphedTrainStep
-from groot.train.data import move_batch
 from groot.train.embodiment_slices import EmbodimentSlices
 from groot.train.finetune import FinetuneConfig, finetune
 from groot.train.host_embedding import HostTokenEmbedding
@@ -88,7 +87,7 @@ def model_only(preset: str, batch_size: int, steps: int, warmup: int, device: to
     batch = synthetic_batch(model.config, batch_size, text_tokens // 2, embodiment=NEW_EMBODIMENT)
     if host_embedding:
         batch = HostTokenEmbedding(model)(batch)
-    batch = move_batch(batch, device)
+    batch = batch.to(device, non_blocking=True)
     run = functools.partial(train_step, model, optimizer, max_grad_norm=1.0, bf16=bf16)
     if cuda_graphs:
         run = GraphedTrainStep(run, optimizer)
@@ -113,7 +112,7 @@ def model_only(preset: str, batch_size: int, steps: int, warmup: int, device: to
     elapsed = time.perf_counter() - start
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     result = {"samples_per_s": batch_size * steps / elapsed, "step_ms": 1000 * elapsed / steps,
-              "tokens_per_sample": int(batch["input_ids"].shape[1]), "trainable_params": trainable,
+              "tokens_per_sample": int(batch.input_ids.shape[1]), "trainable_params": trainable,
               "final_loss": float(loss)}
     if device.type == "cuda":
         result["steady_peak_memory_gib"] = _peak_memory_gib(device)  # the timed steps

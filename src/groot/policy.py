@@ -257,7 +257,7 @@ class Policy:
         if self.engine is not None:
             return self.engine.predict(samples, num_steps=self.denoising_steps,
                                        generator=generator).float().cpu().numpy()
-        batch = {key: value.to(self.device) for key, value in self.processor(samples).items()}
+        batch = self.processor(samples).to(self.device)
         # bf16 weights without autocast, as the fast engine computes: both paths give the same numbers
         # (the original adds bf16 autocast, which changes results by bf16 rounding only)
         with torch.inference_mode():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -36,8 +38,7 @@ def eager_on_engine_pixels(model, processor, engine, samples, noise):
     engine.encode(staged)
     transformed = [dict(s, images=image_ops.crop_resize(torch.from_numpy(s["images"]), 0.95, 224).numpy())
                    for s in samples]
-    batch = {k: v.cuda() for k, v in processor(transformed).items()}
-    batch["pixel_values"] = engine.pixels(staged).clone()
+    batch = dataclasses.replace(processor(transformed).to("cuda"), pixel_values=engine.pixels(staged).clone())
     return model.get_action(batch, noise=noise)["action_pred"].float()
 
 

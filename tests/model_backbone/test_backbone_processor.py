@@ -92,7 +92,7 @@ def test_batch_is_left_padded_with_images_in_order():
     proc = GrootProcessor(ByteTokenizer(), image_size=8, num_image_tokens=N_TOK)
     samples = [_sample("go", 2, seed=1), _sample("pick up the long red block", 1, seed=2)]
     batch = proc(samples)
-    ids, mask = batch["input_ids"], batch["attention_mask"]
+    ids, mask = batch.input_ids, batch.attention_mask
     prompts = [ByteTokenizer().encode(render_prompt(s["language"], len(s["images"]), N_TOK)) for s in samples]
     lengths = [len(p) for p in prompts]
     assert ids.shape == (2, max(lengths)) and ids.dtype == torch.int64 and mask.dtype == torch.int64
@@ -103,21 +103,21 @@ def test_batch_is_left_padded_with_images_in_order():
         assert ids[row, pad:].tolist() == prompts[row]
     assert (ids == 261).sum(dim=1).tolist() == [2 * N_TOK, N_TOK]
     expected_pixels = np.concatenate([samples[0]["images"], samples[1]["images"]]) / 255.0 * 2 - 1
-    assert batch["pixel_values"].shape == (3, 3, 8, 8) and batch["pixel_values"].dtype == torch.float32
-    assert torch.allclose(batch["pixel_values"], torch.tensor(expected_pixels, dtype=torch.float32)
+    assert batch.pixel_values.shape == (3, 3, 8, 8) and batch.pixel_values.dtype == torch.float32
+    assert torch.allclose(batch.pixel_values, torch.tensor(expected_pixels, dtype=torch.float32)
                           .permute(0, 3, 1, 2), atol=1e-6)
-    assert batch["state"].shape == (2, 1, 64) and batch["state_mask"].dtype == torch.bool
-    assert batch["action"].shape == (2, 16, 32)
-    assert torch.equal(batch["action"][1], torch.from_numpy(samples[1]["action"]))
-    assert batch["embodiment_id"].tolist() == [31, 31] and batch["embodiment_id"].dtype == torch.int64
+    assert batch.state.shape == (2, 1, 64) and batch.state_mask.dtype == torch.bool
+    assert batch.action.shape == (2, 16, 32)
+    assert torch.equal(batch.action[1], torch.from_numpy(samples[1]["action"]))
+    assert batch.embodiment_id.tolist() == [31, 31] and batch.embodiment_id.dtype == torch.int64
 
 
 def test_images_resized_to_model_size_and_inference_batch_has_no_action():
     proc = GrootProcessor(ByteTokenizer(), image_size=8, num_image_tokens=N_TOK)
     batch = proc([_sample("go", 1, size=16, with_action=False)])
-    assert batch["pixel_values"].shape == (1, 3, 8, 8)
-    assert batch["pixel_values"].min() >= -1 and batch["pixel_values"].max() <= 1
-    assert "action" not in batch and "action_mask" not in batch
+    assert batch.pixel_values.shape == (1, 3, 8, 8)
+    assert batch.pixel_values.min() >= -1 and batch.pixel_values.max() <= 1
+    assert batch.action is None and batch.action_mask is None
     with pytest.raises(ObservationError, match="'action'"):
         proc([_sample("a", 1), _sample("b", 1, with_action=False)])
 
@@ -175,8 +175,8 @@ def test_for_config_feeds_the_tiny_backbone():
     torch.manual_seed(0)
     backbone = EagleBackbone(cfg.backbone_cfg).eval()
     with torch.no_grad():
-        features = backbone(batch["pixel_values"], batch["input_ids"], batch["attention_mask"])
-    assert features.shape == (*batch["input_ids"].shape, cfg.backbone_cfg.llm.hidden_size)
+        features = backbone(batch.pixel_values, batch.input_ids, batch.attention_mask)
+    assert features.shape == (*batch.input_ids.shape, cfg.backbone_cfg.llm.hidden_size)
     assert torch.isfinite(features).all()
 
 

@@ -18,8 +18,8 @@ def test_n15_3b_bf16_samples_and_trains_on_cuda(batch_factory):
     with torch.device("cuda"):
         model = GR00TN15(config)
     model = model.to(torch.bfloat16).eval()
-    batch = {k: v.cuda() for k, v in batch_factory(config, batch=2, text_tokens=17).items()}
-    assert batch["input_ids"].shape == (2, 256 + 34)
+    batch = batch_factory(config, batch=2, text_tokens=17).to("cuda")
+    assert batch.input_ids.shape == (2, 256 + 34)
 
     generator = torch.Generator(device="cuda").manual_seed(0)
     first = model.get_action(batch, generator=generator)["action_pred"]

@@ -6,15 +6,17 @@ from __future__ import annotations
 import pytest
 import torch
 
+from groot.model.batch import Batch
 from groot.train.data import batches_on_device
 
 
-def _host_batches(count: int, pin: bool) -> list[dict[str, torch.Tensor]]:
+def _host_batches(count: int, pin: bool) -> list[Batch]:
     batches = []
     for index in range(count):
         pixels = torch.full((2, 3, 512, 512), float(index))  # large enough that copies take a while
-        batches.append({"pixel_values": pixels.pin_memory() if pin else pixels,
-                        "embodiment_id": torch.full((2,), 31)})
+        ids = torch.ones((2, 4), dtype=torch.int64)
+        batch = Batch(pixels, ids, torch.ones_like(ids), torch.full((2,), 31))
+        batches.append(batch.pin_memory() if pin else batch)
     return batches
 
 
@@ -23,10 +25,10 @@ def _check(device: torch.device, pin: bool) -> None:
     handed_out = []
     for batch in batches_on_device(iter(host), device):
         # what the training step does with it: device work on the current stream, no waiting
-        handed_out.append((batch["pixel_values"] * 2).sum())
-        assert batch["pixel_values"].device.type == device.type
-        assert batch["embodiment_id"].device.type == "cpu"
-    assert [value.item() for value in handed_out] == [2.0 * b["pixel_values"].sum().item() for b in host]
+        handed_out.append((batch.pixel_values * 2).sum())
+        assert batch.pixel_values.device.type == device.type
+        assert batch.embodiment_id.device.type == "cpu"
+    assert [value.item() for value in handed_out] == [2.0 * b.pixel_values.sum().item() for b in host]
 
 
 def test_cpu_batches_pass_through_in_order():

@@ -15,7 +15,6 @@ import torch
 from groot.model.gr00t_n15 import GR00TN15
 from groot.model.synthetic_batch import synthetic_batch
 from groot.train.cuda_graph_step import GraphedTrainStep
-from groot.train.data import move_batch
 from groot.train.embodiment_slices import EmbodimentSlices
 from groot.train.finetune import FinetuneConfig, finetune
 from groot.train.logging import read_metrics
@@ -43,7 +42,7 @@ def _train(graphed: bool, layouts: str, micro_batches: int = 1):
     """One step per letter of `layouts` (A, B: two prompt lengths), each accumulating `micro_batches`
     batches -> (losses, norms, weights, step)."""
     model, optimizer, schedule = _setup()
-    batches = {name: move_batch(synthetic_batch(model.config, batch=4, text_tokens=tokens, seed=1), CUDA)
+    batches = {name: synthetic_batch(model.config, batch=4, text_tokens=tokens, seed=1).to(CUDA)
                for name, tokens in (("A", 3), ("B", 5))}
     step = functools.partial(train_step, model, optimizer, max_grad_norm=0.1, bf16=True)
     if graphed:
@@ -77,7 +76,7 @@ def test_recording_survives_pinned_allocations_on_another_thread():
     """A DataLoader's pin-memory thread allocates page-locked memory whenever it likes, also while a step
     is being recorded: the recording must succeed and the other thread's allocation too."""
     model, optimizer, _ = _setup()
-    batch = move_batch(synthetic_batch(model.config, batch=4, text_tokens=3, seed=1), CUDA)
+    batch = synthetic_batch(model.config, batch=4, text_tokens=3, seed=1).to(CUDA)
     plain_step = functools.partial(train_step, model, optimizer, max_grad_norm=0.1, bf16=True)
     pinned = []
 
@@ -100,7 +99,7 @@ def test_recording_survives_pinned_allocations_on_another_thread():
 
 def test_pre_drawn_flow_times_equal_the_action_heads_own_draw():
     model, _, _ = _setup()
-    batch = move_batch(synthetic_batch(model.config, batch=4, text_tokens=3), CUDA)
+    batch = synthetic_batch(model.config, batch=4, text_tokens=3).to(CUDA)
     torch.manual_seed(5)
     with torch.autocast("cuda", dtype=torch.bfloat16):
         inside = model(batch)["loss"]

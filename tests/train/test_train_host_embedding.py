@@ -3,9 +3,12 @@ the model's loss is the same as with the table in place; a trained table is refu
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
+from groot.model.batch import Batch
 from groot.model.gr00t_n15 import GR00TN15
 from groot.model.synthetic_batch import synthetic_batch
 from groot.train.host_embedding import HostTokenEmbedding, token_embedding
@@ -18,7 +21,7 @@ def _tiny(tune_llm: bool = False) -> GR00TN15:
     return model.train()
 
 
-def _loss(model: GR00TN15, batch: dict) -> torch.Tensor:
+def _loss(model: GR00TN15, batch: Batch) -> torch.Tensor:
     torch.manual_seed(7)  # same noise, times and dropout masks
     return model(batch)["loss"]
 
@@ -32,9 +35,9 @@ def test_host_rows_give_the_same_loss_and_are_what_the_model_reads():
     looked_up = HostTokenEmbedding(model)(batch)
 
     assert token_embedding(model).weight.device.type == "cpu"
-    assert torch.equal(looked_up["inputs_embeds"], table[batch["input_ids"]])
+    assert torch.equal(looked_up.inputs_embeds, table[batch.input_ids])
     assert torch.equal(_loss(model, looked_up), reference)
-    shifted = {**looked_up, "inputs_embeds": looked_up["inputs_embeds"] + 1.0}  # the model uses these rows
+    shifted = dataclasses.replace(looked_up, inputs_embeds=looked_up.inputs_embeds + 1.0)  # read by the model
     assert not torch.allclose(_loss(model, shifted), reference)
 
 

@@ -1,7 +1,7 @@
 """GR00T N1.5: Eagle VL backbone + flow-matching action head (`backbone.*`, `action_head.*`).
 
-`forward(batch)` returns the training loss, `get_action(batch)` a normalized action chunk; the batch is
-the processor's output (docs/ARCHITECTURE.md). Weights stay in the dtype they were built / loaded in
+`forward(batch)` returns the training loss, `get_action(batch)` a normalized action chunk; the `Batch`
+(`groot.model.batch`) is the processor's output. Weights stay in the dtype they were built / loaded in
 (fp32 by default); floating inputs are cast to the dtype of the module that consumes them, so a bf16
 model takes the processor's fp32 tensors as they are.
 """
@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from groot.model.action_head import FlowMatchingActionHead
+from groot.model.batch import Batch
 from groot.model.config import GR00TN15Config, preset_config
 from groot.model.eagle import EagleBackbone
 
@@ -130,39 +131,39 @@ class GR00TN15(nn.Module):
         return [name for name, p in self.named_parameters() if p.requires_grad]
 
     # ---- forward -----------------------------------------------------------------------------------
-    def backbone_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def backbone_features(self, batch: Batch) -> torch.Tensor:
         """pixel_values [N_img, 3, S, S], input_ids / attention_mask [B, L] and, when the batch has them,
         inputs_embeds [B, L, D] (the ids' token-table rows) -> features [B, L, D] in the action head's
         dtype."""
-        pixels = batch["pixel_values"].to(_param_dtype(self.backbone.eagle_model.vision_model))
-        features = self.backbone(pixels, batch["input_ids"], batch["attention_mask"],
-                                 inputs_embeds=batch.get("inputs_embeds"))
+        pixels = batch.pixel_values.to(_param_dtype(self.backbone.eagle_model.vision_model))
+        features = self.backbone(pixels, batch.input_ids, batch.attention_mask,
+                                 inputs_embeds=batch.inputs_embeds)
         return features.to(_param_dtype(self.action_head))
 
-    def forward(self, batch: dict[str, torch.Tensor], t: torch.Tensor | None = None,
+    def forward(self, batch: Batch, t: torch.Tensor | None = None,
                 noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Processor batch with `action` / `action_mask` -> {"loss": scalar}. t [B] (flow-matching
+        """`Batch` with `action` / `action_mask` -> {"loss": scalar}. t [B] (flow-matching
         times) and noise [B, 16, 32]: drawn by the action head when None."""
         dtype = _param_dtype(self.action_head)
         loss = self.action_head(
             self.backbone_features(batch),
-            batch["state"].to(dtype),  # [B, 1, 64]
-            batch["action"].to(dtype),  # [B, 16, 32]
-            batch["action_mask"],  # [B, 16, 32]
-            batch["embodiment_id"],  # [B]
+            batch.state.to(dtype),  # [B, 1, 64]
+            batch.action.to(dtype),  # [B, 16, 32]
+            batch.action_mask,  # [B, 16, 32]
+            batch.embodiment_id,  # [B]
             t=t,
             noise=None if noise is None else noise.to(dtype),
         )
         return {"loss": loss}
 
     @torch.no_grad()
-    def get_action(self, batch: dict[str, torch.Tensor], num_steps: int | None = None,
+    def get_action(self, batch: Batch, num_steps: int | None = None,
                    noise: torch.Tensor | None = None,
                    generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """Processor batch -> {"action_pred": normalized action chunk [B, 16, 32]}"""
+        """`Batch` -> {"action_pred": normalized action chunk [B, 16, 32]}"""
         dtype = _param_dtype(self.action_head)
         actions = self.action_head.sample(
-            self.backbone_features(batch), batch["state"].to(dtype), batch["embodiment_id"],
+            self.backbone_features(batch), batch.state.to(dtype), batch.embodiment_id,
             num_steps=num_steps, noise=None if noise is None else noise.to(dtype), generator=generator,
         )
         return {"action_pred": actions}

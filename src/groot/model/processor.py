@@ -1,4 +1,4 @@
-"""GrootProcessor: model samples -> one batch of tensors for the Eagle backbone and the action head.
+"""GrootProcessor: model samples -> one `Batch` of tensors for the Eagle backbone and the action head.
 
 Prompt: what the original N1.5 renders (NVIDIA/Isaac-GR00T @ 5e3ef5ef, `gr00t/model/transforms.py`
 GR00TTransform with the processor files of `gr00t/model/backbone/eagle2_hg_model/`). One user message
@@ -28,6 +28,7 @@ import torch
 
 from groot.data.image_ops import model_pixels
 from groot.errors import CheckpointError, ObservationError
+from groot.model.batch import Batch
 from groot.model.config import GR00TN15Config
 from groot.model.tokenizer import load_tokenizer
 
@@ -110,22 +111,20 @@ class GrootProcessor:
                                    f"{tuple(images.shape)}")
         return model_pixels(images, self.image_size)
 
-    def __call__(self, samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        """list of model samples -> batch (ARCHITECTURE.md): pixel_values [N_img, 3, S, S],
-        input_ids / attention_mask [B, L] (left padding), state / state_mask [B, 1, 64],
-        action / action_mask [B, 16, 32] when the samples carry actions, embodiment_id [B]."""
+    def __call__(self, samples: list[dict[str, Any]]) -> Batch:
+        """list of model samples -> host `Batch`; action / action_mask only when the samples carry actions."""
         if not samples:
             raise ObservationError("GrootProcessor: expected at least one sample, found an empty list")
         pixels = [self.pixels(s["images"]) for s in samples]
         prompts = [self.prompt_ids(s["language"], p.shape[0]) for s, p in zip(samples, pixels, strict=True)]
         input_ids, attention_mask = self.pad_prompts(prompts)
-        batch = {"pixel_values": torch.cat(pixels), "input_ids": input_ids, "attention_mask": attention_mask}
+        passthrough = {}
         for key, dtype in PASSTHROUGH.items():
             present = [key in s for s in samples]
             if any(present) and not all(present):
                 raise ObservationError(f"GrootProcessor: key {key!r} is in {sum(present)} of "
                                        f"{len(samples)} samples; expected all or none")
             if all(present):
-                batch[key] = torch.stack([torch.as_tensor(s[key]).to(dtype) for s in samples])
-        batch["embodiment_id"] = torch.tensor([int(s["embodiment_id"]) for s in samples], dtype=torch.int64)
-        return batch
+                passthrough[key] = torch.stack([torch.as_tensor(s[key]).to(dtype) for s in samples])
+        embodiment_id = torch.tensor([int(s["embodiment_id"]) for s in samples], dtype=torch.int64)
+        return Batch(torch.cat(pixels), input_ids, attention_mask, embodiment_id, **passthrough)

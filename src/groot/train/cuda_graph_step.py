@@ -1,9 +1,9 @@
 """One CUDA graph per batch layout for the whole training step: forward, backward, clip, AdamW.
 
-`GraphedTrainStep` wraps a step function of one argument (any nesting of lists, tuples and dicts of
-tensors and host values) and, per input layout (tensor shapes and dtypes, and the values of host-side
-entries such as embodiment ids, which steer Python control flow), runs it directly for `warmup` steps,
-records it on the next one and replays it from then on, with the inputs copied into the recorded ones.
+`GraphedTrainStep` wraps a step function of one argument (any nesting of lists, tuples, dicts and
+`Batch`es of tensors and host values) and, per input layout (tensor shapes and dtypes, and the values of
+host-side entries such as embodiment ids, which steer Python control flow), runs it directly for `warmup`
+steps, records it on the next one and replays it from then on, with the inputs copied into the recorded ones.
 The step must not synchronise with the host or draw host-side random numbers (flow-matching times are
 drawn beforehand: `step.draw_flow_times`). Learning rates live on the device and are refilled from the
 groups' float `lr` before each replay, so schedules and checkpoints see plain floats. CUDA random draws
@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch.utils import _pytree as pytree
 
-Batches = list[Any]  # the micro-batches of one optimizer step (tensors nested in lists, tuples, dicts)
+Batches = list[Any]  # the micro-batches of one optimizer step (pytree: lists, tuples, dicts, `Batch`es)
 StepFn = Callable[[Batches], tuple[torch.Tensor, torch.Tensor]]  # -> (loss, grad_norm)
 
 

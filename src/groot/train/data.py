@@ -17,9 +17,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils import _pytree as pytree
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from groot.errors import ConfigError
+from groot.model.batch import Batch
 from groot.utils.process import exit_when_process_ends
 from groot.utils.seeding import hashed_seed
 from groot.utils.system import usable_cores
@@ -191,35 +193,26 @@ def _worker_context():
     return context
 
 
-def batches_on_device(batches: Iterable[dict[str, Any]], device: torch.device,
-                      prepare: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-                      ) -> Iterator[dict[str, Any]]:
-    """`move_batch` over `batches` (each first passed through `prepare`, on the host, if given); on CUDA
+def batches_on_device(batches: Iterable[Batch], device: torch.device,
+                      prepare: Callable[[Batch], Batch] | None = None) -> Iterator[Batch]:
+    """`Batch.to(device)` over `batches` (each first passed through `prepare`, on the host, if given); on CUDA
     the next batch is prepared and its host-to-device copy issued on a side stream before the current
     batch is handed out, so both overlap the step instead of preceding it."""
     if device.type != "cuda":
-        yield from (move_batch(prepare(batch) if prepare else batch, device) for batch in batches)
+        yield from ((prepare(batch) if prepare else batch).to(device, non_blocking=True) for batch in batches)
         return
     copy_stream = torch.cuda.Stream(device)
     ready = None
     for batch in batches:
         batch = prepare(batch) if prepare else batch
         with torch.cuda.stream(copy_stream):
-            issued = move_batch(batch, device)
+            issued = batch.to(device, non_blocking=True)
         if ready is not None:
             yield ready
         torch.cuda.current_stream(device).wait_stream(copy_stream)
-        for value in issued.values():  # the allocator must not reuse these until the step is done
+        for value in pytree.tree_leaves(issued):  # the allocator must not reuse these until the step is done
             if isinstance(value, torch.Tensor) and value.is_cuda:
                 value.record_stream(torch.cuda.current_stream(device))
         ready = issued
     if ready is not None:
         yield ready
-
-
-def move_batch(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    """Tensors to `device`, except the embodiment ids: on the host the action head sees whether the batch
-    holds one embodiment without waiting for the device (a sync per step would stall the queue)."""
-    return {key: value.to(device, non_blocking=True)
-            if isinstance(value, torch.Tensor) and key != "embodiment_id" else value
-            for key, value in batch.items()}

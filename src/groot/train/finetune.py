@@ -22,6 +22,7 @@ from groot.errors import ConfigError
 from groot.train.finetune_config import FinetuneConfig, validate
 from groot.train.nonfinite import NonFiniteWatch
 from groot.train.plan import TrainPlan
+from groot.train.step import MicroBatch
 
 __all__ = ["FinetuneConfig", "finetune"]
 
@@ -171,7 +172,7 @@ class Trainer:
             return GraphedTrainStep(self._train_step, self.optimizer)
         return self._train_step
 
-    def _train_step(self, micro_batches: list[tuple[dict[str, Any], torch.Tensor | None]]
+    def _train_step(self, micro_batches: list[MicroBatch]
                     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(device batch, flow-matching times) per micro-batch -> (loss, grad_norm)"""
         from groot.train.step import train_step

@@ -3,26 +3,26 @@ step out, with no host synchronisation inside (so `GraphedTrainStep` can record 
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
-MicroBatch = tuple[dict[str, Any], torch.Tensor | None]  # (device batch, flow-matching times [B] or None)
+from groot.model.batch import Batch
+
+MicroBatch = tuple[Batch, torch.Tensor | None]  # (device batch, flow-matching times [B] or None)
 
 
-def draw_flow_times(model: nn.Module, batch: dict[str, Any], device: torch.device) -> torch.Tensor | None:
+def draw_flow_times(model: nn.Module, batch: Batch, device: torch.device) -> torch.Tensor | None:
     """On CUDA, the flow-matching times [B] on the device, drawn now from the host RNG as the action head
     would draw them inside the step (its noise comes from the device generator, so the order of the two
     draws changes nothing; a CUDA-graphed step cannot draw on the host). Elsewhere None: on the CPU both
     draws share one generator and the action head keeps their order."""
     if device.type != "cuda":
         return None
-    t = model.action_head.sample_time(batch["action"].shape[0], torch.device("cpu"))
+    t = model.action_head.sample_time(batch.action.shape[0], torch.device("cpu"))
     return t.pin_memory().to(device, non_blocking=True)
 
 
-def micro_batch(model: nn.Module, batch: dict[str, Any], device: torch.device) -> MicroBatch:
+def micro_batch(model: nn.Module, batch: Batch, device: torch.device) -> MicroBatch:
     """A device batch and its `draw_flow_times`: one element of `train_step`'s micro-batches."""
     return batch, draw_flow_times(model, batch, device)
 
@@ -36,7 +36,7 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, micro_batches
     from groot.train.optim import clip_and_step
     from groot.train.precision import autocast
 
-    device = micro_batches[0][0]["action"].device
+    device = micro_batches[0][0].action.device
     accumulate = len(micro_batches)
     total = torch.zeros((), device=device)
     for index, (batch, t) in enumerate(micro_batches):
