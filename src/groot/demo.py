@@ -27,10 +27,10 @@ from groot.utils.cli_args import add_command, arg
 from groot.utils.files import atomic_write_json
 
 PROGRESS_FILE = "demo_progress.json"
-# Seconds per unit of work on an idle 2-core x86-64 CPU (a default demo there: generation ~68 s,
-# training ~45 s, evaluation ~85 s): a stage's start-up, one expert demonstration in one worker, one
+# Seconds per unit of work on an idle 2-core x86-64 CPU (a default demo there, torch 2.15: generation
+# 52 s, training 66 s, evaluation 45 s): a stage's start-up, one expert demonstration in one worker, one
 # training step of batch 16, one 280-step evaluation episode in one worker.
-COST_S = {"startup": 15.0, "demonstration": 25.0, "train_step": 0.09, "eval_episode": 65.0}
+COST_S = {"startup": 10.0, "demonstration": 21.0, "train_step": 0.14, "eval_episode": 35.0}
 
 
 @dataclasses.dataclass
