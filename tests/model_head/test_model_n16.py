@@ -173,3 +173,37 @@ def test_n16_time_sampling_and_state_dropout():
     is_mask = (dropped == head.mask_token).all(-1)[:, 0]
     assert 0.7 < float(is_mask.float().mean()) < 0.9  # state_dropout_prob 0.8
     torch.testing.assert_close(dropped[~is_mask], tokens[~is_mask])
+
+
+def test_n16_tiny_saves_and_loads_back_into_gr00tn16(tmp_path):
+    torch.manual_seed(0)
+    model = GR00TN16.from_preset("n1.6-tiny")
+    out = model.save_pretrained(tmp_path / "ckpt")
+    loaded = GR00TN15.from_pretrained(out)
+    assert type(loaded) is GR00TN16 and loaded.config == model.config
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[name], tensor)
+
+
+def test_loading_without_mask_token_draws_it(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    out = GR00TN16.from_preset("n1.6-tiny").save_pretrained(tmp_path / "ckpt")
+    weights = load_file(str(out / "model.safetensors"))
+    del weights["action_head.mask_token"]
+    save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt"})
+    loaded = GR00TN15.from_pretrained(out)
+    token = loaded.action_head.mask_token
+    assert token.shape == (1, 1, 64) and not token.is_meta and 0 < float(token.detach().std()) < 0.1
+    assert main(["model", "keys", str(out)]) == 0
+
+
+def test_official_n16_config_layout_is_refused_with_one_error(tmp_path):
+    import json
+
+    from groot.errors import CheckpointError
+    from groot.model.checkpoint import read_config
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "Gr00tN1d6", "select_layer": 16}))
+    with pytest.raises(CheckpointError, match="official N1.6 config.json layout is not read yet"):
+        read_config(tmp_path)

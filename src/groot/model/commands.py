@@ -29,15 +29,13 @@ def meta_model(source: str):
     import torch
 
     from groot.model.checkpoint import checkpoint_config
-    from groot.model.config import GR00TN16Config, preset_config
-    from groot.model.gr00t_n15 import GR00TN15
-    from groot.model.gr00t_n16 import GR00TN16
+    from groot.model.config import preset_config
+    from groot.model.gr00t_n16 import model_class
 
     path = Path(source)
     config = checkpoint_config(path) if path.is_dir() else preset_config(source)
-    model_class = GR00TN16 if isinstance(config, GR00TN16Config) else GR00TN15
     with torch.device("meta"):
-        return model_class(config)
+        return model_class(config)(config)
 
 
 def run_keys(args: KeysArgs) -> int:

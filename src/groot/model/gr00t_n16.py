@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from groot.model.batch import Batch
-from groot.model.config import GR00TN16Config
+from groot.model.config import GR00TN15Config, GR00TN16Config
 from groot.model.eagle import EagleBlock2ABackbone
 from groot.model.gr00t_n15 import GR00TN15
 
@@ -26,3 +26,8 @@ class GR00TN16(GR00TN15):
         tokens = batch.attention_mask.to(torch.bool)
         image = batch.input_ids == self.config.backbone_cfg.image_token_id
         return tokens & ~image, tokens & image
+
+
+def model_class(config: GR00TN15Config) -> type[GR00TN15]:
+    """The model class a config builds: GR00TN16 for a GR00TN16Config, else GR00TN15."""
+    return GR00TN16 if isinstance(config, GR00TN16Config) else GR00TN15
