@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -58,8 +59,11 @@ def test_model_keys_cli_prints_the_n16_inventory(capsys, meta_3b):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "key\tshape"
     assert lines[1:] == [f"{k}\t{tuple(v.shape)}" for k, v in meta_3b.state_dict().items()]
-    assert main(["model", "info", "n1.6-tiny"]) == 0
-    assert "action_head.mask_token" in capsys.readouterr().out
+    assert main(["model", "info", "n1.6-3b", "--format", "json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["total_parameters"] == sum(info["components"].values()) == 3_286_608_832 + 1536
+    assert info["components"]["backbone.llm (Qwen3, truncated)"] == 1_426_659_328  # lm_head untied
+    assert info["components"]["action_head.model (DiT)"] == 1_091_722_240
 
 
 def test_presets_keep_n15_names_and_refuse_the_wrong_model_class():
@@ -127,6 +131,14 @@ def test_alternate_dit_masks_text_and_image_blocks():
     assert int(image[0].sum()) == model.config.backbone_cfg.num_image_tokens
     masks = dit.cross_masks(text, image)
     assert torch.equal(masks[0][:, 0, 0], text) and torch.equal(masks[1][:, 0, 0], image)
+
+
+def test_small_preset_has_the_checkpoint_envelope():
+    with torch.device("meta"):
+        model = GR00TN16.from_preset("n1.6-small")
+    head = model.action_head
+    assert head.state_encoder.layer1.W.shape[1] == head.action_decoder.layer2.W.shape[2] == 128
+    assert model.config.action_head_cfg.action_horizon == 50 and len(head.model.cross_block_ids) == 4
 
 
 def test_tiny_loss_and_sampling_are_finite_and_ignore_padding_features():
@@ -199,8 +211,6 @@ def test_loading_without_mask_token_draws_it(tmp_path):
 
 
 def test_official_n16_config_layout_is_refused_with_one_error(tmp_path):
-    import json
-
     from groot.errors import CheckpointError
     from groot.model.checkpoint import read_config
 

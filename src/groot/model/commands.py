@@ -7,8 +7,8 @@ from typing import Literal
 
 from groot.utils.cli_args import add_command, add_group, arg
 
-SOURCE_HELP = ("a model preset (n1.5-3b, small, tiny, n1.6-3b, n1.6-tiny) or a checkpoint directory "
-               "(its config.json is read)")
+SOURCE_HELP = ("a model preset (n1.5-3b, small, tiny, n1.6-3b, n1.6-small, n1.6-tiny) or a checkpoint "
+               "directory (its config.json is read)")
 
 
 @dataclass

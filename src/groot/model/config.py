@@ -305,6 +305,24 @@ class GR00TN16Config(GR00TN15Config):
         return cls(backbone_cfg=base.backbone_cfg, action_head_cfg=base.action_head_cfg, preset=base.preset)
 
 
+def _n16_small() -> GR00TN16Config:
+    """N1.5 `small` sizes with every N1.6 structure and the checkpoint's 128-d / 50-step envelope."""
+    return GR00TN16Config(
+        preset="n1.6-small",
+        backbone_cfg=_n16_backbone(
+            VisionConfig(hidden_size=256, intermediate_size=1024, num_layers=4, num_heads=4, patch_size=14,
+                         image_size=112, with_pooling_head=False),
+            LLMConfig(vocab_size=512, hidden_size=256, intermediate_size=768, num_layers=4, num_heads=4,
+                      num_kv_heads=2, head_dim=64),
+            image_token_id=261, tokenizer="bytes"),
+        action_head_cfg=_n16_action_head(
+            hidden_size=256, input_embedding_dim=256, backbone_embedding_dim=256, max_seq_len=64,
+            diffusion_model_cfg=DiTConfig(num_layers=8, num_attention_heads=4, attention_head_dim=64,
+                                          output_dim=256, cross_attention_dim=256, dropout=0.1,
+                                          attend_text_every_n_blocks=2)),
+    )
+
+
 def _n16_tiny() -> GR00TN16Config:
     """CPU-test size: every N1.6 structure (2 + 2 tower / LLM layers, 4 alternating DiT blocks)."""
     return GR00TN16Config(
@@ -325,7 +343,8 @@ def _n16_tiny() -> GR00TN16Config:
 
 
 PRESETS: dict[str, GR00TN15Config] = {"n1.5-3b": GR00TN15Config(), **_small_presets(),
-                                      "n1.6-3b": GR00TN16Config(), "n1.6-tiny": _n16_tiny()}
+                                      "n1.6-3b": GR00TN16Config(), "n1.6-small": _n16_small(),
+                                      "n1.6-tiny": _n16_tiny()}
 
 
 def preset_config(name: str) -> GR00TN15Config:

@@ -43,7 +43,8 @@ class GR00TN15(nn.Module):
     # ---- construction ------------------------------------------------------------------------------
     @classmethod
     def from_preset(cls, name: str) -> GR00TN15:
-        """Random weights for a named preset (`n1.5-3b`, `small`, `tiny`)."""
+        """Random weights for a named preset of this generation (N1.5: `n1.5-3b`, `small`, `tiny`;
+        N1.6: `n1.6-3b`, `n1.6-small`, `n1.6-tiny`)."""
         return cls(preset_config(name))
 
     @classmethod
