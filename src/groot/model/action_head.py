@@ -1,7 +1,10 @@
-"""Flow-matching action head of GR00T N1.5 (`action_head.*`, spec 3).
+"""Flow-matching action head of GR00T N1.5 and N1.6 (`action_head.*`; N1.5 spec 3, N1.6 spec 3).
 
 Per-embodiment ("category") MLPs encode the state and the noisy action chunk and decode the DiT output
-into a velocity. Token order into the DiT: [1 state | 32 future tokens | 16 action tokens] (spec 3.4).
+into a velocity. Token order into the DiT: [1 state | 32 future tokens | 16 action tokens] in N1.5,
+[1 state | 50 action tokens] in N1.6. N1.6 differs only through `ActionHeadConfig` options: no VL
+self-attention adapter, no future tokens, t = (1 - u) * s, state dropout to a learned `mask_token`,
+and the AlternateVLDiT's text / image cross-attention masks (`vl_masks` = (text, image) bool [B, L]).
 
 Embodiment ids are resolved once per call (`resolve_category`): a batch holding a single embodiment
 uses the shared weight matrix directly (a plain GEMM, no per-sample weight copies); mixed batches
@@ -118,14 +121,22 @@ class FlowMatchingActionHead(nn.Module):
         self.state_encoder = CategorySpecificMLP(num_cat, cfg.max_state_dim, cfg.hidden_size, width)
         self.action_encoder = MultiEmbodimentActionEncoder(cfg.action_dim, width, num_cat)
         self.action_decoder = CategorySpecificMLP(num_cat, cfg.hidden_size, cfg.hidden_size, cfg.action_dim)
-        self.future_tokens = nn.Embedding(cfg.num_target_vision_tokens, width)
-        nn.init.normal_(self.future_tokens.weight, mean=0.0, std=0.02)
+        self.future_tokens = None
+        if cfg.num_target_vision_tokens > 0:
+            self.future_tokens = nn.Embedding(cfg.num_target_vision_tokens, width)
+            nn.init.normal_(self.future_tokens.weight, mean=0.0, std=0.02)
         self.vlln = nn.LayerNorm(cfg.backbone_embedding_dim) if cfg.use_vlln else nn.Identity()
-        self.vl_self_attention = (SelfAttentionTransformer(cfg.vl_self_attention_cfg) if cfg.use_vlln
-                                  else nn.Identity())
+        self.vl_self_attention = (SelfAttentionTransformer(cfg.vl_self_attention_cfg)
+                                  if cfg.use_vlln and cfg.use_vl_self_attention else nn.Identity())
         if cfg.add_pos_embed:
             self.position_embedding = nn.Embedding(cfg.max_seq_len, width)
             nn.init.normal_(self.position_embedding.weight, mean=0.0, std=0.02)
+        self.mask_token = None  # not in the N1.6 checkpoint: created (0.02 N(0, 1)) when dropout is on
+        if cfg.state_dropout_prob > 0:
+            self.mask_token = nn.Parameter(0.02 * torch.randn(1, 1, width))
+        if cfg.time_sampling not in ("(s-u)/s", "(1-u)*s"):
+            raise ValueError(f"ActionHeadConfig.time_sampling: expected '(s-u)/s' or '(1-u)*s', "
+                             f"found {cfg.time_sampling!r}")
 
     # ---- pieces shared by training and sampling ---------------------------------------------------
     def encode_vl(self, features: torch.Tensor) -> torch.Tensor:
@@ -147,26 +158,45 @@ class FlowMatchingActionHead(nn.Module):
         return [self.step_conditioning(torch.full((batch_size,), bucket, dtype=torch.long, device=device))
                 for bucket in self.timestep_buckets(num_steps)]
 
+    def cross_masks(self, vl_masks: tuple[torch.Tensor, torch.Tensor] | None) -> list[torch.Tensor] | None:
+        """vl_masks: (text, image) bool [B, L] or None -> the DiT's per-cross-block key masks or None"""
+        return None if vl_masks is None else self.model.cross_masks(*vl_masks)
+
     def predict_velocity(self, state_tokens: torch.Tensor, actions: torch.Tensor, category: Category,
-                         cross_kv: list[KeyValue], conditioning: StepConditioning) -> torch.Tensor:
+                         cross_kv: list[KeyValue], conditioning: StepConditioning,
+                         cross_masks: list[torch.Tensor] | None = None) -> torch.Tensor:
         """state_tokens [B, 1, W], actions [B, T, A], cross_kv: `model.cross_kv(vl)` of the VL tokens,
-        conditioning: `step_conditioning(timesteps)` -> velocity [B, T, A]. Only the action rows are
-        projected and decoded (rows are independent)."""
+        conditioning: `step_conditioning(timesteps)`, cross_masks: `cross_masks(vl_masks)`
+        -> velocity [B, T, A]. Only the action rows are projected and decoded (rows are independent)."""
         action_tokens = self.action_encoder(actions, None, category, conditioning.action_time)  # [B, T, W]
         if self.cfg.add_pos_embed:
             action_tokens = action_tokens + self.position_embedding.weight[: actions.shape[1]]
-        future = self.future_tokens.weight[None].expand(actions.shape[0], -1, -1)  # [B, 32, W]
-        tokens = torch.cat([state_tokens, future.to(action_tokens.dtype), action_tokens], dim=1)
-        out = self.model.transform(tokens, cross_kv, conditioning.dit,
-                                   output_tokens=actions.shape[1])  # [B, T, hidden]
+        parts = [state_tokens, action_tokens]
+        if self.future_tokens is not None:
+            future = self.future_tokens.weight[None].expand(actions.shape[0], -1, -1)  # [B, 32, W]
+            parts.insert(1, future.to(action_tokens.dtype))
+        out = self.model.transform(torch.cat(parts, dim=1), cross_kv, conditioning.dit,
+                                   output_tokens=actions.shape[1], cross_masks=cross_masks)  # [B, T, hidden]
         return self.action_decoder(out, category)
 
     def sample_time(self, batch_size: int, device: torch.device) -> torch.Tensor:
-        """t = (s - u) / s with u ~ Beta(alpha, beta), drawn from the global CPU RNG. -> [B] float32"""
+        """t = (s - u) / s (N1.5) or (1 - u) * s (N1.6) with u ~ Beta(alpha, beta), drawn from the global
+        CPU RNG. -> [B] float32"""
         beta = torch.distributions.Beta(torch.tensor(self.cfg.noise_beta_alpha),
                                         torch.tensor(self.cfg.noise_beta_beta))
         u = beta.sample((batch_size,))
-        return ((self.cfg.noise_s - u) / self.cfg.noise_s).to(device)
+        s = self.cfg.noise_s
+        t = (s - u) / s if self.cfg.time_sampling == "(s-u)/s" else (1 - u) * s
+        return t.to(device)
+
+    def drop_state(self, state_tokens: torch.Tensor) -> torch.Tensor:
+        """Each sample's state token replaced by `mask_token` with probability state_dropout_prob (the
+        training loss only; drawn from the tokens' device RNG). [B, 1, W] -> [B, 1, W]"""
+        if self.mask_token is None:
+            return state_tokens
+        draw = torch.rand(state_tokens.shape[0], 1, 1, device=state_tokens.device)
+        dropped = draw < self.cfg.state_dropout_prob
+        return torch.where(dropped, self.mask_token.to(state_tokens.dtype), state_tokens)
 
     def time_bucket(self, t: torch.Tensor) -> torch.Tensor:
         """t in [-0.001, 1] -> int64 bucket, truncated toward zero. [B] -> [B]"""
@@ -174,24 +204,28 @@ class FlowMatchingActionHead(nn.Module):
 
     # ---- training ------------------------------------------------------------------------------------
     def loss(self, features: torch.Tensor, state: torch.Tensor, action: torch.Tensor, mask: torch.Tensor,
-             category: Category, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+             category: Category, t: torch.Tensor, noise: torch.Tensor,
+             vl_masks: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """features [B, L, D], state [B, 1, 64], action / mask [B, 16, 32], t [B] flow-matching times,
-        noise [B, 16, 32] (action's dtype) -> scalar loss: masked MSE between the predicted and the
-        true velocity (spec 3.5)."""
+        noise [B, 16, 32] (action's dtype), vl_masks (N1.6) -> scalar loss: masked MSE between the
+        predicted and the true velocity (spec 3.5). State dropout applies here whatever the module's
+        mode, as in the original N1.6 loss."""
         vl = self.encode_vl(features)
-        state_tokens = self.state_encoder(state, category)  # [B, 1, W]
+        state_tokens = self.drop_state(self.state_encoder(state, category))  # [B, 1, W]
         t = t.to(action.dtype)[:, None, None]  # [B, 1, 1]
         noisy = (1 - t) * noise + t * action
         target = action - noise
         conditioning = self.step_conditioning(self.time_bucket(t[:, 0, 0]))
-        pred = self.predict_velocity(state_tokens, noisy, category, self.model.cross_kv(vl), conditioning)
+        pred = self.predict_velocity(state_tokens, noisy, category, self.model.cross_kv(vl), conditioning,
+                                     self.cross_masks(vl_masks))
         mask = mask.to(torch.float32)
         squared = F.mse_loss(pred.float(), target.float(), reduction="none") * mask
         return squared.sum() / mask.sum()
 
     def forward(self, features: torch.Tensor, state: torch.Tensor, action: torch.Tensor,
                 action_mask: torch.Tensor, embodiment_id: torch.Tensor, t: torch.Tensor | None = None,
-                noise: torch.Tensor | None = None) -> torch.Tensor:
+                noise: torch.Tensor | None = None,
+                vl_masks: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """features [B, L, D], state [B, 1, 64], action / action_mask [B, 16, 32], embodiment_id [B]
         -> `loss`. The noise (standard normal on action's device, in its dtype) and then the times
         (`sample_time`) are drawn here unless given."""
@@ -200,12 +234,13 @@ class FlowMatchingActionHead(nn.Module):
             noise = torch.randn(action.shape, device=action.device, dtype=action.dtype)
         if t is None:
             t = self.sample_time(action.shape[0], action.device)
-        return self.loss(features, state, action, action_mask, category, t, noise)
+        return self.loss(features, state, action, action_mask, category, t, noise, vl_masks)
 
     # ---- inference -----------------------------------------------------------------------------------
     def sample(self, features: torch.Tensor, state: torch.Tensor, embodiment_id: torch.Tensor,
                num_steps: int | None = None, noise: torch.Tensor | None = None,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+               generator: torch.Generator | None = None,
+               vl_masks: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """Euler integration from noise (t=0) to data (t=1) in `num_steps` steps (spec 3.6).
         features [B, L, D], state [B, 1, 64], embodiment_id [B] -> normalized actions [B, 16, 32].
         VL features, state tokens and the DiT's cross-attention K/V are computed once."""
@@ -217,18 +252,20 @@ class FlowMatchingActionHead(nn.Module):
             noise = torch.randn((batch, self.cfg.action_horizon, self.cfg.action_dim), dtype=vl.dtype,
                                 device=vl.device, generator=generator)
         conditionings = self.denoising_conditionings(steps, batch, vl.device)
-        return self.integrate(vl, state, noise, category, conditionings)
+        return self.integrate(vl, state, noise, category, conditionings, vl_masks)
 
     def integrate(self, vl: torch.Tensor, state: torch.Tensor, noise: torch.Tensor, category: Category,
-                  conditionings: list[StepConditioning]) -> torch.Tensor:
+                  conditionings: list[StepConditioning],
+                  vl_masks: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """Euler flow integration from `noise` with one step per conditioning; cross-attention K/V and
         the state token are computed once. vl [B, L, D] (from `encode_vl`), state [B, 1, 64],
         noise [B, T, A] -> normalized actions [B, T, A] in noise's dtype (a_k + (1/N) v, as in the
         original)"""
-        cross_kv = self.model.cross_kv(vl)
+        cross_kv, cross_masks = self.model.cross_kv(vl), self.cross_masks(vl_masks)
         state_tokens = self.state_encoder(state, category)  # [B, 1, W]
         actions = noise
         for conditioning in conditionings:
-            velocity = self.predict_velocity(state_tokens, actions, category, cross_kv, conditioning)
+            velocity = self.predict_velocity(state_tokens, actions, category, cross_kv, conditioning,
+                                             cross_masks)
             actions = actions + (1.0 / len(conditionings)) * velocity
         return actions

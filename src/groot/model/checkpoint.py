@@ -21,8 +21,9 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from groot.errors import CheckpointError
-from groot.model.config import GR00TN15Config
+from groot.model.config import GR00TN15Config, GR00TN16Config
 from groot.model.gr00t_n15 import GR00TN15
+from groot.model.gr00t_n16 import model_class
 from groot.utils.files import atomic_dir
 
 log = logging.getLogger(__name__)
@@ -38,12 +39,20 @@ HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 HUB_PATTERNS = ["*.json", "*.safetensors", f"{TOKENIZER_DIR}/*"]
 POOLING_HEAD_PREFIX = "backbone.eagle_model.vision_model.vision_model.head."
 TIED_LM_HEAD_KEY = "backbone.eagle_model.language_model.lm_head.weight"
+STATE_DROPOUT_TOKEN = "action_head.mask_token"  # N1.6: created by the model, not stored in the release
 
 _SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
                "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
 
 # ---- key reports -------------------------------------------------------------------------------------
+def vlm_key(key: str, config: GR00TN15Config) -> str:
+    """An N1.5 backbone key (`backbone.eagle_model.*`) under the config's VLM name
+    (N1.6: `backbone.model.*`)."""
+    vlm = model_class(config).backbone_class.vlm_attribute
+    return key.replace("backbone.eagle_model.", f"backbone.{vlm}.", 1)
+
+
 def describe_keys(keys: list[str], limit: int = 8) -> str:
     """Group parameter names by pattern (layer indices -> `*`): 'N keys: pattern (xcount), ...'."""
     patterns = Counter(re.sub(r"\.\d+\.", ".*.", key) for key in keys)
@@ -215,7 +224,13 @@ def read_config(root: Path) -> GR00TN15Config:
     path = root / CONFIG_FILE
     if not path.is_file():
         raise CheckpointError(f"{path}: expected the model config, found no file")
-    return GR00TN15Config.from_dict(json.loads(path.read_text()))
+    config = json.loads(path.read_text())
+    if config.get("model_type") == "Gr00tN1d6":
+        if "groot" not in config:
+            raise CheckpointError(f"{path}: key 'groot': expected the sizes block groot writes, found none "
+                                  "(the official N1.6 config.json layout is not read yet)")
+        return GR00TN16Config.from_dict(config)
+    return GR00TN15Config.from_dict(config)
 
 
 def stored_keys(files: list[Path]) -> list[str]:
@@ -231,13 +246,15 @@ def checkpoint_config(root: Path) -> GR00TN15Config:
     """config.json, with the SigLIP pooling head kept only when the weights contain it."""
     config = read_config(root)
     stored = stored_keys(weight_files(root))
-    config.backbone_cfg.vision.with_pooling_head = any(k.startswith(POOLING_HEAD_PREFIX) for k in stored)
+    prefix = vlm_key(POOLING_HEAD_PREFIX, config)
+    config.backbone_cfg.vision.with_pooling_head = any(k.startswith(prefix) for k in stored)
     return config
 
 
 def _check_keys(root: Path, expected: dict[str, torch.Tensor], loaded: dict[str, torch.Tensor],
-                tie_lm_head: bool) -> None:
-    tolerated = {TIED_LM_HEAD_KEY} if tie_lm_head else set()
+                config: GR00TN15Config) -> None:
+    tie_lm_head = config.backbone_cfg.llm.tie_word_embeddings
+    tolerated = ({vlm_key(TIED_LM_HEAD_KEY, config)} if tie_lm_head else set()) | {STATE_DROPOUT_TOKEN}
     missing = [k for k in expected if k not in loaded and k not in tolerated]
     unexpected = [k for k in loaded if k not in expected]
     wrong_shape = [f"{k}: expected {tuple(expected[k].shape)}, found {tuple(loaded[k].shape)}"
@@ -260,11 +277,12 @@ def load_pretrained(path_or_hub_id: str | Path, dtype: torch.dtype | None = None
                     device: str | torch.device | None = None, revision: str | None = None, *,
                     token: str | bool | None = None, cache_dir: str | Path | None = None,
                     local_files_only: bool = False) -> GR00TN15:
-    """Load a groot or official N1.5 checkpoint into a GR00TN15 in eval mode.
+    """Load a groot or official N1.5 checkpoint, or a groot N1.6 one, into its model class in eval mode.
 
     dtype: cast floating weights (None keeps the stored dtype); device: where the weights are read to
     (default cpu); revision, token, cache_dir, local_files_only: see `resolve_checkpoint_dir`. A missing
-    tied lm_head is re-tied; an absent SigLIP pooling head is dropped from the model; other missing keys,
+    tied lm_head is re-tied; an absent SigLIP pooling head is dropped from the model; an absent N1.6
+    `mask_token` is drawn as 0.02 N(0, 1) (as the original fine-tuning setup does); other missing keys,
     and a NaN / inf in any tensor (named with its file), raise CheckpointError; unexpected keys are
     reported and ignored."""
     root = resolve_checkpoint_dir(path_or_hub_id, revision, token=token, cache_dir=cache_dir,
@@ -272,7 +290,7 @@ def load_pretrained(path_or_hub_id: str | Path, dtype: torch.dtype | None = None
     config = checkpoint_config(root)
     files = weight_files(root)
     with torch.device("meta"):
-        model = GR00TN15(config)
+        model = model_class(config)(config)
     target = str(torch.device(device)) if device is not None else "cpu"
     loaded: dict[str, torch.Tensor] = {}
     file_of: dict[str, str] = {}
@@ -280,7 +298,7 @@ def load_pretrained(path_or_hub_id: str | Path, dtype: torch.dtype | None = None
         tensors = load_file(str(file), device=target)
         loaded.update(tensors)
         file_of.update(dict.fromkeys(tensors, file.name))
-    _check_keys(root, model.state_dict(), loaded, config.backbone_cfg.llm.tie_word_embeddings)
+    _check_keys(root, model.state_dict(), loaded, config)
     stored = loaded
     if dtype is not None:
         loaded = {k: v.to(dtype) if v.is_floating_point() else v for k, v in loaded.items()}
@@ -292,6 +310,11 @@ def load_pretrained(path_or_hub_id: str | Path, dtype: torch.dtype | None = None
                               f"found {found}{cast}")
     model.load_state_dict(loaded, strict=False, assign=True)
     model.tie_weights()
+    head = model.action_head
+    if head.mask_token is not None and head.mask_token.is_meta:  # absent from the N1.6 release
+        token_dtype = dtype or head.state_encoder.layer1.W.dtype
+        head.mask_token = torch.nn.Parameter(0.02 * torch.randn(head.mask_token.shape, device=target,
+                                                                dtype=token_dtype))
     still_meta = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if still_meta:
         raise CheckpointError(f"{root}: no weights for {describe_keys(still_meta)}")

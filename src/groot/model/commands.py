@@ -7,7 +7,8 @@ from typing import Literal
 
 from groot.utils.cli_args import add_command, add_group, arg
 
-SOURCE_HELP = "a model preset (n1.5-3b, small, tiny) or a checkpoint directory (its config.json is read)"
+SOURCE_HELP = ("a model preset (n1.5-3b, small, tiny, n1.6-3b, n1.6-small, n1.6-tiny) or a checkpoint "
+               "directory (its config.json is read)")
 
 
 @dataclass
@@ -29,12 +30,12 @@ def meta_model(source: str):
 
     from groot.model.checkpoint import checkpoint_config
     from groot.model.config import preset_config
-    from groot.model.gr00t_n15 import GR00TN15
+    from groot.model.gr00t_n16 import model_class
 
     path = Path(source)
     config = checkpoint_config(path) if path.is_dir() else preset_config(source)
     with torch.device("meta"):
-        return GR00TN15(config)
+        return model_class(config)(config)
 
 
 def run_keys(args: KeysArgs) -> int:
@@ -52,7 +53,7 @@ def _count(params) -> int:
 
 def component_counts(model) -> dict[str, int]:
     """Unique parameter counts per component (the tied lm_head counted once, inside the LLM)."""
-    eagle, head = model.backbone.eagle_model, model.action_head
+    eagle, head = model.backbone.vlm, model.action_head
     vision = eagle.vision_model.vision_model
     pooling = _count(vision.head.parameters()) if vision.head is not None else 0
     counts = {"backbone.vision (SigLIP)": _count(vision.parameters()) - pooling,
@@ -67,10 +68,12 @@ def component_counts(model) -> dict[str, int]:
         "action_head.action_encoder": head.action_encoder,
         "action_head.action_decoder": head.action_decoder,
         "action_head.future_tokens": head.future_tokens,
+        "action_head.position_embedding": getattr(head, "position_embedding", None),
     }
-    if hasattr(head, "position_embedding"):
-        modules["action_head.position_embedding"] = head.position_embedding
-    counts.update({name: _count(module.parameters()) for name, module in modules.items()})
+    counts.update({name: _count(module.parameters()) for name, module in modules.items()
+                   if module is not None and any(True for _ in module.parameters())})
+    if head.mask_token is not None:
+        counts["action_head.mask_token (state dropout)"] = head.mask_token.numel()
     return counts
 
 
@@ -124,7 +127,8 @@ def run_info(args: InfoArgs) -> int:
 
 
 def register(subparsers) -> None:
-    group = add_group(subparsers, "model", "Inspect GR00T N1.5 models: parameter names, shapes and sizes.")
+    group = add_group(subparsers, "model",
+                      "Inspect GR00T N1.5 / N1.6 models: parameter names, shapes and sizes.")
     add_command(group, "keys", KeysArgs, run_keys,
                 "Print every state-dict key and its shape (key<TAB>shape), built on the meta device.")
     add_command(group, "info", InfoArgs, run_info,

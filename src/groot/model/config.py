@@ -1,4 +1,4 @@
-"""Model configuration: one dataclass tree for GR00T N1.5 and its named presets.
+"""Model configuration: one dataclass tree for GR00T N1.5 and N1.6 and their named presets.
 
 Field names follow the official `config.json` (`backbone_cfg`, `action_head_cfg`,
 `diffusion_model_cfg`, `vl_self_attention_cfg`) so official checkpoints load directly. Sizes that the
@@ -28,6 +28,8 @@ class VisionConfig:
     image_size: int = 224
     layer_norm_eps: float = 1e-6
     with_pooling_head: bool = True  # present in the 3B state dict, never used in forward
+    linear_patch_embedding: bool = False  # N1.6 (SigLIP2): Linear(3 * patch^2 -> hidden), not a Conv2d
+    native_resolution: bool = False  # N1.6: the position grid is resized to each image's patch grid
 
     @property
     def num_patches(self) -> int:
@@ -62,10 +64,13 @@ class BackboneConfig:
     tokenizer: str = "qwen3"  # "qwen3" (from checkpoint or hub) or "bytes" (built in, no download)
     tune_llm: bool = False
     tune_visual: bool = False
+    pixel_unshuffle: int = 1  # N1.6: 2 (2x2 patches -> one token of 4x the width before mlp1)
+    projector: str = "linear"  # mlp1: "linear" (N1.5) or "layernorm_mlp" (N1.6: LN, Linear, GELU, Linear)
 
     @property
     def num_image_tokens(self) -> int:
-        return self.vision.num_patches
+        """Image tokens per image at the nominal `vision.image_size`."""
+        return self.vision.num_patches // self.pixel_unshuffle**2
 
 
 @dataclass
@@ -81,6 +86,9 @@ class DiTConfig:
     final_dropout: bool = True
     interleave_self_attention: bool = True
     norm_type: str = "ada_norm"
+    # N1.6 AlternateVLDiT: cross-attention block i attends to text tokens only when
+    # i % (2 * attend_text_every_n_blocks) == 0, else to image tokens only; None = every VL token
+    attend_text_every_n_blocks: int | None = None
 
     @property
     def inner_dim(self) -> int:
@@ -109,7 +117,7 @@ class ActionHeadConfig:
     hidden_size: int = 1024
     input_embedding_dim: int = 1536
     backbone_embedding_dim: int = 2048
-    num_target_vision_tokens: int = 32
+    num_target_vision_tokens: int = 32  # learned future tokens; 0 = none (N1.6)
     max_num_embodiments: int = 32
     max_seq_len: int = 1024
     add_pos_embed: bool = True
@@ -121,6 +129,9 @@ class ActionHeadConfig:
     noise_s: float = 0.999
     tune_projector: bool = True
     tune_diffusion_model: bool = True
+    use_vl_self_attention: bool = True  # N1.6: False (vlln output goes straight to the DiT)
+    time_sampling: str = "(s-u)/s"  # flow time from u ~ Beta: "(s-u)/s" (N1.5) or "(1-u)*s" (N1.6)
+    state_dropout_prob: float = 0.0  # N1.6 training: state token -> `mask_token` with this probability
     diffusion_model_cfg: DiTConfig = field(default_factory=DiTConfig)
     vl_self_attention_cfg: VLSelfAttentionConfig = field(default_factory=VLSelfAttentionConfig)
 
@@ -130,6 +141,10 @@ class GR00TN15Config:
     backbone_cfg: BackboneConfig = field(default_factory=BackboneConfig)
     action_head_cfg: ActionHeadConfig = field(default_factory=ActionHeadConfig)
     preset: str = "n1.5-3b"
+
+    @property
+    def generation(self) -> str:
+        return "n1.5"
 
     # ---- (de)serialisation -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -244,7 +259,92 @@ def _small_presets() -> dict[str, GR00TN15Config]:
     return {"small": small, "tiny": tiny}
 
 
-PRESETS: dict[str, GR00TN15Config] = {"n1.5-3b": GR00TN15Config(), **_small_presets()}
+def _n16_backbone(vision: VisionConfig, llm: LLMConfig, **kwargs: Any) -> BackboneConfig:
+    vision.linear_patch_embedding = vision.native_resolution = True
+    return BackboneConfig(vision=vision, llm=llm, select_layer=llm.num_layers, pixel_unshuffle=2,
+                          projector="layernorm_mlp", **kwargs)
+
+
+def _n16_action_head(**kwargs: Any) -> ActionHeadConfig:
+    values: dict[str, Any] = dict(action_dim=128, action_horizon=50, max_action_dim=128, max_state_dim=128,
+                                  num_target_vision_tokens=0, use_vl_self_attention=False,
+                                  time_sampling="(1-u)*s", state_dropout_prob=0.8)
+    return ActionHeadConfig(**{**values, **kwargs})
+
+
+@dataclass
+class GR00TN16Config(GR00TN15Config):
+    """GR00T N1.6 (`Gr00tN1d6`): Eagle-Block2A backbone (SigLIP2-style tower at native resolution,
+    2x2 pixel unshuffle, LayerNorm-MLP projector, Qwen3 cut at 16 layers) and the AlternateVLDiT head
+    (32 blocks, text / image cross-attention masks, no VL adapter, no future tokens, 128-d state /
+    action, horizon 50). The defaults are the `nvidia/GR00T-N1.6-3B` checkpoint's."""
+
+    backbone_cfg: BackboneConfig = field(default_factory=lambda: _n16_backbone(
+        VisionConfig(), LLMConfig(num_layers=16, tie_word_embeddings=False)))  # lm_head stored untied
+    action_head_cfg: ActionHeadConfig = field(default_factory=lambda: _n16_action_head(
+        diffusion_model_cfg=DiTConfig(num_layers=32, attend_text_every_n_blocks=2)))
+    preset: str = "n1.6-3b"
+
+    @property
+    def generation(self) -> str:
+        return "n1.6"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every size under the N1.5 layout's keys (`groot` block included), tagged `Gr00tN1d6`."""
+        d = super().to_dict()
+        d.update(model_type="Gr00tN1d6", architectures=["Gr00tN1d6"])
+        d["groot"]["backbone"] = {k: getattr(self.backbone_cfg, k) for k in ("pixel_unshuffle", "projector")}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GR00TN16Config:
+        """Read what `to_dict` wrote (the official N1.6 `config.json` layout is not read yet)."""
+        base = GR00TN15Config.from_dict(d)
+        for key, value in d.get("groot", {}).get("backbone", {}).items():
+            setattr(base.backbone_cfg, key, value)
+        return cls(backbone_cfg=base.backbone_cfg, action_head_cfg=base.action_head_cfg, preset=base.preset)
+
+
+def _n16_small() -> GR00TN16Config:
+    """N1.5 `small` sizes with every N1.6 structure and the checkpoint's 128-d / 50-step envelope."""
+    return GR00TN16Config(
+        preset="n1.6-small",
+        backbone_cfg=_n16_backbone(
+            VisionConfig(hidden_size=256, intermediate_size=1024, num_layers=4, num_heads=4, patch_size=14,
+                         image_size=112, with_pooling_head=False),
+            LLMConfig(vocab_size=512, hidden_size=256, intermediate_size=768, num_layers=4, num_heads=4,
+                      num_kv_heads=2, head_dim=64),
+            image_token_id=261, tokenizer="bytes"),
+        action_head_cfg=_n16_action_head(
+            hidden_size=256, input_embedding_dim=256, backbone_embedding_dim=256, max_seq_len=64,
+            diffusion_model_cfg=DiTConfig(num_layers=8, num_attention_heads=4, attention_head_dim=64,
+                                          output_dim=256, cross_attention_dim=256, dropout=0.1,
+                                          attend_text_every_n_blocks=2)),
+    )
+
+
+def _n16_tiny() -> GR00TN16Config:
+    """CPU-test size: every N1.6 structure (2 + 2 tower / LLM layers, 4 alternating DiT blocks)."""
+    return GR00TN16Config(
+        preset="n1.6-tiny",
+        backbone_cfg=_n16_backbone(
+            VisionConfig(hidden_size=64, intermediate_size=128, num_layers=2, num_heads=2, patch_size=14,
+                         image_size=56, with_pooling_head=False),
+            LLMConfig(vocab_size=512, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=2,
+                      num_kv_heads=1, head_dim=32),
+            image_token_id=261, tokenizer="bytes"),
+        action_head_cfg=_n16_action_head(
+            hidden_size=64, input_embedding_dim=64, backbone_embedding_dim=64, max_seq_len=64,
+            action_dim=32, max_action_dim=32, max_state_dim=32, action_horizon=16,
+            diffusion_model_cfg=DiTConfig(num_layers=4, num_attention_heads=2, attention_head_dim=32,
+                                          output_dim=64, cross_attention_dim=64, dropout=0.0,
+                                          attend_text_every_n_blocks=2)),
+    )
+
+
+PRESETS: dict[str, GR00TN15Config] = {"n1.5-3b": GR00TN15Config(), **_small_presets(),
+                                      "n1.6-3b": GR00TN16Config(), "n1.6-small": _n16_small(),
+                                      "n1.6-tiny": _n16_tiny()}
 
 
 def preset_config(name: str) -> GR00TN15Config:

@@ -4,7 +4,9 @@ Parameter names follow the N1.5 checkpoint (`action_head.model.*`, `action_head.
 spec 3.1-3.3). Parity details kept on purpose (spec 14):
 - DiT timestep sinusoid is [cos, sin] with divisor half-1 (127) and takes the integer bucket 0..999;
 - AdaLayerNorm chunks (scale, shift) while the output modulation chunks (shift, scale);
-- even DiT blocks cross-attend to the VL features, odd blocks self-attend; no attention masks.
+- even DiT blocks cross-attend to the VL features, odd blocks self-attend; no attention masks in N1.5.
+  N1.6's AlternateVLDiT (`DiTConfig.attend_text_every_n_blocks`) gives each cross block a key mask:
+  text tokens only or image tokens only, alternating (`DiT.cross_masks`).
 
 Three block roles share one layout (`TransformerBlock`: norm1, attn1, norm3, ff) and each has its own
 class and forward: `DiTCrossAttentionBlock`, `DiTSelfAttentionBlock`, `VLSelfAttentionBlock`.
@@ -118,9 +120,11 @@ class Attention(nn.Module):
         """context: [B, L, kv_dim] -> (K, V), each [B, H, L, hd]"""
         return self._split_heads(self.to_k(context)), self._split_heads(self.to_v(context))
 
-    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """q [B, H, N, hd], k / v [B, H, L, hd] -> [B, N, dim]"""
-        out = F.scaled_dot_product_attention(q, k, v)  # [B, H, N, hd]
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        """q [B, H, N, hd], k / v [B, H, L, hd], mask: bool [B, 1, 1, L] (True = may attend) or None
+        -> [B, N, dim]"""
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [B, H, N, hd]
         out = out.transpose(1, 2).flatten(2)
         return self.to_out[1](self.to_out[0](out))
 
@@ -129,9 +133,9 @@ class Attention(nn.Module):
         q, k, v = (self._split_heads(t) for t in self.project_qkv(x))
         return self._attend(q, k, v)
 
-    def cross_attend(self, x: torch.Tensor, kv: KeyValue) -> torch.Tensor:
-        """x: [B, N, dim], kv: `project_kv(context)` -> [B, N, dim]"""
-        return self._attend(self._split_heads(self.to_q(x)), *kv)
+    def cross_attend(self, x: torch.Tensor, kv: KeyValue, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x: [B, N, dim], kv: `project_kv(context)`, mask: bool [B, 1, 1, L] or None -> [B, N, dim]"""
+        return self._attend(self._split_heads(self.to_q(x)), *kv, mask)
 
 
 class GELUProjection(nn.Module):
@@ -184,9 +188,11 @@ class DiTCrossAttentionBlock(TransformerBlock):
         super().__init__(cfg.inner_dim, cfg.num_attention_heads, cfg.attention_head_dim, cfg.dropout,
                          cfg.final_dropout, ada_norm=True, cross_attention_dim=cfg.cross_attention_dim)
 
-    def forward(self, x: torch.Tensor, modulation: Modulation, kv: KeyValue) -> torch.Tensor:
-        """x: [B, N, dim], modulation: `norm1.modulation(temb)`, kv: `attn1.project_kv(vl)` -> [B, N, dim]"""
-        x = x + self.attn_dropout(self.attn1.cross_attend(self.norm1(x, modulation), kv))
+    def forward(self, x: torch.Tensor, modulation: Modulation, kv: KeyValue,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x: [B, N, dim], modulation: `norm1.modulation(temb)`, kv: `attn1.project_kv(vl)`,
+        mask: bool [B, 1, 1, L] (the VL tokens this block may read) or None -> [B, N, dim]"""
+        x = x + self.attn_dropout(self.attn1.cross_attend(self.norm1(x, modulation), kv, mask))
         return x + self.ff(self.norm3(x))
 
 
@@ -222,6 +228,7 @@ class DiT(nn.Module):
 
     def __init__(self, cfg: DiTConfig):
         super().__init__()
+        self.cfg = cfg
         dim = cfg.inner_dim
         self.timestep_encoder = TimestepEncoder(dim)
         self.transformer_blocks = nn.ModuleList(
@@ -242,6 +249,17 @@ class DiT(nn.Module):
         vl_features: [B, L, cross_attention_dim] -> list of ([B, H, L, hd], [B, H, L, hd])"""
         return [self.transformer_blocks[i].attn1.project_kv(vl_features) for i in self.cross_block_ids]
 
+    def cross_masks(self, text_mask: torch.Tensor, image_mask: torch.Tensor) -> list[torch.Tensor] | None:
+        """The AlternateVLDiT key masks, one per cross block (in `cross_block_ids` order): block i
+        reads text tokens when i % (2 * attend_text_every_n_blocks) == 0, else image tokens.
+        text_mask / image_mask: bool [B, L] (padding excluded from both) -> list of bool [B, 1, 1, L];
+        None when the config attends to every VL token."""
+        every = self.cfg.attend_text_every_n_blocks
+        if every is None:
+            return None
+        text, image = text_mask[:, None, None, :], image_mask[:, None, None, :]
+        return [text if i % (2 * every) == 0 else image for i in self.cross_block_ids]
+
     def conditioning(self, timesteps: torch.Tensor) -> DiTConditioning:
         """timesteps: [B] integer buckets -> every block's AdaLN modulation and the output modulation
         (chunked (shift, scale), unlike the blocks), each tensor [B, inner_dim]."""
@@ -251,25 +269,29 @@ class DiT(nn.Module):
                                (1 + scale, shift))
 
     def transform(self, tokens: torch.Tensor, cross_kv: list[KeyValue], conditioning: DiTConditioning,
-                  output_tokens: int | None = None) -> torch.Tensor:
+                  output_tokens: int | None = None,
+                  cross_masks: list[torch.Tensor] | None = None) -> torch.Tensor:
         """The blocks and the output projection. tokens: [B, N, inner_dim], cross_kv: `cross_kv(vl)`,
-        conditioning: `conditioning(timesteps)`, output_tokens: project only the last n rows
-        -> [B, N or n, output_dim]"""
-        kv_of_block = dict(zip(self.cross_block_ids, cross_kv, strict=True))
+        conditioning: `conditioning(timesteps)`, output_tokens: project only the last n rows,
+        cross_masks: `cross_masks(text, image)` or None -> [B, N or n, output_dim]"""
+        masks = cross_masks if cross_masks is not None else [None] * len(self.cross_block_ids)
+        memory_of_block = dict(zip(self.cross_block_ids, zip(cross_kv, masks, strict=True), strict=True))
         x = tokens
         blocks = zip(self.transformer_blocks, conditioning.blocks, strict=True)
         for i, (block, modulation) in enumerate(blocks):
-            x = block(x, modulation, kv_of_block[i]) if i in kv_of_block else block(x, modulation)
+            x = block(x, modulation, *memory_of_block[i]) if i in memory_of_block else block(x, modulation)
         if output_tokens is not None:
             x = x[:, -output_tokens:]
         gain, shift = conditioning.output
         return self.proj_out_2(self.norm_out(x) * gain[:, None] + shift[:, None])
 
     def forward(self, tokens: torch.Tensor, timesteps: torch.Tensor, vl_features: torch.Tensor,
-                output_tokens: int | None = None) -> torch.Tensor:
+                output_tokens: int | None = None,
+                cross_masks: list[torch.Tensor] | None = None) -> torch.Tensor:
         """tokens: [B, N, inner_dim], timesteps: [B] integer buckets, vl_features
-        [B, L, cross_attention_dim] -> [B, N or output_tokens, output_dim]"""
-        return self.transform(tokens, self.cross_kv(vl_features), self.conditioning(timesteps), output_tokens)
+        [B, L, cross_attention_dim], cross_masks: see `transform` -> [B, N or output_tokens, output_dim]"""
+        return self.transform(tokens, self.cross_kv(vl_features), self.conditioning(timesteps), output_tokens,
+                              cross_masks)
 
 
 class SelfAttentionTransformer(nn.Module):

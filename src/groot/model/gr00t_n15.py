@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from groot.errors import ConfigError
 from groot.model.action_head import FlowMatchingActionHead
 from groot.model.batch import Batch
 from groot.model.config import GR00TN15Config, preset_config
@@ -25,10 +26,16 @@ def _param_dtype(module: nn.Module) -> torch.dtype:
 
 
 class GR00TN15(nn.Module):
+    config_class: type[GR00TN15Config] = GR00TN15Config
+    backbone_class: type[EagleBackbone] = EagleBackbone
+
     def __init__(self, config: GR00TN15Config):
         super().__init__()
+        if type(config) is not self.config_class:
+            raise ConfigError(f"{type(self).__name__} is built from a {self.config_class.__name__}, found a "
+                              f"{type(config).__name__} (preset {config.preset!r})")
         self.config = config
-        self.backbone = EagleBackbone(config.backbone_cfg)
+        self.backbone = self.backbone_class(config.backbone_cfg)
         self.action_head = FlowMatchingActionHead(config.action_head_cfg)
         self.set_trainable(config.backbone_cfg.tune_llm, config.backbone_cfg.tune_visual,
                            config.action_head_cfg.tune_projector, config.action_head_cfg.tune_diffusion_model)
@@ -36,7 +43,8 @@ class GR00TN15(nn.Module):
     # ---- construction ------------------------------------------------------------------------------
     @classmethod
     def from_preset(cls, name: str) -> GR00TN15:
-        """Random weights for a named preset (`n1.5-3b`, `small`, `tiny`)."""
+        """Random weights for a named preset of this generation (N1.5: `n1.5-3b`, `small`, `tiny`;
+        N1.6: `n1.6-3b`, `n1.6-small`, `n1.6-tiny`)."""
         return cls(preset_config(name))
 
     @classmethod
@@ -80,13 +88,14 @@ class GR00TN15(nn.Module):
     def tie_weights(self) -> None:
         """Point the LLM's `lm_head.weight` at `embed_tokens.weight` (after loading replaced either)."""
         if self.config.backbone_cfg.llm.tie_word_embeddings:
-            lm = self.backbone.eagle_model.language_model
+            lm = self.backbone.vlm.language_model
             lm.lm_head.weight = lm.model.embed_tokens.weight
 
     # ---- what trains (spec 2.3) --------------------------------------------------------------------
     def set_trainable(self, tune_llm: bool, tune_visual: bool, tune_projector: bool,
                       tune_diffusion_model: bool) -> None:
-        """Freeze / unfreeze the four groups; vlln, vl_self_attention and future_tokens always train.
+        """Freeze / unfreeze the four groups; vlln, vl_self_attention, future_tokens and mask_token
+        always train.
         The flags are recorded in the config, so a saved checkpoint remembers them."""
         bb, ah = self.config.backbone_cfg, self.config.action_head_cfg
         bb.tune_llm, bb.tune_visual = tune_llm, tune_visual
@@ -107,7 +116,7 @@ class GR00TN15(nn.Module):
 
     def _frozen_modules(self) -> list[nn.Module]:
         bb, ah = self.config.backbone_cfg, self.config.action_head_cfg
-        eagle = self.backbone.eagle_model
+        eagle = self.backbone.vlm
         frozen: list[nn.Module] = []
         if not bb.tune_llm:
             frozen.append(eagle.language_model)
@@ -135,10 +144,15 @@ class GR00TN15(nn.Module):
         """pixel_values [N_img, 3, S, S], input_ids / attention_mask [B, L] and, when the batch has them,
         inputs_embeds [B, L, D] (the ids' token-table rows) -> features [B, L, D] in the action head's
         dtype."""
-        pixels = batch.pixel_values.to(_param_dtype(self.backbone.eagle_model.vision_model))
+        pixels = batch.pixel_values.to(_param_dtype(self.backbone.vlm.vision_model))
         features = self.backbone(pixels, batch.input_ids, batch.attention_mask,
                                  inputs_embeds=batch.inputs_embeds)
         return features.to(_param_dtype(self.action_head))
+
+    def vl_masks(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The (text, image) VL token masks the action head's cross-attention reads; None in N1.5
+        (every token is read)."""
+        return None
 
     def forward(self, batch: Batch, t: torch.Tensor | None = None,
                 noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -153,6 +167,7 @@ class GR00TN15(nn.Module):
             batch.embodiment_id,  # [B]
             t=t,
             noise=None if noise is None else noise.to(dtype),
+            vl_masks=self.vl_masks(batch),
         )
         return {"loss": loss}
 
@@ -165,5 +180,6 @@ class GR00TN15(nn.Module):
         actions = self.action_head.sample(
             self.backbone_features(batch), batch.state.to(dtype), batch.embodiment_id,
             num_steps=num_steps, noise=None if noise is None else noise.to(dtype), generator=generator,
+            vl_masks=self.vl_masks(batch),
         )
         return {"action_pred": actions}

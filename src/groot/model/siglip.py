@@ -1,12 +1,15 @@
 """SigLIP vision transformer with the checkpoint's parameter names (`vision_model.vision_model.*`).
 
-Pre-norm ViT: conv patch embedding + learned absolute positions, N encoder layers (LayerNorm ->
+Pre-norm ViT: patch embedding (N1.5: conv; N1.6, SigLIP2-style: linear, positions resized to each
+image's grid) + learned absolute positions, N encoder layers (LayerNorm ->
 multi-head attention, LayerNorm -> GELU(tanh) MLP), final `post_layernorm`. The attention-pooling `head`
 exists in the N1.5 state dict but GR00T never uses its output; it is built only when
 `VisionConfig.with_pooling_head` so checkpoints load key for key.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn as nn
@@ -17,20 +20,58 @@ from groot.model.layers import init_weights
 
 
 class SiglipEmbeddings(nn.Module):
+    """Patch embedding + learned positions.
+
+    N1.5 (SigLIP): a Conv2d patch embedding and one position per patch of the fixed square image.
+    N1.6 (`linear_patch_embedding`, SigLIP2): each patch flattened in (row, column, channel) order
+    through a Linear. With `native_resolution` the position table, read as a square grid, is resized
+    bilinearly (antialiased) to the image's own patch grid, so any size that is a multiple of the patch
+    size is accepted."""
+
     def __init__(self, cfg: VisionConfig):
         super().__init__()
-        self.patch_embedding = nn.Conv2d(3, cfg.hidden_size, cfg.patch_size, stride=cfg.patch_size)
+        self.patch_size = cfg.patch_size
+        self.native_resolution = cfg.native_resolution
+        if cfg.linear_patch_embedding:
+            self.patch_embedding = nn.Linear(3 * cfg.patch_size**2, cfg.hidden_size)
+        else:
+            self.patch_embedding = nn.Conv2d(3, cfg.hidden_size, cfg.patch_size, stride=cfg.patch_size)
         self.position_embedding = nn.Embedding(cfg.num_patches, cfg.hidden_size)
 
+    def embed_patches(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """pixel_values: [N, 3, H, W] -> [N, (H/p) * (W/p), C], patches row-major"""
+        pixels = pixel_values.to(self.patch_embedding.weight.dtype)
+        if isinstance(self.patch_embedding, nn.Conv2d):
+            return self.patch_embedding(pixels).flatten(2).transpose(1, 2)
+        n, c, h, w = pixels.shape
+        p = self.patch_size
+        patches = pixels.view(n, c, h // p, p, w // p, p).permute(0, 2, 4, 3, 5, 1)  # [N, h, w, p, p, 3]
+        return self.patch_embedding(patches.reshape(n, (h // p) * (w // p), p * p * c))
+
+    def positions(self, grid: tuple[int, int]) -> torch.Tensor:
+        """The position table for a (rows, cols) patch grid -> [rows * cols, C]"""
+        table = self.position_embedding.weight
+        side = math.isqrt(table.shape[0])
+        if grid == (side, side):
+            return table
+        square = table.T.reshape(1, -1, side, side)  # [1, C, side, side]
+        if square.device.type == "cpu":
+            square = square.float()
+        resized = F.interpolate(square, size=grid, mode="bilinear", align_corners=False, antialias=True)
+        return resized.to(table.dtype).flatten(2)[0].T  # [rows * cols, C]
+
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """pixel_values: [N, 3, S, S] -> [N, P, C] with P = (S / patch)^2"""
-        patches = self.patch_embedding(pixel_values.to(self.patch_embedding.weight.dtype))  # [N, C, S/p, S/p]
-        patches = patches.flatten(2).transpose(1, 2)  # [N, P, C]
-        expected = self.position_embedding.num_embeddings
-        if patches.shape[1] != expected:
-            raise ValueError(f"SigLIP: images of {tuple(pixel_values.shape[-2:])} give {patches.shape[1]} "
-                             f"patches, expected {expected} (resize to the model's image size)")
-        return patches + self.position_embedding.weight[None]
+        """pixel_values: [N, 3, H, W] -> [N, P, C] with P = (H / patch) * (W / patch)"""
+        h, w = pixel_values.shape[-2:]
+        if h % self.patch_size or w % self.patch_size:
+            raise ValueError(f"SigLIP: image size {(h, w)} is not a multiple of the patch size "
+                             f"{self.patch_size}")
+        patches = self.embed_patches(pixel_values)  # [N, P, C]
+        grid = (h // self.patch_size, w // self.patch_size)
+        if not self.native_resolution and patches.shape[1] != self.position_embedding.num_embeddings:
+            raise ValueError(f"SigLIP: images of {(h, w)} give {patches.shape[1]} patches, expected "
+                             f"{self.position_embedding.num_embeddings} (resize to the model's image size)")
+        return patches + self.positions(grid)[None]
 
 
 class SiglipAttention(nn.Module):
@@ -119,7 +160,8 @@ class SiglipTransformer(nn.Module):
         self.head = SiglipPoolingHead(cfg) if cfg.with_pooling_head else None
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """pixel_values: [N, 3, S, S] -> last_hidden_state [N, P, C] (after post_layernorm)"""
+        """pixel_values: [N, 3, H, W] -> last_hidden_state [N, P, C] (after post_layernorm); each image
+        attends within itself only"""
         return self.post_layernorm(self.encoder(self.embeddings(pixel_values)))
 
 
