@@ -203,6 +203,24 @@ def test_malformed_nested_observations_are_named(served, change, match):
     assert len(policy.seen) == 1  # the malformed one never reached the policy
 
 
+class NoLanguagePolicy(RecordingPolicy):
+    def get_modality_config(self):
+        return {key: value for key, value in super().get_modality_config().items() if key != "language"}
+
+
+def test_a_policy_without_language_takes_none(serve_with):
+    server = serve_with(NoLanguagePolicy(), protocol="n1.6")
+    obs = nested_observation()
+    with client_for(server, protocol="n1.6") as client:
+        with pytest.raises(ServerError, match=r"observation\['language'\]: unexpected key\(s\) 'annotation"
+                                              r"\.human\.action\.task_description'; expected keys: none"):
+            client.get_action_nested(obs)
+        obs["language"] = {}
+        assert client.get_action_nested(obs)[0]["arm"].shape == (2, 4, 3)
+        del obs["language"]
+        assert client.get_action_nested(obs)[0]["arm"].shape == (2, 4, 3)
+
+
 @pytest.mark.parametrize("data, match", [
     ({"video.front": 1, "state.arm": 2}, r"data: expected \{'observation': <nested observation>, 'options': "
                                          r"map \| None\} \(N1\.6 protocol\), found keys 'video\.front', "

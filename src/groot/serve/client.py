@@ -20,7 +20,7 @@ import zmq
 
 from groot.errors import ConfigError, GrootError
 from groot.serve import nested
-from groot.serve import protocol as _wire
+from groot.serve import protocol as wire
 
 DEFAULT_TIMEOUT_MS = 15_000
 PROTOCOLS = ("n1.5", "n1.6")
@@ -39,12 +39,12 @@ class InferenceClient:
 
     def __init__(self, host: str = "localhost", port: int = 5555, api_token: str | None = None,
                  timeout_ms: int = DEFAULT_TIMEOUT_MS,
-                 max_message_bytes: int | None = _wire.DEFAULT_MAX_MESSAGE_BYTES, protocol: str = "n1.5"):
+                 max_message_bytes: int | None = wire.DEFAULT_MAX_MESSAGE_BYTES, protocol: str = "n1.5"):
         if protocol not in PROTOCOLS:
             raise ConfigError(f"protocol: expected one of {', '.join(PROTOCOLS)}, found {protocol!r}")
         self.protocol = protocol
-        self.address = f"tcp://{_wire.tcp_host(host)}:{port}"  # IPv6 literals: "::1" or "[::1]"
-        self._ipv6 = _wire.is_ipv6(host.strip("[]"))
+        self.address = f"tcp://{wire.tcp_host(host)}:{port}"  # IPv6 literals: "::1" or "[::1]"
+        self._ipv6 = wire.is_ipv6(host.strip("[]"))
         self.api_token = api_token
         self.timeout_ms = timeout_ms
         # a larger request is refused here at once (a server drops it unanswered); None: no check
@@ -99,8 +99,8 @@ class InferenceClient:
         self._require_n16("get_action_nested")
         reply = self.call("get_action", {"observation": observation, "options": options}, seed=seed)
         if not (isinstance(reply, list) and len(reply) == 2 and all(isinstance(r, dict) for r in reply)):
-            raise _wire.ProtocolError(f"get_action: expected an N1.6 answer [actions, info], found "
-                                      f"{type(reply).__name__} {str(reply)[:80]} (is the server N1.5?)")
+            raise wire.ProtocolError(f"get_action: expected an N1.6 answer [actions, info], found "
+                                     f"{type(reply).__name__} {str(reply)[:80]} (is the server N1.5?)")
         return reply[0], reply[1]
 
     def reset(self, options: dict | None = None) -> dict[str, Any]:
@@ -122,11 +122,11 @@ class InferenceClient:
 
     def call(self, endpoint: str, data: dict[str, Any] | None = None, seed: int | None = None) -> Any:
         """Send one request and return the decoded answer; raises ServerError on `{"error": ...}`."""
-        message = _wire.pack_request(endpoint, data, self.api_token, seed)
+        message = wire.pack_request(endpoint, data, self.api_token, seed)
         if self.max_message_bytes is not None and len(message) > self.max_message_bytes:
-            raise _wire.ProtocolError(f"{endpoint} request is {len(message)} bytes, over the "
-                                      f"{self.max_message_bytes}-byte message size limit (the server's "
-                                      "--max-message-mb; InferenceClient(max_message_bytes=...))")
+            raise wire.ProtocolError(f"{endpoint} request is {len(message)} bytes, over the "
+                                     f"{self.max_message_bytes}-byte message size limit (the server's "
+                                     "--max-message-mb; InferenceClient(max_message_bytes=...))")
         try:
             self._socket.send(message)
             reply = self._socket.recv()
@@ -137,7 +137,7 @@ class InferenceClient:
                 f"no answer from {self.address} to {endpoint!r} within {self.timeout_ms} ms: the server is "
                 f"down or busy, or it dropped this {len(message)}-byte request for exceeding its message "
                 f"size limit (groot serve --max-message-mb)") from e
-        response = _wire.unpack(reply)
+        response = wire.unpack(reply)
         if isinstance(response, dict) and "error" in response:
             raise ServerError(f"{endpoint}: {response['error']}")
         return response

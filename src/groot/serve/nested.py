@@ -55,9 +55,10 @@ def flatten_observation(observation: Any, keys: Mapping[str, Mapping[str, tuple[
     batch_sizes: dict[str, int] = {}
     for modality in MODALITIES:
         wanted = keys[modality]
-        if not wanted:
-            continue
         where = f"observation[{modality!r}]"
+        if not wanted:  # the policy takes none: an empty map or nothing
+            _check_map(where, observation.get(modality, {}), ())
+            continue
         if modality not in observation:
             raise ObservationError(f"{where}: missing; expected a map of {_listed(wanted)}")
         group = observation[modality]

@@ -31,7 +31,8 @@ import zmq
 from groot.errors import ConfigError, GrootError
 from groot.finite import check_finite_actions
 from groot.policy_protocol import PolicyLike
-from groot.serve import nested, protocol
+from groot.serve import nested
+from groot.serve import protocol as wire
 from groot.serve.limits import RequestLimits
 
 logger = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class InferenceServer:
     """
 
     def __init__(self, policy: PolicyLike, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-                 api_token: str | None = None, max_message_bytes: int = protocol.DEFAULT_MAX_MESSAGE_BYTES,
+                 api_token: str | None = None, max_message_bytes: int = wire.DEFAULT_MAX_MESSAGE_BYTES,
                  poll_interval_ms: int = 100, limits: RequestLimits | None = None, protocol: str = "n1.5"):
         if protocol not in PROTOCOLS:
             raise ConfigError(f"protocol: expected one of {', '.join(PROTOCOLS)}, found {protocol!r}")
@@ -135,21 +136,21 @@ class InferenceServer:
         if len(frames) != 1:
             return self._error("?", f"a request must be a single message frame, found {len(frames)}"), "?"
         try:
-            request = protocol.parse_request(frames[0])
-        except protocol.ProtocolError as e:
+            request = wire.parse_request(frames[0])
+        except wire.ProtocolError as e:
             return self._error("?", str(e)), "?"
         if self.api_token is not None and not _same_token(request.api_token, self.api_token):
             return self._error(request.endpoint, "Unauthorized: Invalid API token"), request.endpoint
         try:
             result = self._dispatch(request)
-            return protocol.pack(result), request.endpoint
+            return wire.pack(result), request.endpoint
         except GrootError as e:  # the caller's mistake: a bad observation, an unknown endpoint
             return self._error(request.endpoint, str(e)), request.endpoint
         except Exception as e:  # a bug or a model failure: answer, and keep the traceback in the log
             logger.exception("%s failed", request.endpoint)
-            return protocol.error_response(f"{type(e).__name__}: {e}"), request.endpoint
+            return wire.error_response(f"{type(e).__name__}: {e}"), request.endpoint
 
-    def _dispatch(self, request: protocol.Request) -> Any:
+    def _dispatch(self, request: wire.Request) -> Any:
         if request.endpoint == "ping":
             return {"status": "ok", "message": "Server is running"}
         if request.endpoint == "kill":
@@ -163,20 +164,20 @@ class InferenceServer:
             return {}
         if request.endpoint == "get_modality_config":
             return self.policy.get_modality_config()
-        raise protocol.ProtocolError(f"unknown endpoint {request.endpoint!r}; expected one of "
-                                     f"{', '.join(ENDPOINTS[self.protocol])} ({self.protocol} protocol)")
+        raise wire.ProtocolError(f"unknown endpoint {request.endpoint!r}; expected one of "
+                                 f"{', '.join(ENDPOINTS[self.protocol])} ({self.protocol} protocol)")
 
     def _flat_observation(self, data: dict) -> dict[str, Any]:
         """get_action's data -> the flat observation the policy takes, within the request limits."""
         if self.protocol == "n1.5":
             if "observation" in data and set(data) <= {"observation", "options"}:
-                raise protocol.ProtocolError("data: found an N1.6 {'observation', 'options'} request; this "
-                                             "server speaks the N1.5 protocol (a flat observation as data)")
+                raise wire.ProtocolError("data: found an N1.6 {'observation', 'options'} request; this "
+                                         "server speaks the N1.5 protocol (a flat observation as data)")
             observation = data
         else:
             unexpected = [key for key in data if key not in ("observation", "options")]
             if unexpected or "observation" not in data:
-                raise protocol.ProtocolError(
+                raise wire.ProtocolError(
                     f"data: expected {{'observation': <nested observation>, 'options': map | None}} (N1.6 "
                     f"protocol), found keys {', '.join(map(repr, data)) or 'none'}")
             _options(data)
@@ -190,7 +191,7 @@ class InferenceServer:
         elif self._policy_takes_seed:
             action = self.policy.get_action(observation, seed=seed)
         else:
-            raise protocol.ProtocolError("'seed': this server's policy does not take a seed")
+            raise wire.ProtocolError("'seed': this server's policy does not take a seed")
         if isinstance(action, dict):  # whatever the policy, no NaN / inf reaches a robot
             check_finite_actions(action)
         return action
@@ -198,18 +199,18 @@ class InferenceServer:
     @staticmethod
     def _error(endpoint: str, message: str) -> bytes:
         logger.warning("%s rejected: %s", endpoint, message)
-        return protocol.error_response(message)
+        return wire.error_response(message)
 
 
 def _options(data: Any) -> dict | None:
     """The N1.6 "options" of a get_action / reset request's data (a map, or none for reset): a map or
     None, not used by groot's policies."""
     if data is not None and not isinstance(data, dict):
-        raise protocol.ProtocolError(f"'data': expected a map, found {type(data).__name__}")
+        raise wire.ProtocolError(f"'data': expected a map, found {type(data).__name__}")
     options = (data or {}).get("options")
     if options is not None and not isinstance(options, dict):
-        raise protocol.ProtocolError(f"data['options']: expected a map or null, "
-                                     f"found {type(options).__name__}")
+        raise wire.ProtocolError(f"data['options']: expected a map or null, "
+                                 f"found {type(options).__name__}")
     return options
 
 
@@ -228,9 +229,9 @@ def check_bindable(host: str, port: int) -> None:
 
 def _bind(socket: zmq.Socket, host: str, port: int) -> str:
     """Bind `socket` to tcp://host:port (port 0: any free port) -> the bound endpoint."""
-    if protocol.is_ipv6(host):
+    if wire.is_ipv6(host):
         socket.setsockopt(zmq.IPV6, 1)
-    address = f"tcp://{protocol.tcp_host(host)}:{port if port else '*'}"
+    address = f"tcp://{wire.tcp_host(host)}:{port if port else '*'}"
     try:
         socket.bind(address)
     except zmq.ZMQError as e:
