@@ -1,0 +1,43 @@
+"""A policy whose data config has state-relative actions adds the observed state back to its chunks."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from conftest import IMAGE_HW, TAG, synthetic_data_config
+from policy_helpers import observation_of
+
+from groot.data.dataset import GrootDataset
+from groot.data.synthetic import make_synthetic_dataset
+from groot.model.gr00t_n15 import GR00TN15
+from groot.policy import Policy
+
+
+@pytest.fixture(scope="module")
+def relative_policy(tmp_path_factory):
+    root = tmp_path_factory.mktemp("relative_policy")
+    dataset_path = make_synthetic_dataset(root / "dataset", num_episodes=2, episode_length=12,
+                                          image_size=IMAGE_HW)
+    model = GR00TN15.from_preset("tiny")
+    config = dataclasses.replace(synthetic_data_config(model.config.backbone_cfg.vision.image_size),
+                                 relative_action_keys=["action.arm"])
+    dataset = GrootDataset(dataset_path, config, TAG, transform=False)
+    checkpoint = model.save_pretrained(root / "checkpoint", metadata={TAG: dataset.metadata},
+                                       data_config=config)
+    return Policy.from_pretrained(checkpoint, TAG, device="cpu"), dataset
+
+
+def test_relative_actions_are_added_to_the_last_observed_state(relative_policy, monkeypatch):
+    policy, dataset = relative_policy
+    monkeypatch.setattr(policy, "_predict_normalized",
+                        lambda samples, generator=None: np.zeros((len(samples), 16, 32), np.float32))
+    obs = observation_of(dataset.raw_step(1, 4))
+    stats = dataset.metadata.key_stats("relative_action", "arm")  # [16, 6]
+    action = policy.get_action(obs)["action.arm"]
+    # a normalized 0 is the middle of each step's min-max range, offset by the observed arm state
+    np.testing.assert_allclose(action, (stats["min"] + stats["max"]) / 2 + obs["state.arm"][-1], rtol=1e-5,
+                               atol=1e-5)
+    shifted = {**obs, "state.arm": obs["state.arm"] + 1.5}
+    np.testing.assert_allclose(policy.get_action(shifted)["action.arm"], action + 1.5, rtol=1e-5, atol=1e-5)
