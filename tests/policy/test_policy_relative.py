@@ -6,27 +6,22 @@ import dataclasses
 
 import numpy as np
 import pytest
-from conftest import IMAGE_HW, TAG, synthetic_data_config
 from policy_helpers import observation_of
 
 from groot.data.dataset import GrootDataset
-from groot.data.synthetic import make_synthetic_dataset
 from groot.model.gr00t_n15 import GR00TN15
 from groot.policy import Policy
 
 
 @pytest.fixture(scope="module")
-def relative_policy(tmp_path_factory):
+def relative_policy(tiny_setup, tmp_path_factory):
+    """An untrained tiny model saved with the shared setup's data config made arm-relative."""
+    config = dataclasses.replace(tiny_setup.data_config, relative_action_keys=["action.arm"])
+    dataset = GrootDataset(tiny_setup.dataset, config, tiny_setup.tag, transform=False)
     root = tmp_path_factory.mktemp("relative_policy")
-    dataset_path = make_synthetic_dataset(root / "dataset", num_episodes=2, episode_length=12,
-                                          image_size=IMAGE_HW)
-    model = GR00TN15.from_preset("tiny")
-    config = dataclasses.replace(synthetic_data_config(model.config.backbone_cfg.vision.image_size),
-                                 relative_action_keys=["action.arm"])
-    dataset = GrootDataset(dataset_path, config, TAG, transform=False)
-    checkpoint = model.save_pretrained(root / "checkpoint", metadata={TAG: dataset.metadata},
-                                       data_config=config)
-    return Policy.from_pretrained(checkpoint, TAG, device="cpu"), dataset
+    checkpoint = GR00TN15.from_preset("tiny").save_pretrained(
+        root / "checkpoint", metadata={tiny_setup.tag: dataset.metadata}, data_config=config)
+    return Policy.from_pretrained(checkpoint, tiny_setup.tag, device="cpu"), dataset
 
 
 def test_relative_actions_are_added_to_the_last_observed_state(relative_policy, monkeypatch):

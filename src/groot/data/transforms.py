@@ -113,7 +113,8 @@ class ComposedTransform(Transform):
 
 class SampleTransform(ComposedTransform):
     """A data config's whole chain, split where samples may cross to the device: `pixels` (the video
-    stage: raw frames -> model-size uint8 frames through `image_ops.crop_resize`), then `host` (state
+    stage: raw frames -> model-size uint8 frames through `image_ops.crop_resize`, or
+    `image_ops.native_crop_resize` for N1.6's native aspect), then `host` (state
     and action transforms, concatenation, packing). Training runs both in the loader; a policy whose
     engine crops and resizes frames on the GPU (with the same `image_ops` functions) runs `host` alone.
     `host` shares the transform objects, so metadata and train / eval mode set here reach it."""
