@@ -31,7 +31,7 @@ import torch
 from groot.data.configs import DataConfig, get_data_config
 from groot.data.metadata import DatasetMetadata
 from groot.data.modality import ModalityConfig
-from groot.data.transforms import split_key
+from groot.data.transforms import REFERENCE_STATE, RelativeAction, split_key
 from groot.errors import CheckpointError, ObservationError
 from groot.finite import check_finite_actions
 from groot.model.processor import GrootProcessor
@@ -226,7 +226,11 @@ class Policy:
         samples = [self.sample_transform.apply(self._raw_step(checked, b))
                    for b in range(_batch_size(checked))]
         generator = None if seed is None else torch.Generator(self.device).manual_seed(seed)
-        actions = self.transform.unapply({"action": self._predict_normalized(samples, generator)})
+        predicted = {"action": self._predict_normalized(samples, generator)}
+        if self.data_config.relative_action_keys:  # [B, D]: the raw last observed state of each key
+            state_keys = map(RelativeAction.state_key, self.data_config.relative_action_keys)
+            predicted[REFERENCE_STATE] = {key: np.asarray(checked[key])[:, -1] for key in state_keys}
+        actions = self.transform.unapply(predicted)
         out = {key: np.asarray(actions[key], np.float32) for key in self.data_config.action_keys}
         check_finite_actions(out)
         return out if batched else {key: value[0] for key, value in out.items()}

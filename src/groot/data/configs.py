@@ -14,15 +14,19 @@ from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
+from groot.data.embodiment import EMBODIMENT_TABLES
 from groot.data.modality import ModalityConfig, ModalitySpec
 from groot.data.transforms import (
+    IMAGE_RESIZE_MODES,
     NORMALIZATION_MODES,
     ColorJitter,
     Concat,
     GR00TPack,
+    RelativeAction,
     SampleTransform,
     StateActionSinCos,
     StateActionTransform,
+    Transform,
     VideoTransform,
 )
 from groot.errors import ConfigError, DatasetError
@@ -32,7 +36,14 @@ DEFAULT_COLOR_JITTER = dataclasses.asdict(ColorJitter())
 
 @dataclasses.dataclass
 class DataConfig:
-    """Full key names (`video.ego_view`, `state.left_arm`, `action.left_arm`, `annotation.<...>`)."""
+    """Full key names (`video.ego_view`, `state.left_arm`, `action.left_arm`, `annotation.<...>`).
+
+    The fields after `max_action_dim` describe GR00T N1.6 inputs; their defaults keep N1.5's:
+    `image_resize` "square" (crop, then `image_size` square) | "shortest_edge" (native aspect,
+    shortest edge `image_size`, sides multiples of `image_multiple`); `max_action_horizon` (None: the
+    number of action indices) rows of the packed action; `relative_action_keys` action keys taken
+    relative to the last observed `state.<same name>`; `clip_outliers` clips min_max values to [-1, 1];
+    `embodiment_table` "n1.5" | "n1.6" numbers the embodiment tags."""
 
     name: str
     video_keys: list[str]
@@ -52,6 +63,12 @@ class DataConfig:
         default_factory=lambda: dict(DEFAULT_COLOR_JITTER))  # None: no colour jitter
     max_state_dim: int = 64
     max_action_dim: int = 32
+    image_resize: str = "square"
+    image_multiple: int = 1
+    max_action_horizon: int | None = None
+    relative_action_keys: list[str] = dataclasses.field(default_factory=list)
+    clip_outliers: bool = False
+    embodiment_table: str = "n1.5"
 
     def __post_init__(self) -> None:
         source = f"data config {self.name!r}"
@@ -74,6 +91,35 @@ class DataConfig:
         if self.state_sincos and (self.state_normalization or self.state_target_rotations):
             raise DatasetError(source, "state_sincos", "no state normalization or rotations with sin/cos",
                                "both")
+        self._check_n16_fields(source)
+
+    def _check_n16_fields(self, source: str) -> None:
+        if self.image_resize not in IMAGE_RESIZE_MODES:
+            raise DatasetError(source, "image_resize", f"one of {IMAGE_RESIZE_MODES}",
+                               repr(self.image_resize))
+        if not (isinstance(self.image_multiple, int) and self.image_multiple >= 1):
+            raise DatasetError(source, "image_multiple", "a positive integer", repr(self.image_multiple))
+        horizon = len(self.action_indices)
+        if self.max_action_horizon is not None and not (isinstance(self.max_action_horizon, int)
+                                                        and self.max_action_horizon >= horizon):
+            raise DatasetError(source, "max_action_horizon", f"null or an integer >= the {horizon} action "
+                               "indices", repr(self.max_action_horizon))
+        if self.embodiment_table not in EMBODIMENT_TABLES:
+            raise DatasetError(source, "embodiment_table", f"one of {tuple(EMBODIMENT_TABLES)}",
+                               repr(self.embodiment_table))
+        for key in self.relative_action_keys:
+            state_key = RelativeAction.state_key(key) if key.startswith("action.") else None
+            if key not in self.action_keys:
+                raise DatasetError(source, "relative_action_keys", f"keys among {self.action_keys}",
+                                   repr(key))
+            if state_key not in self.state_keys:
+                raise DatasetError(source, "relative_action_keys",
+                                   f"{state_key!r} among the state keys (the reference of {key!r})",
+                                   f"state keys {self.state_keys}")
+            if key in self.action_target_rotations:
+                raise DatasetError(source, f"action_target_rotations.{key}",
+                                   "no rotation conversion of a key in relative_action_keys",
+                                   repr(self.action_target_rotations[key]))
 
     # ---- (de)serialisation -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -104,16 +150,25 @@ class DataConfig:
 
     def transform(self) -> SampleTransform:
         """The sample chain: the pixel stage (crop, resize, colour jitter in training), then the host
-        chain (state / action normalization and rotations, concatenation, packing)."""
+        chain (relative actions, state / action normalization and rotations, concatenation, packing)."""
         jitter = None if self.color_jitter is None else ColorJitter(**self.color_jitter)
         state_transform = (StateActionSinCos(self.state_keys) if self.state_sincos else
                            StateActionTransform(self.state_keys, self.state_normalization,
-                                                self.state_target_rotations))
-        return SampleTransform(VideoTransform(self.video_keys, self.crop_scale, self.image_size, jitter), [
+                                                self.state_target_rotations,
+                                                clip_outliers=self.clip_outliers))
+        relative: list[Transform] = ([RelativeAction(self.relative_action_keys)]
+                                     if self.relative_action_keys else [])
+        pixels = VideoTransform(self.video_keys, self.crop_scale, self.image_size, jitter,
+                                resize=self.image_resize, multiple=self.image_multiple)
+        return SampleTransform(pixels, [
+            *relative,
             state_transform,
-            StateActionTransform(self.action_keys, self.action_normalization, self.action_target_rotations),
+            StateActionTransform(self.action_keys, self.action_normalization, self.action_target_rotations,
+                                 relative_keys=self.relative_action_keys, clip_outliers=self.clip_outliers),
             Concat(self.video_keys, self.state_keys, self.action_keys, self.action_target_rotations),
-            GR00TPack(self.language_keys, self.max_state_dim, self.max_action_dim),
+            GR00TPack(self.language_keys, self.max_state_dim, self.max_action_dim,
+                      action_horizon=len(self.action_indices), max_action_horizon=self.max_action_horizon,
+                      embodiment_table=self.embodiment_table),
         ])
 
 

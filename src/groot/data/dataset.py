@@ -20,7 +20,8 @@ import torch.utils.data
 from groot.data.configs import DataConfig
 from groot.data.embodiment import embodiment_index
 from groot.data.lerobot import LeRobotDataset
-from groot.data.metadata import DatasetMetadata, merge_metadata
+from groot.data.metadata import RELATIVE_ACTION, DatasetMetadata, merge_metadata
+from groot.data.relative import load_or_compute_relative_stats
 from groot.data.stats import load_or_compute_stats
 from groot.data.transforms import split_key
 from groot.errors import DatasetError
@@ -39,12 +40,13 @@ def padded_rows(values: np.ndarray, indices: np.ndarray, absolute: bool) -> np.n
 class GrootDataset(torch.utils.data.Dataset):
     """One LeRobot dataset sampled at every (trajectory, base index). Items are model samples (the data
     config's transform in training mode) or raw step dicts when `transform=False`. With a
-    `frame_cache_dir`, videos are decoded once into it (`groot.data.frame_cache`)."""
+    `frame_cache_dir`, videos are decoded once into it (`groot.data.frame_cache`). A config with
+    `relative_action_keys` adds their per-step statistics to the metadata (`groot.data.relative`)."""
 
     def __init__(self, path: str | Path, data_config: DataConfig, embodiment_tag: str,
                  video_backend: str = "pyav", transform: bool = True,
                  frame_cache_dir: str | Path | None = None):
-        embodiment_index(embodiment_tag)  # unknown tags fail here, listing the valid ones
+        embodiment_index(embodiment_tag, data_config.embodiment_table)  # unknown tags fail here
         self.path = Path(path)
         self.data_config = data_config
         self.embodiment_tag = embodiment_tag
@@ -53,6 +55,10 @@ class GrootDataset(torch.utils.data.Dataset):
         self._check_keys()
         stats = load_or_compute_stats(self.reader)
         self.metadata = DatasetMetadata.from_dataset(self.reader, stats, embodiment_tag)
+        if data_config.relative_action_keys:
+            self.metadata.statistics[RELATIVE_ACTION] = load_or_compute_relative_stats(
+                self.reader, data_config.relative_action_keys, data_config.action_indices,
+                data_config.observation_indices[-1])
         self.transform = data_config.transform() if transform else None
         if self.transform is not None:
             self.transform.set_metadata(self.metadata)

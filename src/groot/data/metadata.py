@@ -1,12 +1,15 @@
 """`DatasetMetadata` (spec 7.4): what the transforms need to know about a dataset, and what a checkpoint
 carries in `experiment_cfg/metadata.json` as `{embodiment_tag: DatasetMetadata.to_dict()}`.
 
-    statistics: {"state" | "action": {key: {mean, std, min, max, q01, q99: [D]}}}
+    statistics: {"state" | "action": {key: {mean, std, min, max, q01, q99: [D]}},
+                 "relative_action": {key: {mean, std, min, max, q01, q99: [T][D]}}}  (optional)
     modalities: {"video": {key: {resolution: [W, H], channels, fps}},
                  "state" | "action": {key: {absolute, rotation_type, shape: [D], continuous}}}
     embodiment_tag: str
 
-Keys are modality keys without the `state.` / `action.` / `video.` prefix.
+Keys are modality keys without the `state.` / `action.` / `video.` prefix. `relative_action` holds, for
+the action keys a data config turns state-relative (N1.6 spec 4.5), the statistics of action - reference
+state per horizon step (`groot.data.relative`); such a key is normalized with them elementwise.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from groot.errors import DatasetError
 
 STAT_NAMES = ("mean", "std", "min", "max", "q01", "q99")
 ARRAY_GROUPS = ("state", "action")
+RELATIVE_ACTION = "relative_action"
 PERCENTILE_MIXING = ("weighted_average", "min_max")
 
 
@@ -83,6 +87,7 @@ class DatasetMetadata:
                     if not (isinstance(values, list) and len(values) == shape[0]):
                         raise DatasetError(source, f"statistics.{group}.{key}.{stat}",
                                            f"a list of {shape[0]} numbers", repr(values))
+        _check_relative_stats(statistics.get(RELATIVE_ACTION, {}), modalities.get("action", {}), source)
         return cls(statistics=_copy(statistics), modalities=_copy(modalities),
                    embodiment_tag=data["embodiment_tag"])
 
@@ -99,10 +104,15 @@ class DatasetMetadata:
         return int(self.array_info(group, key)["shape"][0])
 
     def key_stats(self, group: str, key: str) -> dict[str, np.ndarray]:
-        """{stat: float32 [D]} of one state / action key."""
-        self.array_info(group, key)
-        return {stat: np.asarray(values, dtype=np.float32)
-                for stat, values in self.statistics[group][key].items()}
+        """{stat: float32 [D]} of one state / action key; group `relative_action`: {stat: float32 [T, D]}
+        of the action key made state-relative."""
+        self.array_info("action" if group == RELATIVE_ACTION else group, key)
+        stats = self.statistics.get(group, {}).get(key)
+        if stats is None:
+            raise DatasetError(f"metadata of {self.embodiment_tag!r}", f"statistics.{group}.{key}",
+                               "per-step statistics of the relative action (computed for a data config "
+                               "listing the key in relative_action_keys)", "none")
+        return {stat: np.asarray(values, dtype=np.float32) for stat, values in stats.items()}
 
 
 def merge_metadata(metadatas: Sequence[DatasetMetadata], weights: Sequence[float],
@@ -116,19 +126,25 @@ def merge_metadata(metadatas: Sequence[DatasetMetadata], weights: Sequence[float
         raise ValueError(f"need one weight per metadata, found {len(metadatas)} metadata and "
                          f"{len(weights)} weights")
     first = metadatas[0]
+    groups = [*ARRAY_GROUPS, *([RELATIVE_ACTION] if RELATIVE_ACTION in first.statistics else [])]
     for other in metadatas[1:]:
         for group in ARRAY_GROUPS:
             if other.modalities.get(group) != first.modalities.get(group):
                 raise ValueError(f"cannot merge {group} modalities of embodiment {first.embodiment_tag!r}: "
                                  f"{first.modalities.get(group)} != {other.modalities.get(group)}")
-    w = np.asarray(weights, dtype=np.float64)
-    w = (w / w.sum())[:, None]  # [N, 1]
+        ours, theirs = (sorted(m.statistics.get(RELATIVE_ACTION, {})) for m in (first, other))
+        if ours != theirs:
+            raise ValueError(f"cannot merge relative action statistics of embodiment "
+                             f"{first.embodiment_tag!r}: keys {ours} != {theirs}")
+    w_flat = np.asarray(weights, dtype=np.float64)
+    w_flat = w_flat / w_flat.sum()  # [N]
     statistics: dict[str, dict[str, dict[str, list[float]]]] = {}
-    for group in ARRAY_GROUPS:
+    for group in groups:
         statistics[group] = {}
         for key in first.statistics.get(group, {}):
             stacked = {stat: np.asarray([m.statistics[group][key][stat] for m in metadatas], np.float64)
-                       for stat in STAT_NAMES}  # {stat: [N, D]}
+                       for stat in STAT_NAMES}  # {stat: [N, D]} ([N, T, D] for relative actions)
+            w = w_flat.reshape(-1, *[1] * (stacked["mean"].ndim - 1))
             mean = (w * stacked["mean"]).sum(0)
             second_moment = (w * (stacked["std"] ** 2 + stacked["mean"] ** 2)).sum(0)
             merged = {"mean": mean, "std": np.sqrt(np.maximum(second_moment - mean**2, 0.0)),
@@ -140,6 +156,28 @@ def merge_metadata(metadatas: Sequence[DatasetMetadata], weights: Sequence[float
             statistics[group][key] = {stat: merged[stat].tolist() for stat in STAT_NAMES}
     return DatasetMetadata(statistics=statistics, modalities=_copy(first.modalities),
                            embodiment_tag=first.embodiment_tag)
+
+
+def _check_relative_stats(relative: Any, action_infos: Mapping[str, Any], source: str) -> None:
+    """Each `statistics.relative_action.<key>` names an action key and holds six [T][D] lists, one T."""
+    if not isinstance(relative, Mapping):
+        raise DatasetError(source, f"statistics.{RELATIVE_ACTION}", "a JSON object", type(relative).__name__)
+    for key, key_stats in relative.items():
+        where = f"statistics.{RELATIVE_ACTION}.{key}"
+        if key not in action_infos:
+            raise DatasetError(source, where, f"an action key among {sorted(action_infos)}", "no such key")
+        if not isinstance(key_stats, Mapping):
+            raise DatasetError(source, where, "an object of stats", repr(key_stats))
+        dim = action_infos[key]["shape"][0]
+        steps = None
+        for stat in STAT_NAMES:
+            values = key_stats.get(stat)
+            rows_ok = (isinstance(values, list) and len(values) > 0
+                       and all(isinstance(row, list) and len(row) == dim for row in values))
+            if not rows_ok or (steps is not None and len(values) != steps):
+                expected = f"{steps or 'T'} lists of {dim} numbers (one per horizon step)"
+                raise DatasetError(source, f"{where}.{stat}", expected, repr(values))
+            steps = len(values)
 
 
 def _stat_slice(column_stats: Mapping[str, Sequence[float]], stat: str, column: str, start: int,

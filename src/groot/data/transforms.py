@@ -4,11 +4,12 @@ A raw step (from `GrootDataset.raw_step` or a robot observation) holds `video.<k
 `state.<k>` / `action.<k>` [T, D] and `annotation.<...>` texts. The chain built by
 `DataConfig.transform()` is
 
-    VideoTransform -> StateActionTransform | StateActionSinCos (state) -> StateActionTransform (action)
-    -> Concat -> GR00TPack
+    VideoTransform -> [RelativeAction] -> StateActionTransform | StateActionSinCos (state)
+    -> StateActionTransform (action) -> Concat -> GR00TPack
 
 and `GR00TPack` emits the model sample of docs/ARCHITECTURE.md. `unapply` runs the chain backwards on
-`{"action": [..., 16, 32]}` and returns `{"action.<k>": [..., 16, D_k]}` in original units.
+`{"action": [..., H, A]}` (H >= the config's horizon T, A >= its action width; plus `reference_state` when
+the config has relative actions) and returns `{"action.<k>": [..., T, D_k]}` in original units.
 Every transform is cheap per sample: numpy / torch vector ops per key, no per-dim Python loops.
 """
 
@@ -23,11 +24,13 @@ import torch
 
 from groot.data import image_ops
 from groot.data.embodiment import embodiment_index
-from groot.data.metadata import DatasetMetadata
+from groot.data.metadata import RELATIVE_ACTION, DatasetMetadata
 from groot.data.rotation import convert_rotation, rotation_dim
-from groot.errors import DatasetError
+from groot.errors import DatasetError, ObservationError
 
 NORMALIZATION_MODES = ("min_max", "q99", "mean_std", "binary", "scale")
+IMAGE_RESIZE_MODES = ("square", "shortest_edge")
+REFERENCE_STATE = "reference_state"  # unapply input: {full state key: raw last observed state [..., D]}
 DEFAULT_INSTRUCTION = "Perform the default behavior."
 # an absolute rotation converted to another representation is min-max normalized with these bounds
 FIXED_ROTATION_BOUNDS = {"rotation_6d": 1.0, "quaternion": 1.0, "matrix": 1.0, "axis_angle": np.pi}
@@ -110,7 +113,8 @@ class ComposedTransform(Transform):
 
 class SampleTransform(ComposedTransform):
     """A data config's whole chain, split where samples may cross to the device: `pixels` (the video
-    stage: raw frames -> model-size uint8 frames through `image_ops.crop_resize`), then `host` (state
+    stage: raw frames -> model-size uint8 frames through `image_ops.crop_resize`, or
+    `image_ops.native_crop_resize` for N1.6's native aspect), then `host` (state
     and action transforms, concatenation, packing). Training runs both in the loader; a policy whose
     engine crops and resizes frames on the GPU (with the same `image_ops` functions) runs `host` alone.
     `host` shares the transform objects, so metadata and train / eval mode set here reach it."""
@@ -137,13 +141,19 @@ class VideoTransform(Transform):
     """VideoToTensor -> VideoCrop -> VideoResize -> VideoColorJitter -> VideoToNumpy as one stage.
 
     All views of equal resolution are processed as one stack with one crop offset; crop is random in
-    training and centred in eval, the colour jitter (training only) draws its factors per view."""
+    training and centred in eval, the colour jitter (training only) draws its factors per view.
+    `resize`: "square" (N1.5: crop, then `image_size` x `image_size`, `image_ops.crop_resize`) or
+    "shortest_edge" (N1.6: native aspect, shortest edge `image_size`, sides multiples of `multiple`,
+    `image_ops.native_crop_resize`); all views must then come out the same size."""
 
     def __init__(self, video_keys: Sequence[str], crop_scale: float = 0.95, image_size: int = 224,
-                 color_jitter: ColorJitter | None = ColorJitter()):
+                 color_jitter: ColorJitter | None = ColorJitter(), resize: str = "square", multiple: int = 1):
         super().__init__()
+        if resize not in IMAGE_RESIZE_MODES:
+            raise ValueError(f"image resize {resize!r} is not one of {IMAGE_RESIZE_MODES}")
         self.video_keys = list(video_keys)
         self.crop_scale, self.image_size, self.color_jitter = crop_scale, image_size, color_jitter
+        self.resize, self.multiple = resize, multiple
 
     def apply(self, step: dict[str, Any]) -> dict[str, Any]:
         present = [key for key in self.video_keys if key in step]
@@ -159,6 +169,10 @@ class VideoTransform(Transform):
             out = self._process(stacked)  # [T, V, S, S, 3]
             for v, i in enumerate(group):
                 step[present[i]] = out[:, v].numpy()
+        sizes = {key: step[key].shape[1:3] for key in present}
+        if len(set(sizes.values())) > 1:
+            raise DatasetError(", ".join(present), None, "views that resize to one size (stacked per step)",
+                               {key: list(size) for key, size in sizes.items()})
         return step
 
     def _checked_frames(self, step: Mapping[str, Any], key: str) -> torch.Tensor:
@@ -174,10 +188,14 @@ class VideoTransform(Transform):
         return frames
 
     def _process(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 [T, V, H, W, 3] -> uint8 [T, V, S, S, 3]"""
+        """uint8 [T, V, H, W, 3] -> uint8 [T, V, S, S, 3] (square) | [T, V, H', W', 3] (shortest_edge)"""
         jitter = self.color_jitter if self.training else None
+        adjust = None if jitter is None else lambda x: color_jitter(x, jitter)
+        if self.resize == "shortest_edge":
+            return image_ops.native_crop_resize(frames, self.image_size, self.crop_scale, self.multiple,
+                                                random=self.training, adjust=adjust)
         return image_ops.crop_resize(frames, self.crop_scale, self.image_size, random=self.training,
-                                     adjust=None if jitter is None else lambda x: color_jitter(x, jitter))
+                                     adjust=adjust)
 
 
 def grayscale(x: torch.Tensor) -> torch.Tensor:
@@ -276,14 +294,19 @@ class StateActionTransform(Transform):
     `normalization_modes`: {full key: min_max | q99 | mean_std | binary | scale}; keys without a mode
     are passed through. `target_rotations`: {full key: rotation type} converts from the metadata's
     rotation_type; such an absolute key may only use min_max, with fixed bounds (+-1, or +-pi for
-    axis-angle / Euler); a converted relative key may not be normalized."""
+    axis-angle / Euler); a converted relative key may not be normalized. `relative_keys`: action keys
+    made state-relative before this transform (`RelativeAction`), normalized with the per-horizon-step
+    statistics `metadata.key_stats("relative_action", k)` [T, D] elementwise. `clip_outliers` (N1.6):
+    min_max values are clipped to [-1, 1] after normalizing and before un-normalizing."""
 
     def __init__(self, keys: Sequence[str], normalization_modes: Mapping[str, str] | None = None,
-                 target_rotations: Mapping[str, str] | None = None):
+                 target_rotations: Mapping[str, str] | None = None, relative_keys: Sequence[str] = (),
+                 clip_outliers: bool = False):
         super().__init__()
         self.keys = list(keys)
         self.normalization_modes = dict(normalization_modes or {})
         self.target_rotations = dict(target_rotations or {})
+        self.relative_keys, self.clip_outliers = list(relative_keys), clip_outliers
         for key, mode in self.normalization_modes.items():
             if mode not in NORMALIZATION_MODES:
                 raise ValueError(f"{key}: unknown normalization mode {mode!r}; expected one of "
@@ -320,9 +343,14 @@ class StateActionTransform(Transform):
                                  f"found {mode!r}")
         if mode is None or mode == "binary":
             return _KeyPlan(mode=mode, source_rotation=source, target_rotation=target)
-        stats = _fixed_rotation_stats(target) if target is not None else metadata.key_stats(group, name)
-        return _KeyPlan(mode=mode, source_rotation=source, target_rotation=target,
-                        **_linear_plan(mode, stats))
+        if target is not None:
+            stats = _fixed_rotation_stats(target)
+        else:
+            stats = metadata.key_stats(RELATIVE_ACTION if key in self.relative_keys else group, name)
+        linear = _linear_plan(mode, stats)
+        if mode == "min_max" and self.clip_outliers:
+            linear["clamp"] = True
+        return _KeyPlan(mode=mode, source_rotation=source, target_rotation=target, **linear)
 
     def _require_plan(self, key: str) -> _KeyPlan:
         if not self._plans:
@@ -340,9 +368,11 @@ class StateActionTransform(Transform):
             if plan.target_rotation is not None:
                 x = convert_rotation(torch.from_numpy(np.ascontiguousarray(x)), plan.source_rotation,
                                      plan.target_rotation).numpy()
-            elif plan.scale is not None and x.shape[-1] != plan.scale.shape[-1]:
-                raise DatasetError(key, None, f"{plan.scale.shape[-1]} values per step (metadata)",
-                                   f"shape {list(x.shape)}")
+            elif plan.scale is not None and (x.shape[-1] != plan.scale.shape[-1]
+                                             or (plan.scale.ndim == 2 and x.shape[-2:] != plan.scale.shape)):
+                expected = (f"{plan.scale.shape[-1]} values per step (metadata)" if plan.scale.ndim == 1 else
+                            f"[{plan.scale.shape[0]}, {plan.scale.shape[1]}] (per-step relative statistics)")
+                raise DatasetError(key, None, expected, f"shape {list(x.shape)}")
             step[key] = self._normalize(x, plan)
         return step
 
@@ -366,11 +396,63 @@ class StateActionTransform(Transform):
             if plan.mode == "binary":
                 x = (x > 0.5).astype(np.float32)
             elif plan.mode is not None:
+                if plan.mode == "min_max" and self.clip_outliers:
+                    x = np.clip(x, -1, 1)
                 x = x * plan.inv_scale + plan.inv_offset
             if plan.target_rotation is not None:
                 x = convert_rotation(torch.from_numpy(np.ascontiguousarray(x, np.float32)),
                                      plan.target_rotation, plan.source_rotation).numpy()
             step[key] = x.astype(self._input_dtypes.get(key, np.float32), copy=False)
+        return step
+
+
+class RelativeAction(Transform):
+    """Action keys relative to the last observed state (N1.6 spec 4.5, joint-space groups): `action.<k>`
+    [T, D] -> action - `state.<k>`[-1], in raw units (first in the host chain, before any
+    normalization). `unapply` adds the reference back after de-normalization: the step passed to it
+    carries `reference_state` = {`state.<k>`: raw last observed state [..., D]} ([B, D] for actions
+    [B, T, D])."""
+
+    def __init__(self, action_keys: Sequence[str]):
+        super().__init__()
+        self.action_keys = list(action_keys)
+
+    @staticmethod
+    def state_key(action_key: str) -> str:
+        return f"state.{split_key(action_key)[1]}"
+
+    def apply(self, step: dict[str, Any]) -> dict[str, Any]:
+        for key in self.action_keys:
+            if key not in step:
+                continue
+            state_key = self.state_key(key)
+            if state_key not in step:
+                raise DatasetError(key, state_key, "the state the relative action is taken from", "none")
+            action = np.asarray(step[key], np.float32)
+            reference = np.asarray(step[state_key], np.float32)[-1]
+            if reference.shape[-1] != action.shape[-1]:
+                raise DatasetError(key, state_key, f"{action.shape[-1]} values per step, as the action",
+                                   f"shape {list(reference.shape)}")
+            step[key] = action - reference
+        return step
+
+    def unapply(self, step: dict[str, Any]) -> dict[str, Any]:
+        references = step.get(REFERENCE_STATE) or {}
+        for key in self.action_keys:
+            if key not in step:
+                continue
+            state_key = self.state_key(key)
+            if state_key not in references:
+                raise ObservationError(f"{key} is relative to {state_key}: expected {REFERENCE_STATE!r} "
+                                       f"holding its raw last observed value, found "
+                                       f"{sorted(references) if references else 'none'}")
+            action = np.asarray(step[key], np.float32)
+            reference = np.asarray(references[state_key], np.float32)
+            if reference.shape[-1:] != action.shape[-1:] or reference.shape[:-1] != action.shape[:-2]:
+                raise ObservationError(f"{key} is relative to {state_key}: expected {REFERENCE_STATE} "
+                                       f"{state_key} of shape {[*action.shape[:-2], action.shape[-1]]} for "
+                                       f"actions {list(action.shape)}, found {list(reference.shape)}")
+            step[key] = action + reference[..., None, :]
         return step
 
 
@@ -441,16 +523,21 @@ def first_text(value: Any) -> str:
 
 
 class GR00TPack(Transform):
-    """Concatenated step -> model sample (docs/ARCHITECTURE.md): images uint8 [T*V, S, S, 3] in (t v)
+    """Concatenated step -> model sample (docs/ARCHITECTURE.md): images uint8 [T*V, H, W, 3] in (t v)
     order, language str, state / state_mask [T, max_state_dim] (padded or truncated), action /
-    action_mask [T, max_action_dim] (only when the step has actions), embodiment_id."""
+    action_mask [max_action_horizon, max_action_dim] (only when the step has actions; padded rows and
+    dims are zero and masked False), embodiment_id (index of the tag in `embodiment_table`).
+    `unapply` keeps the first `action_horizon` rows of a predicted `action` [..., H, A]."""
 
     def __init__(self, language_keys: Sequence[str], max_state_dim: int = 64, max_action_dim: int = 32,
-                 default_instruction: str = DEFAULT_INSTRUCTION):
+                 default_instruction: str = DEFAULT_INSTRUCTION, action_horizon: int | None = None,
+                 max_action_horizon: int | None = None, embodiment_table: str = "n1.5"):
         super().__init__()
         self.language_keys = list(language_keys)
         self.max_state_dim, self.max_action_dim = max_state_dim, max_action_dim
         self.default_instruction = default_instruction
+        self.action_horizon, self.max_action_horizon = action_horizon, max_action_horizon
+        self.embodiment_table = embodiment_table
 
     def apply(self, step: dict[str, Any]) -> dict[str, Any]:
         metadata = self._require_metadata()
@@ -468,8 +555,16 @@ class GR00TPack(Transform):
                 raise ValueError(f"action has {action.shape[-1]} dims, more than max_action_dim "
                                  f"{self.max_action_dim}")
             sample["action"], sample["action_mask"] = _pad(action, self.max_action_dim)
-        sample["embodiment_id"] = embodiment_index(metadata.embodiment_tag)
+            if self.max_action_horizon is not None:
+                sample["action"], sample["action_mask"] = _pad_rows(sample["action"], sample["action_mask"],
+                                                                    self.max_action_horizon)
+        sample["embodiment_id"] = embodiment_index(metadata.embodiment_tag, self.embodiment_table)
         return sample
+
+    def unapply(self, step: dict[str, Any]) -> dict[str, Any]:
+        if "action" in step and self.action_horizon is not None:
+            step["action"] = np.asarray(step["action"])[..., :self.action_horizon, :]
+        return step
 
 
 def _pad(x: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -480,3 +575,11 @@ def _pad(x: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
     mask = np.zeros(out.shape, bool)
     mask[..., :kept] = True
     return out, mask
+
+
+def _pad_rows(x: np.ndarray, mask: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """x / mask [T, D] -> [rows, D], zero / False rows appended (T > rows is an error)."""
+    if x.shape[0] > rows:
+        raise ValueError(f"action has {x.shape[0]} steps, more than max_action_horizon {rows}")
+    extra = rows - x.shape[0]
+    return np.pad(x, ((0, extra), (0, 0))), np.pad(mask, ((0, extra), (0, 0)))

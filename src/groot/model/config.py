@@ -280,13 +280,16 @@ class GR00TN16Config(GR00TN15Config):
     """GR00T N1.6 (`Gr00tN1d6`): Eagle-Block2A backbone (SigLIP2-style tower at native resolution,
     2x2 pixel unshuffle, LayerNorm-MLP projector, Qwen3 cut at 16 layers) and the AlternateVLDiT head
     (32 blocks, text / image cross-attention masks, no VL adapter, no future tokens, 128-d state /
-    action, horizon 50). The defaults are the `nvidia/GR00T-N1.6-3B` checkpoint's."""
+    action, horizon 50). The defaults are the `nvidia/GR00T-N1.6-3B` checkpoint's. `shortest_image_edge`
+    and `crop_fraction` are the image geometry its processor applies (spec 4.2)."""
 
     backbone_cfg: BackboneConfig = field(default_factory=lambda: _n16_backbone(
         VisionConfig(), LLMConfig(num_layers=16, tie_word_embeddings=False)))  # lm_head stored untied
     action_head_cfg: ActionHeadConfig = field(default_factory=lambda: _n16_action_head(
         diffusion_model_cfg=DiTConfig(num_layers=32, attend_text_every_n_blocks=2)))
     preset: str = "n1.6-3b"
+    shortest_image_edge: int = 256
+    crop_fraction: float = 0.95
 
     @property
     def generation(self) -> str:
@@ -297,6 +300,7 @@ class GR00TN16Config(GR00TN15Config):
         d = super().to_dict()
         d.update(model_type="Gr00tN1d6", architectures=["Gr00tN1d6"])
         d["groot"]["backbone"] = {k: getattr(self.backbone_cfg, k) for k in ("pixel_unshuffle", "projector")}
+        d["groot"]["images"] = {k: getattr(self, k) for k in ("shortest_image_edge", "crop_fraction")}
         return d
 
     @classmethod
@@ -305,13 +309,16 @@ class GR00TN16Config(GR00TN15Config):
         base = GR00TN15Config.from_dict(d)
         for key, value in d.get("groot", {}).get("backbone", {}).items():
             setattr(base.backbone_cfg, key, value)
-        return cls(backbone_cfg=base.backbone_cfg, action_head_cfg=base.action_head_cfg, preset=base.preset)
+        images = d.get("groot", {}).get("images", {})
+        return cls(backbone_cfg=base.backbone_cfg, action_head_cfg=base.action_head_cfg, preset=base.preset,
+                   **{k: images[k] for k in ("shortest_image_edge", "crop_fraction") if k in images})
 
 
 def _n16_small() -> GR00TN16Config:
     """N1.5 `small` sizes with every N1.6 structure and the checkpoint's 128-d / 50-step envelope."""
     return GR00TN16Config(
         preset="n1.6-small",
+        shortest_image_edge=112,
         backbone_cfg=_n16_backbone(
             VisionConfig(hidden_size=256, intermediate_size=1024, num_layers=4, num_heads=4, patch_size=14,
                          image_size=112, with_pooling_head=False),
@@ -330,6 +337,7 @@ def _n16_tiny() -> GR00TN16Config:
     """CPU-test size: every N1.6 structure (2 + 2 tower / LLM layers, 4 alternating DiT blocks)."""
     return GR00TN16Config(
         preset="n1.6-tiny",
+        shortest_image_edge=56,
         backbone_cfg=_n16_backbone(
             VisionConfig(hidden_size=64, intermediate_size=128, num_layers=2, num_heads=2, patch_size=14,
                          image_size=56, with_pooling_head=False),

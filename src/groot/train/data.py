@@ -53,15 +53,26 @@ def build_dataset(paths: list[str], data_config: Any, embodiment_tag: str, video
 
 
 def fit_data_config_to_model(data_config, model_config):
-    """The data config with `image_size` lowered to the model's input size when it asks for more.
+    """The data config with the model's input geometry and padding (a new object; the result is stored
+    in the checkpoint, so inference transforms the same way).
 
-    The processor resizes every image to the vision tower's size anyway; cropping, resizing and
-    colour-jittering at 224 px only to shrink to 56 px (`tiny`) costs 16x the pixels for the same
-    sample. The result is stored in the checkpoint, so inference resizes the same way."""
+    N1.5: `image_size` lowered to the vision tower's size when the config asks for more (the processor
+    resizes every image to it anyway; cropping and colour-jittering at 224 px only to shrink to 56 px
+    costs 16x the pixels), `max_state_dim` / `max_action_dim` from the action head.
+    N1.6: native-aspect images (`shortest_edge`, edge `shortest_image_edge`, crop `crop_fraction`, sides
+    multiples of patch x unshuffle), state / action dims and horizon from the action head, min-max
+    outliers clipped, the N1.6 embodiment table."""
+    head = model_config.action_head_cfg
+    dims = {"max_state_dim": head.max_state_dim, "max_action_dim": head.max_action_dim}
+    if model_config.generation == "n1.6":
+        backbone = model_config.backbone_cfg
+        return dataclasses.replace(
+            data_config, image_resize="shortest_edge", image_size=model_config.shortest_image_edge,
+            crop_scale=model_config.crop_fraction,
+            image_multiple=backbone.vision.patch_size * backbone.pixel_unshuffle,
+            max_action_horizon=head.action_horizon, clip_outliers=True, embodiment_table="n1.6", **dims)
     model_size = model_config.backbone_cfg.vision.image_size
-    if data_config.image_size <= model_size:
-        return data_config
-    return dataclasses.replace(data_config, image_size=model_size)
+    return dataclasses.replace(data_config, image_size=min(data_config.image_size, model_size), **dims)
 
 
 def cores_per_process() -> int:
