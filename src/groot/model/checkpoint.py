@@ -225,11 +225,10 @@ def read_config(root: Path) -> GR00TN15Config:
     if not path.is_file():
         raise CheckpointError(f"{path}: expected the model config, found no file")
     config = json.loads(path.read_text())
-    if config.get("model_type") == "Gr00tN1d6":
-        if "groot" not in config:
-            raise CheckpointError(f"{path}: key 'groot': expected the sizes block groot writes, found none "
-                                  "(the official N1.6 config.json layout is not read yet)")
-        return GR00TN16Config.from_dict(config)
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, found {type(config).__name__}")
+    if config.get("model_type") == "Gr00tN1d6":  # groot's layout or the official flat one
+        return GR00TN16Config.from_dict(config, source=str(path))
     return GR00TN15Config.from_dict(config)
 
 
