@@ -83,8 +83,9 @@ def test_saving_writes_the_three_files_in_the_original_layout(saved):
     assert kwargs["formalize_language"] and kwargs["use_relative_action"] and not kwargs["use_percentiles"]
     assert kwargs["model_name"] == "nvidia/Eagle-Block2A-2B-v2"
     modality = kwargs["modality_configs"]["new_embodiment"]
-    assert modality["video"] == {"delta_indices": [0], "modality_keys": ["front"], "sin_cos_embedding_keys": None,
-                                 "mean_std_embedding_keys": None, "action_configs": None}
+    assert modality["video"] == {"delta_indices": [0], "modality_keys": ["front"],
+                                 "sin_cos_embedding_keys": None, "mean_std_embedding_keys": None,
+                                 "action_configs": None}
     assert modality["state"]["mean_std_embedding_keys"] == ["arm"]
     assert modality["action"]["delta_indices"] == [0, 1, 2, 3]
     assert modality["action"]["mean_std_embedding_keys"] == ["gripper"]
@@ -151,8 +152,9 @@ def official_dir(tmp_path):
         "unitree_g1": {"state": {"left_arm": _stats(7), "waist": _stats(3)},
                        "action": {"left_arm": _stats(7), "waist": _stats(3)},
                        "relative_action": {"left_arm": _stats(7, steps=50)}}})
-    _write(tmp_path, "embodiment_id.json", {"oxe_google": 0, "oxe_widowx": 1, "libero_panda": 2, "unitree_g1": 8,
-                                            "robocasa_panda_omron": 13, "gr1": 20, "behavior_r1_pro": 24})
+    _write(tmp_path, "embodiment_id.json", {"oxe_google": 0, "oxe_widowx": 1, "libero_panda": 2,
+                                            "unitree_g1": 8, "robocasa_panda_omron": 13, "gr1": 20,
+                                            "behavior_r1_pro": 24})
     return tmp_path
 
 
@@ -189,9 +191,11 @@ def test_relative_groups_need_use_relative_action(official_dir):
      "statistics.json: expected finite JSON"),
     ("statistics.json", lambda d: d["libero_panda"]["state"]["x"].update(q99=[1.0, 2.0]),
      "statistics.state.x.q99"),
-    ("embodiment_id.json", lambda d: d.update(libero_panda="2"), "key 'libero_panda': expected a projector index"),
-    ("processor_config.json", lambda d: d["processor_kwargs"]["modality_configs"]["libero_panda"].pop("video"),
-     "modality_configs.libero_panda.video"),
+    ("embodiment_id.json", lambda d: d.update(libero_panda="2"),
+     "key 'libero_panda': expected a projector index"),
+    ("processor_config.json",
+     lambda d: d["processor_kwargs"]["modality_configs"]["libero_panda"].pop("video"),
+     "key 'processor_kwargs.modality_configs.libero_panda.video'"),
 ])
 def test_malformed_files_name_file_and_key(official_dir, name, edit, match):
     content = json.loads((official_dir / name).read_text())
