@@ -50,6 +50,32 @@ def test_groot_serve_answers_and_stops_on_sigterm(tiny_setup):
     assert "get_action answered in" in log and "stopped" in log
 
 
+def test_groot_serve_protocol_flag_serves_n16_from_an_n15_checkpoint(tiny_setup):
+    """--protocol n1.6 overrides the checkpoint's generation (auto would pick n1.5 here)."""
+    process = subprocess.Popen(serve_command(tiny_setup, "--port", "0", "--protocol", "n1.6"),
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        port = None
+        for line in process.stderr:
+            found = re.search(r"serving on tcp://127\.0\.0\.1:(\d+) \(n1\.6 protocol", line)
+            if found:
+                port = int(found.group(1))
+                break
+        assert port is not None, "the server never logged its address and protocol"
+        step = GrootDataset(tiny_setup.dataset, tiny_setup.data_config, tiny_setup.tag,
+                            transform=False).raw_step(1, 0)
+        observation = {key: value for key, value in step.items() if not key.startswith("action.")}
+        with InferenceClient("127.0.0.1", port, timeout_ms=30_000, protocol="n1.6") as client:
+            flat = client.get_action(observation)
+            assert flat["action.arm"].shape == (16, 6) and np.isfinite(flat["action.arm"]).all()
+            assert client.reset() == {}
+        process.send_signal(signal.SIGTERM)
+        _, log = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0, log
+
+
 def test_a_port_in_use_is_one_error_line(tiny_setup):
     class Idle:
         def get_action(self, observation):

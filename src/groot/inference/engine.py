@@ -120,7 +120,7 @@ class InferenceEngine:
         self.max_prompt_blocks = max_prompt_blocks
         self.device = next(model.parameters()).device
         self.use_cuda_graphs = use_cuda_graphs and self.device.type == "cuda"
-        self.vision_dtype = _param_dtype(model.backbone.eagle_model.vision_model)
+        self.vision_dtype = _param_dtype(model.backbone.vlm.vision_model)
         self.head_dtype = _param_dtype(model.action_head)
         self.pool = graph_pool(self.device, self.use_cuda_graphs)
         self.compile = compile
@@ -211,7 +211,8 @@ class InferenceEngine:
             state = slot.upload.fields["state"].to(self.head_dtype)  # [Bb, 1, 64]
             embodiment = slot.embodiment_id if category is None else category
             vl = head.encode_vl(slot.features[use_mask])
-            return head.integrate(vl, state, slot.noise, embodiment, conditionings)
+            vl_masks = self.model.token_masks(slot.input_ids, slot.token_mask)  # N1.6; None for N1.5
+            return head.integrate(vl, state, slot.noise, embodiment, conditionings, vl_masks)
 
         actions = self._stage(slot, ("denoise", use_mask, category, steps), run)()
         return actions[:staged.batch_size].clone()

@@ -65,6 +65,7 @@ class BackboneConfig:
     tokenizer: str = "qwen3"  # "qwen3" (from checkpoint or hub) or "bytes" (built in, no download)
     tune_llm: bool = False
     tune_visual: bool = False
+    tune_top_llm_layers: int = 0  # train the top N LLM layers while the rest is frozen (N1.6 pretraining: 4)
     pixel_unshuffle: int = 1  # N1.6: 2 (2x2 patches -> one token of 4x the width before mlp1)
     projector: str = "linear"  # mlp1: "linear" (N1.5) or "layernorm_mlp" (N1.6: LN, Linear, GELU, Linear)
 
@@ -168,6 +169,7 @@ class GR00TN15Config:
                 "select_layer": bb.select_layer,
                 "tune_llm": bb.tune_llm,
                 "tune_visual": bb.tune_visual,
+                "tune_top_llm_layers": bb.tune_top_llm_layers,
                 "use_flash_attention": False,
             },
             "action_head_cfg": ah_dict,
@@ -195,6 +197,7 @@ class GR00TN15Config:
             tokenizer=g.get("tokenizer", "qwen3"),
             tune_llm=bb_in.get("tune_llm", False),
             tune_visual=bb_in.get("tune_visual", False),
+            tune_top_llm_layers=bb_in.get("tune_top_llm_layers", 0),
         )
         backbone.llm.num_layers = backbone.select_layer
         dit = _build(DiTConfig, ah_in.pop("diffusion_model_cfg", {}) or {})

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from groot.errors import ObservationError
+from groot.errors import ConfigError, ObservationError
 from groot.model.config import BackboneConfig
 from groot.model.layers import init_weights
 from groot.model.qwen3 import Qwen3LanguageModel
@@ -72,17 +72,24 @@ class EagleBackbone(nn.Module):
                              f"{cfg.llm.num_layers}; the LLM must be built truncated to select_layer layers")
         self.cfg = cfg
         setattr(self, self.vlm_attribute, EagleModel(cfg))
-        self.set_trainable(tune_llm=cfg.tune_llm, tune_visual=cfg.tune_visual)
+        self.set_trainable(tune_llm=cfg.tune_llm, tune_visual=cfg.tune_visual,
+                           tune_top_llm_layers=cfg.tune_top_llm_layers)
 
     @property
     def vlm(self) -> EagleModel:
         return getattr(self, self.vlm_attribute)
 
     # ---- trainability (spec 2.3) ---------------------------------------------------------------
-    def set_trainable(self, tune_llm: bool, tune_visual: bool) -> None:
-        """Freeze the LLM and/or the vision tower + mlp1. The SigLIP pooling head never gets
-        gradients (its output is unused), so it is always frozen."""
+    def set_trainable(self, tune_llm: bool, tune_visual: bool, tune_top_llm_layers: int = 0) -> None:
+        """Freeze the LLM (all but its top `tune_top_llm_layers` layers) and/or the vision tower + mlp1.
+        The SigLIP pooling head never gets gradients (its output is unused), so it is always frozen."""
+        layers = self.vlm.language_model.model.layers
+        if not 0 <= tune_top_llm_layers <= len(layers):
+            raise ConfigError(f"tune_top_llm_layers: expected 0..{len(layers)} (the LLM's layers), found "
+                              f"{tune_top_llm_layers}")
         self.vlm.language_model.requires_grad_(tune_llm)
+        if tune_top_llm_layers and not tune_llm:
+            layers[len(layers) - tune_top_llm_layers:].requires_grad_(True)
         self.vlm.vision_model.requires_grad_(tune_visual)
         self.vlm.mlp1.requires_grad_(tune_visual)
         head = self.vlm.vision_model.vision_model.head

@@ -38,7 +38,8 @@ class GR00TN15(nn.Module):
         self.backbone = self.backbone_class(config.backbone_cfg)
         self.action_head = FlowMatchingActionHead(config.action_head_cfg)
         self.set_trainable(config.backbone_cfg.tune_llm, config.backbone_cfg.tune_visual,
-                           config.action_head_cfg.tune_projector, config.action_head_cfg.tune_diffusion_model)
+                           config.action_head_cfg.tune_projector, config.action_head_cfg.tune_diffusion_model,
+                           config.backbone_cfg.tune_top_llm_layers)
 
     # ---- construction ------------------------------------------------------------------------------
     @classmethod
@@ -93,14 +94,15 @@ class GR00TN15(nn.Module):
 
     # ---- what trains (spec 2.3) --------------------------------------------------------------------
     def set_trainable(self, tune_llm: bool, tune_visual: bool, tune_projector: bool,
-                      tune_diffusion_model: bool) -> None:
-        """Freeze / unfreeze the four groups; vlln, vl_self_attention, future_tokens and mask_token
-        always train.
+                      tune_diffusion_model: bool, tune_top_llm_layers: int = 0) -> None:
+        """Freeze / unfreeze the four groups (and the top `tune_top_llm_layers` LLM layers of a frozen
+        LLM); vlln, vl_self_attention, future_tokens and mask_token always train.
         The flags are recorded in the config, so a saved checkpoint remembers them."""
         bb, ah = self.config.backbone_cfg, self.config.action_head_cfg
-        bb.tune_llm, bb.tune_visual = tune_llm, tune_visual
+        self.backbone.set_trainable(tune_llm=tune_llm, tune_visual=tune_visual,
+                                    tune_top_llm_layers=tune_top_llm_layers)
+        bb.tune_llm, bb.tune_visual, bb.tune_top_llm_layers = tune_llm, tune_visual, tune_top_llm_layers
         ah.tune_projector, ah.tune_diffusion_model = tune_projector, tune_diffusion_model
-        self.backbone.set_trainable(tune_llm=tune_llm, tune_visual=tune_visual)
         self.action_head.requires_grad_(True)
         for module in self._projector_modules():
             module.requires_grad_(tune_projector)
@@ -150,8 +152,13 @@ class GR00TN15(nn.Module):
         return features.to(_param_dtype(self.action_head))
 
     def vl_masks(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """The (text, image) VL token masks the action head's cross-attention reads; None in N1.5
-        (every token is read)."""
+        """The (text, image) VL token masks the action head's cross-attention reads (`token_masks`)."""
+        return self.token_masks(batch.input_ids, batch.attention_mask)
+
+    def token_masks(self, input_ids: torch.Tensor,
+                    attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """input_ids / attention_mask [B, L] -> (text, image) bool [B, L]; None in N1.5 (every VL token is
+        read)."""
         return None
 
     def forward(self, batch: Batch, t: torch.Tensor | None = None,

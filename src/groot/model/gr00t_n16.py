@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import torch
 
-from groot.model.batch import Batch
 from groot.model.config import GR00TN15Config, GR00TN16Config
 from groot.model.eagle import EagleBlock2ABackbone
 from groot.model.gr00t_n15 import GR00TN15
@@ -20,11 +19,12 @@ class GR00TN16(GR00TN15):
     config_class = GR00TN16Config
     backbone_class = EagleBlock2ABackbone
 
-    def vl_masks(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def token_masks(self, input_ids: torch.Tensor,
+                    attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """input_ids / attention_mask [B, L] -> (text, image) bool [B, L]: image = `<IMG_CONTEXT>`
         positions, text = every other non-padding position (role tokens and `<img>` markers included)."""
-        tokens = batch.attention_mask.to(torch.bool)
-        image = batch.input_ids == self.config.backbone_cfg.image_token_id
+        tokens = attention_mask.to(torch.bool)
+        image = input_ids == self.config.backbone_cfg.image_token_id
         return tokens & ~image, tokens & image
 
 

@@ -1,10 +1,12 @@
-"""`groot serve`: run the official-protocol inference server on a checkpoint."""
+"""`groot serve`: run the official-protocol inference server on a checkpoint (the N1.5 or N1.6 protocol,
+by default the checkpoint's generation)."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from groot.errors import ConfigError
 from groot.serve.limits import RequestLimits
@@ -42,6 +44,10 @@ class ServeConfig:
     max_frames: int = arg(_LIMIT_DEFAULTS.max_frames, "most video frames in one request (all cameras, "
                                                       "time steps and samples)")
     max_image_size: int = arg(_LIMIT_DEFAULTS.max_image_size, "largest frame height or width, in pixels")
+    protocol: Literal["auto", "n1.5", "n1.6"] = arg(
+        "auto", "wire protocol: n1.5 (flat observation -> {'action.<k>': ...}) or n1.6 ({'observation': "
+                "nested video / state / language, 'options'} -> [actions without the 'action.' prefix, "
+                "info], plus a reset endpoint); auto (default): the checkpoint's generation")
     fast: bool = arg(True, "on CUDA, run the fast inference engine (GPU image preprocessing, fused "
                            "projections, compiled blocks, CUDA graphs); --no-fast uses the eager model")
     exact: bool = arg(False, "fast engine with the eager model's numbers bit for bit (no compilation at the "
@@ -68,6 +74,11 @@ def resolve_api_token(flag: str | None, token_file: str | None, environ: dict[st
     return environ.get(API_TOKEN_ENV) or None
 
 
+def resolve_protocol(flag: str, generation: str) -> str:
+    """--protocol -> "n1.5" | "n1.6": `auto` follows the checkpoint's generation ("n1.5" | "n1.6")."""
+    return generation if flag == "auto" else flag
+
+
 def run(cfg: ServeConfig) -> int:
     import logging
 
@@ -87,7 +98,8 @@ def run(cfg: ServeConfig) -> int:
                            max_batch_size=cfg.max_batch_size, max_frames=cfg.max_frames,
                            max_image_size=cfg.max_image_size)
     server = InferenceServer(policy, host=cfg.host, port=cfg.port, api_token=api_token,
-                             max_message_bytes=int(cfg.max_message_mb * 2**20), limits=limits)
+                             max_message_bytes=int(cfg.max_message_mb * 2**20), limits=limits,
+                             protocol=resolve_protocol(cfg.protocol, policy.model.config.generation))
     with server:
         server.serve_until_signalled()
     return 0
@@ -95,7 +107,8 @@ def run(cfg: ServeConfig) -> int:
 
 def register(subparsers) -> None:
     add_command(subparsers, "serve", ServeConfig, run,
-                help="Serve a checkpoint over ZeroMQ with the official GR00T inference protocol "
-                     "(endpoints ping, kill, get_action, get_modality_config). A get_action request may "
+                help="Serve a checkpoint over ZeroMQ with the official GR00T inference protocol of its "
+                     "generation, N1.5 or N1.6 (--protocol; endpoints ping, kill, get_action, "
+                     "get_modality_config, and reset for N1.6). A get_action request may "
                      "carry a top-level integer 'seed' to reproduce an action chunk; requests over a limit "
                      "(--max-*) are answered with an error naming the key and the limit.")

@@ -1,4 +1,5 @@
-"""Wire format of the inference service: msgpack with the official custom encodings (spec 9).
+"""Wire format of the inference service: msgpack with the official custom encodings, shared by the N1.5
+(spec 9) and N1.6 (spec 6.2) protocols.
 
 Light on purpose (numpy, msgpack and the torch-free `groot.data.modality` only), so a robot-side
 client never imports torch.
@@ -6,10 +7,11 @@ client never imports torch.
 - numpy array  <-> `{"__ndarray_class__": True, "as_npy": <bytes of np.save(..., allow_pickle=False)>}`
 - ModalityConfig <-> `{"__ModalityConfig_class__": True, "as_json": '{"delta_indices": [...],
   "modality_keys": [...]}'}`
-- request  `{"endpoint": str, "data": dict (get_action only), "api_token": str (when one is set),
-  "seed": int (optional, get_action only: the same seed and observation give the same action chunk)}`;
-  a request without "endpoint" means `get_action`. Servers that do not know "seed" ignore it.
-- response the endpoint's result, or `{"error": str}`.
+- request  `{"endpoint": str, "data": dict (get_action; N1.6 reset), "api_token": str (when one is
+  set), "seed": int (optional, get_action only: the same seed and observation give the same action
+  chunk)}`; a request without "endpoint" means `get_action`. Servers that do not know "seed" ignore it.
+  get_action's data: N1.5 the flat observation; N1.6 `{"observation": nested, "options": map | None}`.
+- response the endpoint's result (N1.6 get_action: `[actions, info]`), or `{"error": str}`.
 
 Decoding never unpickles: `.npy` payloads are parsed header-first, object dtypes are refused and the
 payload length must match the declared shape exactly. A malformed encoding is reported with the path of
@@ -199,8 +201,7 @@ def parse_request(message: bytes) -> Request:
         raise ProtocolError(f"'api_token' must be a string, found {type(token).__name__}")
     data = request.get("data")
     if endpoint in ENDPOINTS_WITH_DATA and not isinstance(data, dict):
-        raise ProtocolError(f"endpoint {endpoint!r} needs 'data': a map of observation keys to values, "
-                            f"found {type(data).__name__}")
+        raise ProtocolError(f"endpoint {endpoint!r} needs 'data': a map, found {type(data).__name__}")
     seed = request.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64):
         raise ProtocolError(f"'seed' must be an integer in [0, 2**64), found {seed!r:.80}")

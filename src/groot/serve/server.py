@@ -1,6 +1,11 @@
-"""ZeroMQ REP inference server speaking the official GR00T protocol (spec 9).
+"""ZeroMQ REP inference server speaking the official GR00T protocols: N1.5 (spec 9) or N1.6 (spec 6.2).
 
-Endpoints: `ping`, `kill`, `get_action` (observation dict -> action dict), `get_modality_config`.
+Both: `ping`, `kill`, `get_modality_config`, the same encodings, token, limits and error answers.
+- "n1.5": `get_action` data is groot's flat observation; the answer is {"action.<k>": array}.
+- "n1.6": `get_action` data is {"observation": <nested observation>, "options": map | None}; the answer
+  is [{<k>: float32 [B, T, D]}, {}] (no "action." prefix); `reset` ({"options": ...}) answers {}. The
+  nested observation is checked strictly against the policy's modality config and handed to the
+  policy flat (`groot.serve.nested`).
 Every request that reaches the socket gets exactly one answer, `{"error": ...}` when anything is wrong
 (malformed msgpack, unknown endpoint, bad token, bad observation, a failing model), so a client never
 hangs and the server never dies on input. A get_action request over one of the `RequestLimits`
@@ -23,17 +28,20 @@ from typing import Any
 
 import zmq
 
-from groot.errors import GrootError
+from groot.errors import ConfigError, GrootError
 from groot.finite import check_finite_actions
 from groot.policy_protocol import PolicyLike
-from groot.serve import protocol
+from groot.serve import nested
+from groot.serve import protocol as wire
 from groot.serve.limits import RequestLimits
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5555
-ENDPOINTS = ("ping", "kill", "get_action", "get_modality_config")
+PROTOCOLS = ("n1.5", "n1.6")
+ENDPOINTS = {"n1.5": ("ping", "kill", "get_action", "get_modality_config"),
+             "n1.6": ("ping", "kill", "get_action", "reset", "get_modality_config")}
 
 
 class BindError(GrootError, OSError):
@@ -43,15 +51,21 @@ class BindError(GrootError, OSError):
 class InferenceServer:
     """Serve `policy` on tcp://host:port. `port=0` picks a free port (read it from `.port`); `host` may be
     an IPv4 or IPv6 address (`::1`, `[::1]`) or a name. Binding beyond loopback without `api_token` logs
-    a warning. Raises BindError when the address cannot be bound.
+    a warning. `protocol`: "n1.5" or "n1.6" (the module docstring says how they differ). Raises
+    BindError when the address cannot be bound, ConfigError for an unknown protocol.
 
     Use as a context manager, or call `close()`; `serve_forever()` returns after `kill` or `stop()`.
     """
 
     def __init__(self, policy: PolicyLike, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-                 api_token: str | None = None, max_message_bytes: int = protocol.DEFAULT_MAX_MESSAGE_BYTES,
-                 poll_interval_ms: int = 100, limits: RequestLimits | None = None):
+                 api_token: str | None = None, max_message_bytes: int = wire.DEFAULT_MAX_MESSAGE_BYTES,
+                 poll_interval_ms: int = 100, limits: RequestLimits | None = None, protocol: str = "n1.5"):
+        if protocol not in PROTOCOLS:
+            raise ConfigError(f"protocol: expected one of {', '.join(PROTOCOLS)}, found {protocol!r}")
         self.policy = policy
+        self.protocol = protocol
+        # N1.6: {"video" | "state" | "language": {nested key: (flat key, T)}} the observations must match
+        self._nested_keys = nested.expected_keys(policy.get_modality_config()) if protocol == "n1.6" else None
         self.api_token = api_token
         self.max_message_bytes = max_message_bytes
         self.poll_interval_ms = poll_interval_ms
@@ -90,8 +104,8 @@ class InferenceServer:
         self._context.term()
 
     def serve_forever(self) -> None:
-        logger.info("serving on %s (messages up to %.1f MiB, %s%s)", self.endpoint,
-                    self.max_message_bytes / 2**20, self.limits,
+        logger.info("serving on %s (%s protocol, messages up to %.1f MiB, %s%s)", self.endpoint,
+                    self.protocol, self.max_message_bytes / 2**20, self.limits,
                     ", api token required" if self.api_token else "")
         poller = zmq.Poller()
         poller.register(self._socket, zmq.POLLIN)
@@ -122,47 +136,82 @@ class InferenceServer:
         if len(frames) != 1:
             return self._error("?", f"a request must be a single message frame, found {len(frames)}"), "?"
         try:
-            request = protocol.parse_request(frames[0])
-        except protocol.ProtocolError as e:
+            request = wire.parse_request(frames[0])
+        except wire.ProtocolError as e:
             return self._error("?", str(e)), "?"
         if self.api_token is not None and not _same_token(request.api_token, self.api_token):
             return self._error(request.endpoint, "Unauthorized: Invalid API token"), request.endpoint
         try:
-            if request.endpoint == "get_action":
-                self.limits.check(request.data)
             result = self._dispatch(request)
-            return protocol.pack(result), request.endpoint
+            return wire.pack(result), request.endpoint
         except GrootError as e:  # the caller's mistake: a bad observation, an unknown endpoint
             return self._error(request.endpoint, str(e)), request.endpoint
         except Exception as e:  # a bug or a model failure: answer, and keep the traceback in the log
             logger.exception("%s failed", request.endpoint)
-            return protocol.error_response(f"{type(e).__name__}: {e}"), request.endpoint
+            return wire.error_response(f"{type(e).__name__}: {e}"), request.endpoint
 
-    def _dispatch(self, request: protocol.Request) -> Any:
+    def _dispatch(self, request: wire.Request) -> Any:
         if request.endpoint == "ping":
             return {"status": "ok", "message": "Server is running"}
         if request.endpoint == "kill":
             self.stop()
             return {"status": "ok", "message": "Server is shutting down"}
         if request.endpoint == "get_action":
-            if request.seed is None:
-                action = self.policy.get_action(request.data)
-            elif self._policy_takes_seed:
-                action = self.policy.get_action(request.data, seed=request.seed)
-            else:
-                raise protocol.ProtocolError("'seed': this server's policy does not take a seed")
-            if isinstance(action, dict):  # whatever the policy, no NaN / inf reaches a robot
-                check_finite_actions(action)
-            return action
+            action = self._get_action(self._flat_observation(request.data), request.seed)
+            return action if self.protocol == "n1.5" else [nested.unprefix_actions(action), {}]
+        if request.endpoint == "reset" and self.protocol == "n1.6":
+            _options(request.data)  # groot's policies are stateless: nothing to reset
+            return {}
         if request.endpoint == "get_modality_config":
             return self.policy.get_modality_config()
-        raise protocol.ProtocolError(f"unknown endpoint {request.endpoint!r}; "
-                                     f"expected one of {', '.join(ENDPOINTS)}")
+        raise wire.ProtocolError(f"unknown endpoint {request.endpoint!r}; expected one of "
+                                 f"{', '.join(ENDPOINTS[self.protocol])} ({self.protocol} protocol)")
+
+    def _flat_observation(self, data: dict) -> dict[str, Any]:
+        """get_action's data -> the flat observation the policy takes, within the request limits."""
+        if self.protocol == "n1.5":
+            if "observation" in data and set(data) <= {"observation", "options"}:
+                raise wire.ProtocolError("data: found an N1.6 {'observation', 'options'} request; this "
+                                         "server speaks the N1.5 protocol (a flat observation as data)")
+            observation = data
+        else:
+            unexpected = [key for key in data if key not in ("observation", "options")]
+            if unexpected or "observation" not in data:
+                raise wire.ProtocolError(
+                    f"data: expected {{'observation': <nested observation>, 'options': map | None}} (N1.6 "
+                    f"protocol), found keys {', '.join(map(repr, data)) or 'none'}")
+            _options(data)
+            observation = nested.flatten_observation(data["observation"], self._nested_keys)
+        self.limits.check(observation)
+        return observation
+
+    def _get_action(self, observation: dict[str, Any], seed: int | None) -> dict[str, Any]:
+        if seed is None:
+            action = self.policy.get_action(observation)
+        elif self._policy_takes_seed:
+            action = self.policy.get_action(observation, seed=seed)
+        else:
+            raise wire.ProtocolError("'seed': this server's policy does not take a seed")
+        if isinstance(action, dict):  # whatever the policy, no NaN / inf reaches a robot
+            check_finite_actions(action)
+        return action
 
     @staticmethod
     def _error(endpoint: str, message: str) -> bytes:
         logger.warning("%s rejected: %s", endpoint, message)
-        return protocol.error_response(message)
+        return wire.error_response(message)
+
+
+def _options(data: Any) -> dict | None:
+    """The N1.6 "options" of a get_action / reset request's data (a map, or none for reset): a map or
+    None, not used by groot's policies."""
+    if data is not None and not isinstance(data, dict):
+        raise wire.ProtocolError(f"'data': expected a map, found {type(data).__name__}")
+    options = (data or {}).get("options")
+    if options is not None and not isinstance(options, dict):
+        raise wire.ProtocolError(f"data['options']: expected a map or null, "
+                                 f"found {type(options).__name__}")
+    return options
 
 
 def check_bindable(host: str, port: int) -> None:
@@ -180,9 +229,9 @@ def check_bindable(host: str, port: int) -> None:
 
 def _bind(socket: zmq.Socket, host: str, port: int) -> str:
     """Bind `socket` to tcp://host:port (port 0: any free port) -> the bound endpoint."""
-    if protocol.is_ipv6(host):
+    if wire.is_ipv6(host):
         socket.setsockopt(zmq.IPV6, 1)
-    address = f"tcp://{protocol.tcp_host(host)}:{port if port else '*'}"
+    address = f"tcp://{wire.tcp_host(host)}:{port if port else '*'}"
     try:
         socket.bind(address)
     except zmq.ZMQError as e:

@@ -87,12 +87,14 @@ def seed_everything(seed: int) -> None:
 
 def load_base_model(base_model: str):
     """Preset name -> random weights; otherwise a checkpoint directory or hub id (fp32 on the CPU)."""
-    from groot.model.config import PRESETS
-    from groot.model.gr00t_n15 import GR00TN15
+    from groot.model.checkpoint import load_pretrained
+    from groot.model.config import PRESETS, preset_config
+    from groot.model.gr00t_n16 import model_class
 
     if base_model in PRESETS:
-        return GR00TN15.from_preset(base_model)
-    return GR00TN15.from_pretrained(base_model, dtype=torch.float32)
+        config = preset_config(base_model)
+        return model_class(config)(config)
+    return load_pretrained(base_model, dtype=torch.float32)
 
 
 def build_processor(model_config, base_model: str):

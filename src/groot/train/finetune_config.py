@@ -25,9 +25,12 @@ class FinetuneConfig:
     num_gpus: int = arg(1, "GPUs to use; >1 relaunches this command under torchrun")
     save_steps: int = arg(1000, "save a checkpoint every N steps (and at the end)")
     base_model: str = arg(DEFAULT_BASE_MODEL,
-                          "model to start from: preset name (n1.5-3b, small, tiny), checkpoint dir or hub id")
+                          "model to start from: preset name (n1.5-3b, small, tiny, n1.6-3b, n1.6-small, "
+                          "n1.6-tiny), checkpoint dir or hub id (N1.5 or N1.6)")
     tune_llm: bool = arg(False, "train the language model of the backbone")
     tune_visual: bool = arg(False, "train the vision tower and mlp1 of the backbone")
+    tune_top_llm_layers: int = arg(0, "train the top N layers of an otherwise frozen LLM (the N1.6 "
+                                      "pretraining tuned 4; 0: none)")
     tune_projector: bool = arg(True, "train the state/action encoders, action decoder, position embedding")
     tune_diffusion_model: bool = arg(True, "train the DiT of the action head")
     resume: bool = arg(False, "continue from the newest complete checkpoint in --output-dir")

@@ -17,7 +17,7 @@ from groot.model.batch import Batch
 
 def token_embedding(model: nn.Module) -> nn.Embedding:
     """The LLM's `embed_tokens` of a GR00TN15."""
-    return model.backbone.eagle_model.language_model.model.embed_tokens
+    return model.backbone.vlm.language_model.model.embed_tokens
 
 
 class HostTokenEmbedding:

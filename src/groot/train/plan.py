@@ -25,7 +25,8 @@ class TrainPlan:
     bf16: bool  # bf16 autocast; frozen weights stored in bf16 (FSDP: bf16 compute instead)
     tf32: bool  # TF32 matmuls / convolutions while training (restored afterwards)
     fsdp: bool  # FSDP2 sharding (else DDP when world_size > 1)
-    trainable: tuple[bool, bool, bool, bool]  # tune LLM, visual, projector, diffusion model
+    # tune LLM, visual, projector, diffusion model; top LLM layers of a frozen LLM
+    trainable: tuple[bool, bool, bool, bool, int]
     lora_rank: int  # 0: no LoRA
     lora_alpha: float
     lora_dropout: float
@@ -81,7 +82,8 @@ def resolve_plan(cfg: FinetuneConfig, device: torch.device, world_size: int,
     compile_ = cfg.compile == "on" or (cfg.compile == "auto" and cuda and not distributed and not lora)
     return TrainPlan(
         device=str(device), world_size=world_size, bf16=bf16, tf32=bf16, fsdp=fsdp,
-        trainable=(cfg.tune_llm, cfg.tune_visual, cfg.tune_projector, cfg.tune_diffusion_model),
+        trainable=(cfg.tune_llm, cfg.tune_visual, cfg.tune_projector, cfg.tune_diffusion_model,
+                   cfg.tune_top_llm_layers),
         lora_rank=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
         lora_full_model=cfg.lora_full_model,
         embodiment_ids=tuple(embodiment_ids),
