@@ -281,6 +281,7 @@ _N16_PROCESSING_FLAGS = ("formalize_language", "use_relative_action", "apply_sin
 # Everything it does not say (the Eagle vision / LLM sizes) keeps the n1.6-3b preset's value.
 _OFFICIAL_N16_KEYS: dict[str, tuple[str, type]] = {
     "select_layer": ("backbone", int), "tune_llm": ("backbone", bool), "tune_visual": ("backbone", bool),
+    "tune_top_llm_layers": ("backbone", int),
     **{key: ("head", kind) for key, kind in (
         ("action_horizon", int), ("max_state_dim", int), ("max_action_dim", int), ("hidden_size", int),
         ("input_embedding_dim", int), ("backbone_embedding_dim", int), ("max_num_embodiments", int),
