@@ -210,10 +210,70 @@ def test_loading_without_mask_token_draws_it(tmp_path):
     assert main(["model", "keys", str(out)]) == 0
 
 
-def test_official_n16_config_layout_is_refused_with_one_error(tmp_path):
-    from groot.errors import CheckpointError
+OFFICIAL_CONFIG = Path(__file__).resolve().parents[1] / "fixtures" / "gr00t_n16_official_config.json"
+
+
+def _read_config_json(tmp_path, values: dict):
     from groot.model.checkpoint import read_config
 
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "Gr00tN1d6", "select_layer": 16}))
-    with pytest.raises(CheckpointError, match="official N1.6 config.json layout is not read yet"):
-        read_config(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps(values))
+    return read_config(tmp_path)
+
+
+def test_official_flat_config_builds_the_3b_structure(tmp_path):
+    config = _read_config_json(tmp_path, json.loads(OFFICIAL_CONFIG.read_text()))
+    expected = preset_config("n1.6-3b")
+    expected.backbone_cfg.tune_top_llm_layers = 4  # the release's pretraining setting, read from the file
+    assert isinstance(config, GR00TN16Config) and config == expected
+    with torch.device("meta"):
+        model = GR00TN16(config)
+    mine = {name: str(tuple(t.shape)) for name, t in model.state_dict().items()}
+    assert mine.pop("action_head.mask_token") == "(1, 1, 1536)"
+    assert mine == _reference_shapes()
+
+
+def test_official_flat_config_values_reach_the_model_config(tmp_path):
+    values = json.loads(OFFICIAL_CONFIG.read_text())
+    values.update(select_layer=12, action_horizon=16, max_action_dim=32, backbone_embedding_dim=1024,
+                  use_alternate_vl_dit=False, formalize_language=False, noise_s=1, tune_llm=True,
+                  some_future_key={"ignored": True})
+    values["diffusion_model_cfg"]["num_layers"] = 8
+    config = _read_config_json(tmp_path, values)
+    bb, head = config.backbone_cfg, config.action_head_cfg
+    assert bb.select_layer == bb.llm.num_layers == 12 and bb.tune_llm
+    assert head.action_horizon == 16 and head.action_dim == head.max_action_dim == 32
+    assert head.backbone_embedding_dim == head.diffusion_model_cfg.cross_attention_dim == 1024
+    dit = head.diffusion_model_cfg
+    assert dit.num_layers == 8 and dit.attend_text_every_n_blocks is None
+    assert head.noise_s == 1.0 and isinstance(head.noise_s, float) and not config.formalize_language
+    assert bb.vision == preset_config("n1.6-3b").backbone_cfg.vision  # not in the official file
+
+
+@pytest.mark.parametrize(("key", "value", "expected"), [
+    ("action_horizon", "50", "an integer"), ("action_horizon", True, "an integer"),
+    ("state_dropout_prob", float("nan"), "a finite number"), ("formalize_language", 1, "true or false"),
+    ("diffusion_model_cfg", [], "a JSON object")])
+def test_official_flat_config_refuses_wrong_types(tmp_path, key, value, expected):
+    from groot.errors import CheckpointError
+
+    values = json.loads(OFFICIAL_CONFIG.read_text())
+    values[key] = value
+    with pytest.raises(CheckpointError, match=rf"config.json: key '{key}': expected {expected}, found"):
+        _read_config_json(tmp_path, values)
+
+
+def test_official_flat_config_refuses_a_wrong_dit_value(tmp_path):
+    from groot.errors import CheckpointError
+
+    values = json.loads(OFFICIAL_CONFIG.read_text())
+    values["diffusion_model_cfg"]["num_layers"] = 3.5
+    with pytest.raises(CheckpointError, match="key 'diffusion_model_cfg.num_layers': expected an integer"):
+        _read_config_json(tmp_path, values)
+
+
+def test_groot_layout_keeps_the_processing_flags():
+    config = preset_config("n1.6-tiny")
+    config.formalize_language, config.use_relative_action = False, False
+    d = config.to_dict()
+    assert d["formalize_language"] is False and d["apply_sincos_state_encoding"] is True
+    assert GR00TN16Config.from_dict(d) == config

@@ -1,9 +1,11 @@
-"""GR00T N1.5 checkpoints: HF-style (sharded) safetensors + config.json + experiment_cfg/.
+"""GR00T checkpoints: HF-style (sharded) safetensors + config.json + experiment_cfg/.
 
 Layout (docs/ARCHITECTURE.md): `config.json`, `model.safetensors` or `model-0000k-of-0000n.safetensors`
 with `model.safetensors.index.json`, `experiment_cfg/metadata.json`, `experiment_cfg/data_config.json`,
-`tokenizer/`. Loading builds the model on the meta device and assigns the stored tensors straight into
-it, so nothing is initialised twice and the 3B model loads at disk speed.
+`tokenizer/`; N1.6 checkpoints also carry the original's processor files (`processor_config.json`,
+`statistics.json`, `embodiment_id.json`: `groot.model.n16_processor_files`). Loading builds the model
+on the meta device and assigns the stored tensors straight into it, so nothing is initialised twice and
+the 3B model loads at disk speed.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from groot.errors import CheckpointError
 from groot.model.config import GR00TN15Config, GR00TN16Config
 from groot.model.gr00t_n15 import GR00TN15
 from groot.model.gr00t_n16 import model_class
+from groot.model.n16_processor_files import write_n16_processor_files
 from groot.utils.files import atomic_dir
 
 log = logging.getLogger(__name__)
@@ -143,7 +146,9 @@ def save_pretrained(model: GR00TN15, directory: str | Path, metadata: dict[str, 
 
     metadata: {embodiment_tag: DatasetMetadata | dict} -> experiment_cfg/metadata.json;
     data_config: DataConfig | dict -> experiment_cfg/data_config.json; tokenizer: saved under
-    tokenizer/ when it has `save_pretrained(dir)` (the built-in byte tokenizer needs no files)."""
+    tokenizer/ when it has `save_pretrained(dir)` (the built-in byte tokenizer needs no files).
+    An N1.6 model also gets processor_config.json, statistics.json and embodiment_id.json from the
+    same metadata and data config (`n16_processor_files.write_n16_processor_files`)."""
     return save_state_dict(model.config, model.state_dict(), directory, metadata=metadata,
                            data_config=data_config, max_shard_size=max_shard_size, tokenizer=tokenizer)
 
@@ -170,6 +175,8 @@ def save_state_dict(config: GR00TN15Config, state: dict[str, torch.Tensor], dire
             _write_json(tmp / METADATA_FILE, metadata)
         if data_config is not None:
             _write_json(tmp / DATA_CONFIG_FILE, data_config)
+        if isinstance(config, GR00TN16Config):
+            write_n16_processor_files(tmp, config, metadata, data_config)
         if tokenizer is not None and hasattr(tokenizer, "save_pretrained"):
             tokenizer.save_pretrained(tmp / TOKENIZER_DIR)
         for name, text in (extra_files or {}).items():
@@ -225,11 +232,10 @@ def read_config(root: Path) -> GR00TN15Config:
     if not path.is_file():
         raise CheckpointError(f"{path}: expected the model config, found no file")
     config = json.loads(path.read_text())
-    if config.get("model_type") == "Gr00tN1d6":
-        if "groot" not in config:
-            raise CheckpointError(f"{path}: key 'groot': expected the sizes block groot writes, found none "
-                                  "(the official N1.6 config.json layout is not read yet)")
-        return GR00TN16Config.from_dict(config)
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, found {type(config).__name__}")
+    if config.get("model_type") == "Gr00tN1d6":  # groot's layout or the official flat one
+        return GR00TN16Config.from_dict(config, source=str(path))
     return GR00TN15Config.from_dict(config)
 
 

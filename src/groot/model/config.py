@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from groot.errors import ConfigError
+from groot.errors import CheckpointError, ConfigError
 
 
 @dataclass
@@ -275,13 +276,55 @@ def _n16_action_head(**kwargs: Any) -> ActionHeadConfig:
     return ActionHeadConfig(**{**values, **kwargs})
 
 
+_N16_PROCESSING_FLAGS = ("formalize_language", "use_relative_action", "apply_sincos_state_encoding")
+# The official N1.6 `config.json` is flat (N1.6 spec 1.2): key (= groot field name) -> (part, type).
+# Everything it does not say (the Eagle vision / LLM sizes) keeps the n1.6-3b preset's value.
+_OFFICIAL_N16_KEYS: dict[str, tuple[str, type]] = {
+    "select_layer": ("backbone", int), "tune_llm": ("backbone", bool), "tune_visual": ("backbone", bool),
+    "tune_top_llm_layers": ("backbone", int),
+    **{key: ("head", kind) for key, kind in (
+        ("action_horizon", int), ("max_state_dim", int), ("max_action_dim", int), ("hidden_size", int),
+        ("input_embedding_dim", int), ("backbone_embedding_dim", int), ("max_num_embodiments", int),
+        ("max_seq_len", int), ("add_pos_embed", bool), ("use_vlln", bool), ("num_inference_timesteps", int),
+        ("num_timestep_buckets", int), ("noise_beta_alpha", float), ("noise_beta_beta", float),
+        ("noise_s", float), ("tune_projector", bool), ("tune_diffusion_model", bool),
+        ("state_dropout_prob", float))},
+    **{key: ("config", bool) for key in _N16_PROCESSING_FLAGS},
+}
+_OFFICIAL_DIT_KEYS: dict[str, type] = {
+    "num_layers": int, "num_attention_heads": int, "attention_head_dim": int, "output_dim": int,
+    "dropout": float, "final_dropout": bool, "interleave_self_attention": bool, "norm_type": str}
+
+
+def _typed(source: str, key: str, value: Any, kind: type) -> Any:
+    """`value` when it is a `kind` (an int counts as a float; bool never counts as a number; floats must
+    be finite), else CheckpointError naming the file, the key, the expected and the found value."""
+    if kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        expected = {float: "a finite number", int: "an integer", bool: "true or false",
+                    str: "a string", dict: "a JSON object"}[kind]
+        raise CheckpointError(f"{source}: key {key!r}: expected {expected}, found {value!r}")
+    return float(value) if kind is float else value
+
+
 @dataclass
 class GR00TN16Config(GR00TN15Config):
     """GR00T N1.6 (`Gr00tN1d6`): Eagle-Block2A backbone (SigLIP2-style tower at native resolution,
     2x2 pixel unshuffle, LayerNorm-MLP projector, Qwen3 cut at 16 layers) and the AlternateVLDiT head
     (32 blocks, text / image cross-attention masks, no VL adapter, no future tokens, 128-d state /
     action, horizon 50). The defaults are the `nvidia/GR00T-N1.6-3B` checkpoint's. `shortest_image_edge`
-    and `crop_fraction` are the image geometry its processor applies (spec 4.2)."""
+    and `crop_fraction` are the image geometry its processor applies (spec 4.2).
+
+    The processing flags carry the official config's values to the processor and to the checkpoint's
+    `processor_config.json`: `formalize_language` (the instruction is lower-cased and stripped of every
+    character matching `[^\\w\\s]`), `use_relative_action` (action groups configured as relative are
+    predicted relative to the last state), `apply_sincos_state_encoding` (state groups listed for it are
+    fed as [sin, cos])."""
 
     backbone_cfg: BackboneConfig = field(default_factory=lambda: _n16_backbone(
         VisionConfig(), LLMConfig(num_layers=16, tie_word_embeddings=False)))  # lm_head stored untied
@@ -290,28 +333,66 @@ class GR00TN16Config(GR00TN15Config):
     preset: str = "n1.6-3b"
     shortest_image_edge: int = 256
     crop_fraction: float = 0.95
+    formalize_language: bool = True
+    use_relative_action: bool = True
+    apply_sincos_state_encoding: bool = True
 
     @property
     def generation(self) -> str:
         return "n1.6"
 
     def to_dict(self) -> dict[str, Any]:
-        """Every size under the N1.5 layout's keys (`groot` block included), tagged `Gr00tN1d6`."""
+        """Every size under the N1.5 layout's keys (`groot` block included), tagged `Gr00tN1d6`, with the
+        processing flags at the top level under their official names."""
         d = super().to_dict()
         d.update(model_type="Gr00tN1d6", architectures=["Gr00tN1d6"])
+        d.update({flag: getattr(self, flag) for flag in _N16_PROCESSING_FLAGS})
         d["groot"]["backbone"] = {k: getattr(self.backbone_cfg, k) for k in ("pixel_unshuffle", "projector")}
         d["groot"]["images"] = {k: getattr(self, k) for k in ("shortest_image_edge", "crop_fraction")}
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> GR00TN16Config:
-        """Read what `to_dict` wrote (the official N1.6 `config.json` layout is not read yet)."""
+    def from_dict(cls, d: dict[str, Any], source: str = "config.json") -> GR00TN16Config:
+        """Read groot's layout (what `to_dict` writes: it has a `groot` block) or the official flat N1.6
+        `config.json` (`from_official_dict`). A wrongly typed value raises CheckpointError naming
+        `source`, the key, the expected and the found value."""
+        if "groot" not in d:
+            return cls.from_official_dict(d, source)
         base = GR00TN15Config.from_dict(d)
         for key, value in d.get("groot", {}).get("backbone", {}).items():
             setattr(base.backbone_cfg, key, value)
+        flags = {flag: _typed(source, flag, d[flag], bool) for flag in _N16_PROCESSING_FLAGS if flag in d}
         images = d.get("groot", {}).get("images", {})
+        geometry = {k: images[k] for k in ("shortest_image_edge", "crop_fraction") if k in images}
         return cls(backbone_cfg=base.backbone_cfg, action_head_cfg=base.action_head_cfg, preset=base.preset,
-                   **{k: images[k] for k in ("shortest_image_edge", "crop_fraction") if k in images})
+                   **flags, **geometry)
+
+    @classmethod
+    def from_official_dict(cls, d: dict[str, Any], source: str = "config.json") -> GR00TN16Config:
+        """The official flat `config.json` (keys of N1.6 spec 1.2) over the n1.6-3b preset: the sizes it
+        does not name (vision tower, LLM width) stay the preset's; unknown keys are ignored. Derived:
+        the LLM keeps `select_layer` layers, `action_dim` = `max_action_dim`, the DiT cross-attends to
+        `backbone_embedding_dim` features and alternates text / image blocks only when
+        `use_alternate_vl_dit`."""
+        config = cls()
+        bb, head = config.backbone_cfg, config.action_head_cfg
+        dit = head.diffusion_model_cfg
+        parts = {"backbone": bb, "head": head, "config": config}
+        for key, (part, kind) in _OFFICIAL_N16_KEYS.items():
+            if key in d:
+                setattr(parts[part], key, _typed(source, key, d[key], kind))
+        dit_in = _typed(source, "diffusion_model_cfg", d.get("diffusion_model_cfg", {}), dict)
+        for key, kind in _OFFICIAL_DIT_KEYS.items():
+            if key in dit_in:
+                setattr(dit, key, _typed(source, f"diffusion_model_cfg.{key}", dit_in[key], kind))
+        alternate = _typed(source, "use_alternate_vl_dit", d.get("use_alternate_vl_dit", True), bool)
+        every = _typed(source, "attend_text_every_n_blocks",
+                       d.get("attend_text_every_n_blocks", dit.attend_text_every_n_blocks), int)
+        dit.attend_text_every_n_blocks = every if alternate else None
+        bb.llm.num_layers = bb.select_layer
+        head.action_dim = head.max_action_dim
+        dit.cross_attention_dim = head.backbone_embedding_dim
+        return config
 
 
 def _n16_small() -> GR00TN16Config:

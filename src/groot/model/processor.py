@@ -14,22 +14,37 @@ per 224 x 224 image) expands each placeholder to `<image k><img>` + `<IMG_CONTEX
 the original's training renders (its dataset yields a list of one string, of which GR00TTransform takes
 the string); it is not lower-cased or stripped of punctuation (N1.5 never calls `formalize_language`).
 Batches are left-padded with the tokenizer's pad id (`<|endoftext|>` for the Eagle tokenizer).
-Tokenized prompts are cached per (language, number of images), since inference asks for the same prompt
-at every step.
+
+N1.6 (`GrootN16Processor`, the layout of `Gr00tN1d6Processor`, NVIDIA/Isaac-GR00T @ 005e8a4f
+`gr00t/model/gr00t_n1d6/processing_gr00t_n1d6.py` with the vendored Eagle-Block2A chat template): one
+user message holds the text, then the images; no generation prompt; the text is "formalized" (lower
+case, every character matching `[^\\w\\s]` removed) when the config's `formalize_language`:
+
+    <|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n{text}
+    <image 1><img><IMG_CONTEXT>x n</img><image 2><img>...</img><|im_end|>\n
+
+Images keep their own size: n = H * W / (patch * pixel_unshuffle)^2 (81 for 252 x 252, 108 for
+252 x 336); a side that is not a multiple of patch * pixel_unshuffle is first brought to one by the Eagle
+processor's `smart_resize` (`groot.model.native_resolution`). All images of a batch share one size.
+
+Tokenized prompts are cached per (language, number of images, image tokens per image), since inference
+asks for the same prompt at every step.
 """
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from groot.data.image_ops import model_pixels
+from groot.data.image_ops import model_pixels, to_model_pixels
 from groot.errors import CheckpointError, ObservationError
 from groot.model.batch import Batch
 from groot.model.config import GR00TN15Config
+from groot.model.native_resolution import resize_to_grid
 from groot.model.tokenizer import load_tokenizer
 
 SYSTEM_PROMPT = "You are a helpful assistant."
@@ -37,25 +52,52 @@ PASSTHROUGH = {"state": torch.float32, "state_mask": torch.bool, "action": torch
                "action_mask": torch.bool}
 
 
+SYSTEM_TURN = f"<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n"
+NOT_WORD_OR_SPACE = re.compile(r"[^\w\s]")
+
+
+def image_blocks(num_images: int, num_image_tokens: int) -> str:
+    """`<image k><img>` + `<IMG_CONTEXT>` x num_image_tokens + `</img>` for k = 1 .. num_images."""
+    return "".join(f"<image {k}><img>" + "<IMG_CONTEXT>" * num_image_tokens + "</img>"
+                   for k in range(1, num_images + 1))
+
+
 def render_prompt(language: str, num_images: int, num_image_tokens: int) -> str:
-    """The chat-template text of one sample, image placeholders already expanded."""
-    images = "".join(f"<image {k}><img>" + "<IMG_CONTEXT>" * num_image_tokens + "</img>"
-                     for k in range(1, num_images + 1))
-    return (f"<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n<|im_start|>user\n{images}{language}"
+    """N1.5: the chat-template text of one sample (images, then text, then the generation prompt),
+    image placeholders already expanded."""
+    return (f"{SYSTEM_TURN}<|im_start|>user\n{image_blocks(num_images, num_image_tokens)}{language}"
             "<|im_end|>\n<|im_start|>assistant\n")
 
 
+def render_n16_prompt(text: str, num_images: int, num_image_tokens: int) -> str:
+    """N1.6: the chat-template text of one sample (text, then images, no generation prompt), image
+    placeholders already expanded."""
+    return f"{SYSTEM_TURN}<|im_start|>user\n{text}{image_blocks(num_images, num_image_tokens)}<|im_end|>\n"
+
+
+def formalize_language(text: str) -> str:
+    """The original N1.6's instruction clean-up: lower case, then every character matching `[^\\w\\s]`
+    removed ("Pick up the Ketchup!" -> "pick up the ketchup")."""
+    return NOT_WORD_OR_SPACE.sub("", text.lower())
+
+
 class GrootProcessor:
-    def __init__(self, tokenizer, image_size: int, num_image_tokens: int, cache_size: int = 256):
+    """N1.5 processor: every image resized to `image_size` and given `num_image_tokens` tokens, prompt of
+    `render_prompt`. `for_config` picks the processor of the config's generation. The N1.6 subclass
+    overrides the four generation hooks: `instruction`, `render`, `pixels`, `tokens_per_image`."""
+
+    def __init__(self, tokenizer, image_size: int | None, num_image_tokens: int | None,
+                 cache_size: int = 256):
         self.tokenizer = tokenizer
-        self.image_size = image_size
-        self.num_image_tokens = num_image_tokens
+        self.image_size = image_size  # None: images keep their own size (N1.6)
+        self.num_image_tokens = num_image_tokens  # None: follows each batch's image size (N1.6)
         self.cache_size = cache_size
-        self._prompt_cache: OrderedDict[tuple[str, int], list[int]] = OrderedDict()
+        self._prompt_cache: OrderedDict[tuple[str, int, int], list[int]] = OrderedDict()
 
     @classmethod
     def for_config(cls, config: GR00TN15Config, model_dir: str | Path | None = None) -> GrootProcessor:
-        """Tokenizer of the config's kind; a checkpoint's `tokenizer/` folder is preferred when present."""
+        """The processor of the config's generation (`config.generation`: "n1.5" or "n1.6") with the
+        tokenizer of the config's kind; a checkpoint's `tokenizer/` folder is preferred when present."""
         bb = config.backbone_cfg
         tokenizer_dir = None
         if model_dir is not None:
@@ -65,27 +107,52 @@ class GrootProcessor:
         if tokenizer.image_token_id != bb.image_token_id:
             raise CheckpointError(tokenizer_dir or f"{bb.tokenizer} tokenizer", "image_token_id",
                                   f"the config's id {bb.image_token_id}", tokenizer.image_token_id)
-        return cls(tokenizer, bb.vision.image_size, bb.num_image_tokens)
+        if config.generation == "n1.6":
+            return GrootN16Processor(tokenizer, bb.vision.patch_size * bb.pixel_unshuffle,
+                                     config.formalize_language)
+        return GrootProcessor(tokenizer, bb.vision.image_size, bb.num_image_tokens)
 
-    def prompt_ids(self, language: str, num_images: int) -> list[int]:
-        """Token ids of one sample's prompt (LRU-cached; do not mutate the returned list). `language` must
-        be the instruction string: the original's template would print any other object with `str()`
-        (`"['pick']"` for a list or array), a form its training never rendered."""
+    # ---- generation hooks --------------------------------------------------------------------------
+    def instruction(self, language: str) -> str:
+        """The text the prompt holds for `language` (N1.5: verbatim)."""
+        return language
+
+    def render(self, text: str, num_images: int, num_image_tokens: int) -> str:
+        return render_prompt(text, num_images, num_image_tokens)
+
+    def pixels(self, images: Any) -> torch.Tensor:
+        """uint8 [N, H, W, 3] -> float32 [N, 3, S, S] in [-1, 1] (`image_ops.model_pixels` without crop:
+        frames not S x S are resized like the data transforms do, not tiled as the Eagle processor would)."""
+        return model_pixels(checked_images(images), self.image_size)
+
+    def tokens_per_image(self, pixels: torch.Tensor) -> int:
+        """Image tokens of each image of pixels [N, 3, H, W] (N1.5: the fixed count)."""
+        return self.num_image_tokens
+
+    # ---- shared ------------------------------------------------------------------------------------
+    def prompt_ids(self, language: str, num_images: int, num_image_tokens: int | None = None) -> list[int]:
+        """Token ids of one sample's prompt (LRU-cached; do not mutate the returned list).
+        num_image_tokens: per image; None = the processor's fixed count (N1.6 has none: pass it).
+        `language` must be the instruction string: the original's template would print any other object
+        with `str()` (`"['pick']"` for a list or array), a form its training never rendered."""
         if not isinstance(language, str):
             raise ObservationError(f"GrootProcessor: language must be the instruction string, found "
                                    f"{type(language).__name__} {language!r}")
-        key = (str(language), num_images)
+        per_image = self.num_image_tokens if num_image_tokens is None else num_image_tokens
+        if per_image is None:
+            raise ObservationError("GrootProcessor: the image-token count follows the image size here; "
+                                   "expected num_image_tokens, found None")
+        key = (str(language), num_images, per_image)
         ids = self._prompt_cache.get(key)
         if ids is not None:
             self._prompt_cache.move_to_end(key)
             return ids
-        ids = self.tokenizer.encode(render_prompt(key[0], num_images, self.num_image_tokens))
+        ids = self.tokenizer.encode(self.render(self.instruction(key[0]), num_images, per_image))
         found = ids.count(self.tokenizer.image_token_id)
-        if found != num_images * self.num_image_tokens:
+        if found != num_images * per_image:
             raise ObservationError(f"GrootProcessor: the prompt for language {key[0]!r} holds {found} image "
                                    f"tokens (id {self.tokenizer.image_token_id}), expected {num_images} "
-                                   f"images x {self.num_image_tokens} (does the language contain "
-                                   "<IMG_CONTEXT>?)")
+                                   f"images x {per_image} (does the language contain <IMG_CONTEXT>?)")
         self._prompt_cache[key] = ids
         if len(self._prompt_cache) > self.cache_size:
             self._prompt_cache.popitem(last=False)
@@ -102,21 +169,18 @@ class GrootProcessor:
             attention_mask[row, length - len(prompt):] = 1
         return input_ids, attention_mask
 
-    def pixels(self, images: Any) -> torch.Tensor:
-        """uint8 [N, H, W, 3] -> float32 [N, 3, S, S] in [-1, 1] (`image_ops.model_pixels` without crop:
-        frames not S x S are resized like the data transforms do, not tiled as the Eagle processor would)."""
-        images = torch.as_tensor(images)
-        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-            raise ObservationError(f"images: expected uint8 [N, H, W, 3], found {images.dtype} "
-                                   f"{tuple(images.shape)}")
-        return model_pixels(images, self.image_size)
-
     def __call__(self, samples: list[dict[str, Any]]) -> Batch:
-        """list of model samples -> host `Batch`; action / action_mask only when the samples carry actions."""
+        """list of model samples -> host `Batch`; action / action_mask only when the samples carry actions.
+        Every image of the batch must come out at one size (one pixel tensor)."""
         if not samples:
             raise ObservationError("GrootProcessor: expected at least one sample, found an empty list")
         pixels = [self.pixels(s["images"]) for s in samples]
-        prompts = [self.prompt_ids(s["language"], p.shape[0]) for s, p in zip(samples, pixels, strict=True)]
+        sizes = [tuple(p.shape[-2:]) for p in pixels if p.shape[0]]
+        if len(set(sizes)) > 1:
+            raise ObservationError(f"GrootProcessor: expected every image of a batch at one size, found "
+                                   f"H x W = {sorted(set(sizes))}")
+        prompts = [self.prompt_ids(s["language"], p.shape[0], self.tokens_per_image(p))
+                   for s, p in zip(samples, pixels, strict=True)]
         input_ids, attention_mask = self.pad_prompts(prompts)
         passthrough = {}
         for key, dtype in PASSTHROUGH.items():
@@ -128,3 +192,38 @@ class GrootProcessor:
                 passthrough[key] = torch.stack([torch.as_tensor(s[key]).to(dtype) for s in samples])
         embodiment_id = torch.tensor([int(s["embodiment_id"]) for s in samples], dtype=torch.int64)
         return Batch(torch.cat(pixels), input_ids, attention_mask, embodiment_id, **passthrough)
+
+
+class GrootN16Processor(GrootProcessor):
+    """N1.6 processor: text-first prompt without generation prompt (`render_n16_prompt`), formalized
+    language when `formalize`, images at their own size brought to multiples of `grid`
+    (= patch * pixel_unshuffle, 28) by `smart_resize`, H * W / grid^2 tokens per image."""
+
+    def __init__(self, tokenizer, grid: int, formalize: bool = True, cache_size: int = 256):
+        super().__init__(tokenizer, image_size=None, num_image_tokens=None, cache_size=cache_size)
+        self.grid = grid
+        self.formalize = formalize
+
+    def instruction(self, language: str) -> str:
+        return formalize_language(language) if self.formalize else language
+
+    def render(self, text: str, num_images: int, num_image_tokens: int) -> str:
+        return render_n16_prompt(text, num_images, num_image_tokens)
+
+    def pixels(self, images: Any) -> torch.Tensor:
+        """uint8 [N, H, W, 3] -> float32 [N, 3, H', W'] in [-1, 1], (H', W') = smart_resize(H, W)
+        (= (H, W) when both are multiples of `grid`)."""
+        return to_model_pixels(resize_to_grid(checked_images(images), self.grid))
+
+    def tokens_per_image(self, pixels: torch.Tensor) -> int:
+        height, width = pixels.shape[-2:]
+        return height * width // self.grid**2
+
+
+def checked_images(images: Any) -> torch.Tensor:
+    """The images of one sample as a uint8 [N, H, W, 3] tensor, else ObservationError."""
+    images = torch.as_tensor(images)
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise ObservationError(f"images: expected uint8 [N, H, W, 3], found {images.dtype} "
+                               f"{tuple(images.shape)}")
+    return images
