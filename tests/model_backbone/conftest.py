@@ -50,6 +50,11 @@ def build_reference_siglip2(vision: VisionConfig, seed: int = 0) -> torch.nn.Mod
 
 
 @pytest.fixture
+def randomise():
+    return randomise_
+
+
+@pytest.fixture
 def reference_qwen3():
     return build_reference_qwen3
 
