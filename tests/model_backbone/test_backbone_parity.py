@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
-from groot.model.config import LLMConfig, VisionConfig
+from groot.model.config import LLMConfig, VisionConfig, preset_config
 from groot.model.qwen3 import Qwen3LanguageModel
 from groot.model.siglip import SiglipVisionModel
 
@@ -17,6 +19,7 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.i
                                                                reason="needs a CUDA GPU"))]
 LLM = LLMConfig(vocab_size=300, hidden_size=64, intermediate_size=96, num_layers=2, num_heads=4,
                 num_kv_heads=2, head_dim=32, rms_norm_eps=1e-6, rope_theta=1_000_000.0)
+N16_LLM = dataclasses.replace(preset_config("n1.6-tiny").backbone_cfg.llm, tie_word_embeddings=False)
 
 
 def _reference_siglip() -> torch.nn.Module:
@@ -30,24 +33,6 @@ def _reference_siglip() -> torch.nn.Module:
     with torch.no_grad():  # HF's own init leaves some tensors at 0 / 1; randomise everything
         for p in ref.parameters():
             p.normal_(0.0, 0.1)
-    return ref
-
-
-def _reference_qwen3() -> torch.nn.Module:
-    hf_cfg = transformers.Qwen3Config(
-        vocab_size=LLM.vocab_size, hidden_size=LLM.hidden_size, intermediate_size=LLM.intermediate_size,
-        num_hidden_layers=LLM.num_layers, num_attention_heads=LLM.num_heads,
-        num_key_value_heads=LLM.num_kv_heads, head_dim=LLM.head_dim, rms_norm_eps=LLM.rms_norm_eps,
-        rope_theta=LLM.rope_theta, max_position_embeddings=128, attention_bias=False,
-        tie_word_embeddings=True)
-    torch.manual_seed(0)
-    ref = transformers.Qwen3Model(hf_cfg).eval()
-    with torch.no_grad():
-        for p in ref.parameters():
-            p.normal_(0.0, 0.1)
-        for name, p in ref.named_parameters():
-            if name.endswith("norm.weight"):
-                p.add_(1.0)
     return ref
 
 
@@ -70,27 +55,35 @@ def test_siglip_matches_transformers(device):
     assert (pooled - expected.pooler_output).abs().max() < tol
 
 
+@pytest.mark.parametrize("llm", [LLM, N16_LLM], ids=["n1.5-style", "n1.6-tiny-untied"])
 @pytest.mark.parametrize("device", DEVICES)
-def test_qwen3_matches_transformers_with_left_padding(device):
-    ref = _reference_qwen3().to(device)
-    ours = Qwen3LanguageModel(LLM).eval().to(device)
+def test_qwen3_matches_transformers_with_left_padding(device, llm, reference_qwen3):
+    """The kept layers + final norm equal transformers' Qwen3Model cut to the same layers by popping
+    (the release's truncation); tied (N1.5) and untied (N1.6-3B) lm_head layouts both load."""
+    ref = reference_qwen3(llm).to(device)
+    ours = Qwen3LanguageModel(llm).eval().to(device)
     state = {f"model.{k}": v for k, v in ref.state_dict().items()}
-    state["lm_head.weight"] = state["model.embed_tokens.weight"]
+    state["lm_head.weight"] = (state["model.embed_tokens.weight"] if llm.tie_word_embeddings
+                               else torch.randn(llm.vocab_size, llm.hidden_size))
     ours.load_state_dict(state, strict=True)
-    assert ours.lm_head.weight.data_ptr() == ours.model.embed_tokens.weight.data_ptr()
+    tied = ours.lm_head.weight.data_ptr() == ours.model.embed_tokens.weight.data_ptr()
+    assert tied == llm.tie_word_embeddings
 
     g = torch.Generator().manual_seed(1)
-    ids = torch.randint(0, LLM.vocab_size, (3, 11), generator=g)
+    ids = torch.randint(0, llm.vocab_size, (3, 11), generator=g)
     mask = torch.ones_like(ids)
     mask[1, :4] = 0  # left padding
     mask[2, :10] = 0  # only the last token is real
     ids, mask = ids.to(device), mask.to(device)
     with torch.no_grad():
-        expected = ref(input_ids=ids, attention_mask=mask).last_hidden_state
+        out = ref(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        expected = out.last_hidden_state
         got = ours(ours.model.embed_tokens(ids), mask)
         unpadded = ours(ours.model.embed_tokens(ids[:1]))  # causal fast path, no mask
     real = mask.bool()
-    assert got.shape == (3, 11, LLM.hidden_size)
+    assert len(ref.layers) == llm.num_layers
+    assert torch.equal(out.hidden_states[-1], expected)  # backbone_features: the final-norm output
+    assert got.shape == (3, 11, llm.hidden_size)
     tol = 1e-4 if device == "cpu" else 1e-3
     assert (got[real] - expected[real]).abs().max() < tol
     assert torch.isfinite(got).all()  # pad rows are fully masked: they must not become NaN
