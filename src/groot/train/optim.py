@@ -68,11 +68,15 @@ def build_optimizer(groups: Iterable[dict], learning_rate: float, trainable_dtyp
 
 
 def gradient_norm(grads: list[torch.Tensor]) -> torch.Tensor:
-    """Global L2 norm of `grads` as a float32 scalar on their device (no host synchronisation)."""
+    """Global L2 norm of `grads` as a float32 scalar on their device (no host synchronisation); bf16
+    gradients are summed in fp32."""
     if not grads:
         return torch.zeros(())
-    norms = torch._foreach_norm(grads)
-    return torch.linalg.vector_norm(torch.stack([n.float() for n in norms]))
+    if all(g.dtype == torch.float32 for g in grads):
+        norms = torch._foreach_norm(grads)
+    else:
+        norms = torch._foreach_norm(grads, 2, dtype=torch.float32)
+    return torch.linalg.vector_norm(torch.stack(norms))
 
 
 def clip_and_step(optimizer: torch.optim.Optimizer, max_norm: float) -> torch.Tensor:
