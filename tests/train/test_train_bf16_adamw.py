@@ -137,3 +137,46 @@ def test_saved_and_loaded_state_continues_bit_identically(tmp_path):
 def test_parameters_must_be_bf16():
     with pytest.raises(TypeError, match="bf16"):
         StochasticRoundingAdamW([nn.Parameter(torch.zeros(2))], lr=1e-3, betas=ADAM_BETAS, eps=ADAM_EPS)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_recorded_bf16_steps_equal_plain_steps():
+    """The SR step has no host synchronisation: `GraphedTrainStep` records and replays it (the step
+    counts, bias corrections and rounding bits all on the device) with the results of plain steps."""
+    import functools
+
+    from groot.model.gr00t_n15 import GR00TN15
+    from groot.model.synthetic_batch import synthetic_batch
+    from groot.train.cuda_graph_step import GraphedTrainStep
+    from groot.train.optim import WarmupCosineSchedule
+    from groot.train.precision import cast_frozen_to_bf16, cast_trainable_to_bf16
+    from groot.train.step import micro_batch, train_step
+
+    cuda = torch.device("cuda")
+
+    def run(graphed: bool):
+        torch.manual_seed(0)
+        model = GR00TN15.from_preset("tiny")
+        model.set_trainable(tune_llm=False, tune_visual=False, tune_projector=True, tune_diffusion_model=True)
+        cast_frozen_to_bf16(model)
+        cast_trainable_to_bf16(model)
+        model.to(cuda).train()
+        optimizer = build_optimizer(parameter_groups(model, 0.1), 1e-3, trainable_dtype="bf16", seed=3)
+        schedule = WarmupCosineSchedule(optimizer, warmup_steps=2, total_steps=8)
+        step = functools.partial(train_step, model, optimizer, max_grad_norm=0.1, bf16=True)
+        if graphed:
+            step = GraphedTrainStep(step, optimizer, warmup=2)
+        batch = synthetic_batch(model.config, batch=4, text_tokens=3, seed=1).to(cuda)
+        torch.manual_seed(3)
+        losses = []
+        for _ in range(6):  # warmup, warmup, record, replay x3
+            losses.append(step([micro_batch(model, batch, cuda)])[0])
+            schedule.step()
+        return torch.stack(losses).tolist(), {n: p.detach().clone() for n, p in model.named_parameters()}
+
+    plain_losses, plain_weights = run(False)
+    losses, weights = run(True)
+    assert losses == plain_losses
+    for name, value in plain_weights.items():
+        assert torch.equal(weights[name], value), name
