@@ -16,8 +16,9 @@ from __future__ import annotations
 import torch
 
 MASK32 = 0xFFFFFFFF
-_MULTIPLIER = 0x45D9F3B  # < 2^27: the product of a 32-bit value and it fits in int64
-_GOLDEN = 0x9E3779B9
+# both < 2^31: a 32-bit value times either fits in int64 (no overflow in tensor arithmetic)
+_MULTIPLIER = 0x45D9F3B
+_KEY_MULTIPLIER = 0x27D4EB2F
 
 
 def mix32(x):
@@ -33,7 +34,7 @@ def hash_key(*parts):
     32-bit key, an int or a tensor; different tuples give unrelated keys."""
     key = 0
     for part in parts:
-        key = mix32((key * _GOLDEN + part + 1) & MASK32)
+        key = mix32((key * _KEY_MULTIPLIER + (part & MASK32) + 1) & MASK32)
     return key
 
 
