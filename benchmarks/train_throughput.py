@@ -26,6 +26,7 @@ from groot.data.synthetic import make_synthetic_dataset
 from groot.model.checkpoint import save_pretrained
 from groot.model.config import preset_config
 from groot.model.gr00t_n15 import GR00TN15
+from groot.model.gr00t_n16 import model_class
 from groot.model.synthetic_batch import synthetic_batch
 from groot.train.cuda_graph_step import GraphedTrainStep
 from groot.train.embodiment_slices import EmbodimentSlices
@@ -35,6 +36,7 @@ from groot.train.logging import read_metrics
 from groot.train.optim import build_optimizer, parameter_groups
 from groot.train.precision import (
     cast_frozen_to_bf16,
+    cast_trainable_to_bf16,
     compile_for_training,
     compiled_step_settings,
     tf32_matmuls,
@@ -54,35 +56,39 @@ def offline_base_model(preset: str, work_dir: Path) -> str:
         return preset
     config.backbone_cfg.tokenizer, config.backbone_cfg.image_token_id = "bytes", BYTE_IMAGE_TOKEN_ID
     torch.manual_seed(0)
-    model = GR00TN15(config).to(torch.bfloat16)
+    model = model_class(config)(config).to(torch.bfloat16)
     save_pretrained(model, work_dir / "base_model")
     return str(work_dir / "base_model")
 
 
-def default_finetune_model(preset: str, device: torch.device) -> GR00TN15:
-    """Random weights of `preset` set up as `finetune` does by default: LLM and vision frozen (held in bf16
-    on CUDA), projector, DiT and VL adapter trained, one embodiment slice; on `device`, in train mode.
-    Its steps run under `finetune`'s settings: `tf32_matmuls()` on CUDA, `compiled_step_settings` when
-    compiled."""
+def default_finetune_model(preset: str, device: torch.device, trainable_dtype: str = "fp32") -> GR00TN15:
+    """Random weights of `preset` (N1.5 or N1.6) set up as `finetune` does by default: LLM and vision
+    frozen (held in bf16 on CUDA), projector, DiT and VL adapter trained (in `trainable_dtype`), one
+    embodiment slice; on `device`, in train mode. Its steps run under `finetune`'s settings:
+    `tf32_matmuls()` on CUDA, `compiled_step_settings` when compiled."""
     torch.manual_seed(0)
-    model = GR00TN15.from_preset(preset)
+    config = preset_config(preset)
+    model = model_class(config)(config)
     model.set_trainable(tune_llm=False, tune_visual=False, tune_projector=True, tune_diffusion_model=True)
     EmbodimentSlices(model, [NEW_EMBODIMENT])
-    if device.type == "cuda":
+    if device.type == "cuda" or trainable_dtype == "bf16":
         cast_frozen_to_bf16(model)
+    if trainable_dtype == "bf16":
+        cast_trainable_to_bf16(model)
     return model.to(device).train()
 
 
 def model_only(preset: str, batch_size: int, steps: int, warmup: int, device: torch.device,
                compile_model: bool, memory_budget: float, text_tokens: int, cuda_graphs: bool,
-               host_embedding: bool, profile_dir: Path | None = None) -> dict:
+               host_embedding: bool, profile_dir: Path | None = None, trainable_dtype: str = "fp32") -> dict:
     """Samples/s and peak memory of `finetune`'s step (forward + backward + clip + AdamW) on one repeated
     batch, with its flow-matching times drawn per step as in `finetune`."""
-    model = default_finetune_model(preset, device)
-    bf16 = device.type == "cuda"
+    model = default_finetune_model(preset, device, trainable_dtype)
+    bf16 = device.type == "cuda" or trainable_dtype == "bf16"
     if compile_model:
         compile_for_training(model)
-    optimizer = build_optimizer(parameter_groups(model, 1e-5), learning_rate=1e-4)
+    optimizer = build_optimizer(parameter_groups(model, 1e-5), learning_rate=1e-4,
+                                trainable_dtype=trainable_dtype)
     # 1 camera: the model's image tokens with text_tokens // 2 prompt tokens on either side
     batch = synthetic_batch(model.config, batch_size, text_tokens // 2, embodiment=NEW_EMBODIMENT)
     if host_embedding:
@@ -127,7 +133,8 @@ def model_only(preset: str, batch_size: int, steps: int, warmup: int, device: to
 
 
 def end_to_end(preset: str, batch_size: int, steps: int, warmup: int, workers: int, work_dir: Path,
-               compile_model: bool, memory_budget: float, cuda_graphs: bool, host_embedding: bool) -> dict:
+               compile_model: bool, memory_budget: float, cuda_graphs: bool, host_embedding: bool,
+               trainable_dtype: str = "fp32") -> dict:
     """`finetune()` on a generated 256x256 one-camera video dataset (the `fourier_gr1_arms_only`
     layout: as many images per sample as model-only); samples/s over the steps after warmup."""
     arms_and_hands = {"left_arm": 7, "right_arm": 7, "left_hand": 6, "right_hand": 6}
@@ -141,7 +148,8 @@ def end_to_end(preset: str, batch_size: int, steps: int, warmup: int, workers: i
                          dataloader_num_workers=workers, save_total_limit=1,
                          compile="on" if compile_model else "off", activation_memory_budget=memory_budget,
                          cuda_graphs="on" if cuda_graphs else "off",
-                         host_token_embedding="on" if host_embedding else "off")
+                         host_token_embedding="on" if host_embedding else "off",
+                         trainable_dtype=trainable_dtype)
     finetune(cfg)
     records = read_metrics(work_dir / "run" / "metrics.jsonl")[warmup:]
     rates = [r["samples_per_s"] for r in records]
@@ -199,6 +207,9 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, default=None,
                         help="also profile two model-only steps (kernel summary: DIR/train_step_kernels.txt)")
     parser.add_argument("--skip-end-to-end", action="store_true", help="only the model-only measurement")
+    parser.add_argument("--trainable-dtype", choices=("fp32", "bf16"), default="fp32",
+                        help="as finetune's flag: bf16 trained weights, grads and AdamW moments (stochastic "
+                             "rounding)")
     parser.add_argument("--out", default=None, help="result JSON (default benchmarks/results/...)")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -208,22 +219,24 @@ def main() -> None:
               "torch": torch.__version__, "python": platform.python_version(),
               "compile": args.compile, "activation_memory_budget": args.activation_memory_budget,
               "cuda_graphs": cuda_graphs, "host_token_embedding": host_embedding,
-              }
+              "trainable_dtype": args.trainable_dtype}
     with tf32_matmuls(device.type == "cuda"), compiled_step_settings(args.activation_memory_budget):
         result["model_only"] = model_only(args.preset, args.batch_size, args.steps, args.warmup, device,
                                           args.compile, args.activation_memory_budget, args.text_tokens,
-                                          cuda_graphs, host_embedding, args.profile)
+                                          cuda_graphs, host_embedding, args.profile, args.trainable_dtype)
     print(json.dumps(result["model_only"], indent=1))
     if not args.skip_end_to_end:
         with tempfile.TemporaryDirectory(prefix="groot-train-bench-") as tmp:
             result["end_to_end"] = end_to_end(args.preset, args.batch_size, args.steps, args.warmup,
                                               args.workers, Path(tmp), args.compile,
-                                              args.activation_memory_budget, cuda_graphs, host_embedding)
+                                              args.activation_memory_budget, cuda_graphs, host_embedding,
+                                              args.trainable_dtype)
         same_shapes = result["end_to_end"]["tokens_per_sample"] == result["model_only"]["tokens_per_sample"]
         # only a ratio at equal shapes says how much the data pipeline costs
         ratio = result["end_to_end"]["samples_per_s"] / result["model_only"]["samples_per_s"]
         result["end_to_end_over_model_only"] = ratio if same_shapes else None
-    name = f"train_throughput_{args.preset}{'_compiled' * args.compile}.json"
+    bf16_suffix = "_bf16" if args.trainable_dtype == "bf16" else ""
+    name = f"train_throughput_{args.preset}{'_compiled' * args.compile}{bf16_suffix}.json"
     out = Path(args.out) if args.out else Path(__file__).parent / "results" / name
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")

@@ -87,3 +87,13 @@ def test_host_token_table_under_ddp_trains_as_the_table_in_the_model(libero_data
     assert host_losses == device_losses
     for name, tensor in device_weights.items():
         assert torch.equal(host_weights[name], tensor), name
+
+
+def test_bf16_trained_weights_under_ddp(libero_dataset, tmp_path, two_processes):
+    """bf16 gradients reduce across gloo ranks and the stochastically rounded state saves."""
+    final = finetune(_config(libero_dataset, tmp_path, max_steps=2, save_steps=2, trainable_dtype="bf16"))
+    assert load_trainer_state(final)["plan"]["trainable_dtype"] == "bf16"
+    moments = load_optimizer_state(final / STATE_DIR)["state"]
+    dtypes = {t.dtype for state in moments.values() for k, t in state.items() if k != "step"}
+    assert dtypes == {torch.bfloat16}
+    assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1, 2]

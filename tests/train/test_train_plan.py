@@ -58,10 +58,23 @@ def test_lora_distributed_and_tuned_backbone_turn_auto_choices_off():
     (dict(cuda_graphs="on"), CUDA, 2, "--cuda-graphs on: not possible when training is distributed"),
     (dict(host_token_embedding="on", tune_llm=True), CUDA, 1, "--host-token-embedding on: .*--tune-llm"),
     (dict(host_token_embedding="on", fsdp="on"), CUDA, 2, "--host-token-embedding on: .*FSDP"),
+    (dict(trainable_dtype="bf16", bf16=False), CUDA, 1, "--trainable-dtype bf16: .*--no-bf16"),
+    (dict(trainable_dtype="bf16", lora_rank=4), CUDA, 1, "--trainable-dtype bf16: .*LoRA"),
+    (dict(trainable_dtype="bf16", fsdp="on"), CUDA, 2, "--trainable-dtype bf16: .*FSDP"),
 ])
 def test_an_on_that_cannot_be_honoured_names_the_flag(overrides, device, world_size, message):
     with pytest.raises(ConfigError, match=message):
         _plan(_cfg(**overrides), device, world_size)
+
+
+def test_bf16_trained_weights_bring_bf16_compute_also_on_the_cpu():
+    cpu = _plan(_cfg(trainable_dtype="bf16", dataloader_num_workers=0))
+    assert (cpu.trainable_dtype, cpu.bf16, cpu.tf32, cpu.cuda_graphs) == ("bf16", True, False, False)
+    assert "trainable bf16 stochastic rounding (8 B/param" in cpu.describe()
+    gpu = _plan(_cfg(trainable_dtype="bf16"), CUDA)
+    assert (gpu.bf16, gpu.tf32, gpu.compile, gpu.cuda_graphs) == (True,) * 4  # the step records
+    assert _plan(_cfg(), CUDA).trainable_dtype == "fp32"
+    assert "trainable fp32 (16 B/param" in _plan(_cfg(), CUDA).describe()
 
 
 def test_plan_is_frozen_and_described_in_one_line():

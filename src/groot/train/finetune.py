@@ -188,9 +188,16 @@ class Trainer:
             parameter_groups,
             warmup_steps_for,
         )
+        from groot.train.precision import training_state_gib
 
         cfg = self.cfg
-        optimizer = build_optimizer(parameter_groups(self.raw_model, cfg.weight_decay), cfg.learning_rate)
+        groups = parameter_groups(self.raw_model, cfg.weight_decay)
+        optimizer = build_optimizer(groups, cfg.learning_rate, self.plan.trainable_dtype, cfg.seed)
+        if self.ctx.is_main:
+            trained = sum(p.numel() for group in groups for p in group["params"])
+            print(f"trained parameters: {trained / 1e6:.1f} M, weights + grads + AdamW moments "
+                  f"{training_state_gib(trained, self.plan.trainable_dtype):.2f} GiB "
+                  f"({self.plan.trainable_dtype})")
         schedule = WarmupCosineSchedule(optimizer, warmup_steps_for(cfg.warmup_ratio, cfg.max_steps),
                                         cfg.max_steps)
         return optimizer, schedule

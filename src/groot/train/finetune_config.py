@@ -74,6 +74,10 @@ class FinetuneConfig:
              "rest is recomputed (1.0: fastest, most memory; lower: less peak memory, a slower step; "
              "measurements in BENCHMARKS.md)")
     bf16: bool = arg(True, "bf16 autocast and bf16 storage of frozen weights (CUDA only)")
+    trainable_dtype: Literal["fp32", "bf16"] = arg(
+        "fp32", "storage of the trained weights, their gradients and AdamW moments: fp32 (16 B per trained "
+                "parameter) or bf16 (8 B; every AdamW update applied with stochastic rounding so that "
+                "updates below bf16 resolution still count; needs --bf16, not with LoRA or FSDP)")
     fsdp: Literal["auto", "on", "off"] = arg("auto", "FSDP instead of DDP; auto: when the backbone is tuned "
                                                        "on more than one GPU")
 

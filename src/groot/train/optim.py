@@ -50,33 +50,45 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [g for g in (decay_group, plain_group) if g["params"]]
 
 
-def build_optimizer(groups: Iterable[dict], learning_rate: float) -> torch.optim.AdamW:
-    """AdamW over `groups`; the fused CUDA kernel when every parameter lives on a CUDA device."""
+def build_optimizer(groups: Iterable[dict], learning_rate: float, trainable_dtype: str = "fp32",
+                    seed: int = 0) -> torch.optim.Optimizer:
+    """AdamW over `groups`: for fp32 parameters torch's AdamW, the fused CUDA kernel when every parameter
+    lives on a CUDA device; for `trainable_dtype` "bf16" (bf16 parameters) `StochasticRoundingAdamW`,
+    its rounding bits derived from `seed` and the step."""
     groups = list(groups)
     if not groups:
         raise ConfigError("nothing to train: every parameter is frozen (check the --tune-* flags)")
+    if trainable_dtype == "bf16":
+        from groot.train.bf16_adamw import StochasticRoundingAdamW
+
+        return StochasticRoundingAdamW(groups, lr=learning_rate, betas=ADAM_BETAS, eps=ADAM_EPS, seed=seed)
     on_cuda = all(p.is_cuda for g in groups for p in g["params"])
     return torch.optim.AdamW(groups, lr=learning_rate, betas=ADAM_BETAS, eps=ADAM_EPS,
                              fused=True if on_cuda else None)
 
 
 def gradient_norm(grads: list[torch.Tensor]) -> torch.Tensor:
-    """Global L2 norm of `grads` as a float32 scalar on their device (no host synchronisation)."""
+    """Global L2 norm of `grads` as a float32 scalar on their device (no host synchronisation); bf16
+    gradients are summed in fp32."""
     if not grads:
         return torch.zeros(())
-    norms = torch._foreach_norm(grads)
-    return torch.linalg.vector_norm(torch.stack([n.float() for n in norms]))
+    if all(g.dtype == torch.float32 for g in grads):
+        norms = torch._foreach_norm(grads)
+    else:
+        norms = torch._foreach_norm(grads, 2, dtype=torch.float32)
+    return torch.linalg.vector_norm(torch.stack(norms))
 
 
 def clip_and_step(optimizer: torch.optim.Optimizer, max_norm: float) -> torch.Tensor:
     """Scale the gradients by min(1, max_norm / (norm + 1e-6)) (as `clip_grad_norm_`), then step.
-    Returns the pre-clip global norm (a device tensor). A fused optimizer takes the scale as its
-    `grad_scale` divisor, applied in its own kernel: no separate pass over the gradients. Nothing here
+    Returns the pre-clip global norm (a device tensor). A fused optimizer (and `StochasticRoundingAdamW`)
+    takes the scale as its `grad_scale` divisor, applied in its own pass: no separate pass over the
+    gradients. Nothing here
     waits for the device, so the whole step can be captured in a CUDA graph."""
     grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
     norm = gradient_norm(grads)
     divisor = torch.clamp((norm + 1e-6) / max_norm, min=1.0)
-    if optimizer.defaults.get("fused"):
+    if optimizer.defaults.get("fused") or getattr(optimizer, "accepts_grad_scale", False):
         optimizer.grad_scale = divisor
         try:
             optimizer.step()

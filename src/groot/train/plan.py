@@ -16,6 +16,7 @@ import torch
 
 from groot.errors import ConfigError
 from groot.train.finetune_config import FinetuneConfig
+from groot.train.precision import TRAINING_BYTES_PER_PARAM
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,8 @@ class TrainPlan:
     device: str  # "cuda:0", "cpu", ...
     world_size: int  # training processes
     bf16: bool  # bf16 autocast; frozen weights stored in bf16 (FSDP: bf16 compute instead)
+    trainable_dtype: str  # "fp32" | "bf16": trained weights, gradients, AdamW moments (bf16: rounded
+    #                       stochastically by StochasticRoundingAdamW)
     tf32: bool  # TF32 matmuls / convolutions while training (restored afterwards)
     fsdp: bool  # FSDP2 sharding (else DDP when world_size > 1)
     # tune LLM, visual, projector, diffusion model; top LLM layers of a frozen LLM
@@ -60,10 +63,13 @@ class TrainPlan:
         parallel = "FSDP" if self.fsdp else "DDP" if self.distributed else "one process"
         compiled = f"compile (budget {self.activation_memory_budget:g})" if self.compile else "eager"
         precision = "bf16+tf32" if self.bf16 and self.tf32 else "bf16" if self.bf16 else "fp32"
+        rounding = " stochastic rounding" if self.trainable_dtype == "bf16" else ""
+        trained = (f"trainable {self.trainable_dtype}{rounding} "
+                   f"({TRAINING_BYTES_PER_PARAM[self.trainable_dtype]} B/param with grads + AdamW)")
         slices = (f"embodiment slices {list(self.embodiment_ids)}" if self.embodiment_slices
                   else "whole embodiment tables")
         return ", ".join([
-            f"plan: {self.device} x{self.world_size} ({parallel})", precision, compiled,
+            f"plan: {self.device} x{self.world_size} ({parallel})", precision, trained, compiled,
             flag("CUDA graphs", self.cuda_graphs), flag("host token table", self.host_token_embedding),
             slices, f"LoRA rank {self.lora_rank}" if self.lora else "no LoRA",
             flag("activation checkpointing", self.activation_checkpointing),
@@ -77,11 +83,14 @@ def resolve_plan(cfg: FinetuneConfig, device: torch.device, world_size: int,
     from groot.train.data import loader_workers
 
     cuda, distributed, lora = device.type == "cuda", world_size > 1, cfg.lora_rank > 0
-    bf16 = cfg.bf16 and cuda
     fsdp = distributed and (cfg.fsdp == "on" or (cfg.fsdp == "auto" and (cfg.tune_llm or cfg.tune_visual)))
+    _check_trainable_dtype(cfg, lora, fsdp)
+    # bf16 trained weights need bf16 compute: on the CPU too (slow there, so only then)
+    bf16 = cfg.bf16 and (cuda or cfg.trainable_dtype == "bf16")
     compile_ = cfg.compile == "on" or (cfg.compile == "auto" and cuda and not distributed and not lora)
     return TrainPlan(
-        device=str(device), world_size=world_size, bf16=bf16, tf32=bf16, fsdp=fsdp,
+        device=str(device), world_size=world_size, bf16=bf16, trainable_dtype=cfg.trainable_dtype,
+        tf32=bf16 and cuda, fsdp=fsdp,
         trainable=(cfg.tune_llm, cfg.tune_visual, cfg.tune_projector, cfg.tune_diffusion_model,
                    cfg.tune_top_llm_layers),
         lora_rank=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
@@ -93,6 +102,16 @@ def resolve_plan(cfg: FinetuneConfig, device: torch.device, world_size: int,
         cuda_graphs=_cuda_graphs(cfg, cuda, distributed, compile_),
         host_token_embedding=_host_token_embedding(cfg, cuda, fsdp),
         loader_workers=loader_workers(cfg.dataloader_num_workers, device), pin_memory=cuda)
+
+
+def _check_trainable_dtype(cfg: FinetuneConfig, lora: bool, fsdp: bool) -> None:
+    if cfg.trainable_dtype == "fp32":
+        return
+    blocker = ("bf16 compute is off (--no-bf16)" if not cfg.bf16 else
+               "LoRA trains the adapters (--lora-rank > 0; few parameters: keep them fp32)" if lora else
+               "FSDP shards the parameters" if fsdp else None)
+    if blocker:
+        raise ConfigError(f"--trainable-dtype {cfg.trainable_dtype}: not possible when {blocker}")
 
 
 def _cuda_graphs(cfg: FinetuneConfig, cuda: bool, distributed: bool, compiled: bool) -> bool:

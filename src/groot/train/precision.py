@@ -1,6 +1,6 @@
 """Numerics and activation memory of training: bf16 autocast with frozen weights stored in bf16,
-fp32 master weights for everything that trains, TF32 matmuls, optional torch.compile (with a budget
-for the activations it keeps) and activation checkpointing.
+trained weights in fp32 (or in bf16, updated by `bf16_adamw.StochasticRoundingAdamW`), TF32 matmuls,
+optional torch.compile (with a budget for the activations it keeps) and activation checkpointing.
 
 The process-wide switches (`tf32_matmuls`, `compiled_step_settings`) are context managers: they hold
 while training runs and the previous values return on exit."""
@@ -33,20 +33,41 @@ def tf32_matmuls(enabled: bool = True) -> Iterator[None]:
 
 def cast_frozen_to_bf16(model: nn.Module) -> int:
     """Store every frozen floating-point parameter in bf16 (halves their memory; under autocast the
-    matmuls run in bf16 anyway). Trainable parameters stay fp32: AdamW updates of size lr*1e-4 would
-    vanish in bf16's 8-bit mantissa. Returns the number of parameters cast."""
+    matmuls run in bf16 anyway). Returns the number of parameters cast. Trainable parameters stay as
+    they are: an AdamW update of size lr*1e-4 rounded to nearest in bf16's 8-bit mantissa would vanish
+    (`cast_trainable_to_bf16` is for the stochastically rounding optimizer)."""
+    return _cast_to_bf16(model, trainable=False)
+
+
+def cast_trainable_to_bf16(model: nn.Module) -> int:
+    """Store every trainable floating-point parameter in bf16 (its gradient is then bf16 too); only for
+    training with `StochasticRoundingAdamW`. Returns the number of parameters cast."""
+    return _cast_to_bf16(model, trainable=True)
+
+
+def _cast_to_bf16(model: nn.Module, trainable: bool) -> int:
     count = 0
     for param in model.parameters():
-        if not param.requires_grad and param.is_floating_point() and param.dtype != torch.bfloat16:
+        if param.requires_grad == trainable and param.is_floating_point() and param.dtype != torch.bfloat16:
             param.data = param.data.to(torch.bfloat16)
             count += param.numel()
     return count
 
 
+# bytes per trained parameter for its weight, gradient and both AdamW moments
+TRAINING_BYTES_PER_PARAM = {"fp32": 4 + 4 + 2 * 4, "bf16": 2 + 2 + 2 * 2}
+
+
+def training_state_gib(num_trainable: int, trainable_dtype: str) -> float:
+    """GiB held by the trained parameters' weights, gradients and AdamW moments (before activations)."""
+    return num_trainable * TRAINING_BYTES_PER_PARAM[trainable_dtype] / 2**30
+
+
 def autocast(device: torch.device, bf16: bool):
-    """bf16 autocast on CUDA when asked; plain fp32 elsewhere (CPU bf16 autocast is slow)."""
-    if bf16 and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    """bf16 autocast when asked, else plain fp32. The plan asks on CUDA, and on the CPU only for bf16
+    trained weights (CPU bf16 autocast is slow)."""
+    if bf16:
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 

@@ -34,6 +34,7 @@ def prepare_model(model: nn.Module, plan: TrainPlan, lora_weights: Path | None =
     from groot.train.lora import apply_lora, load_adapter_weights, lora_scalings
     from groot.train.precision import (
         cast_frozen_to_bf16,
+        cast_trainable_to_bf16,
         compile_for_training,
         enable_activation_checkpointing,
     )
@@ -56,6 +57,9 @@ def prepare_model(model: nn.Module, plan: TrainPlan, lora_weights: Path | None =
     # 5. frozen weights to bf16 once their trainable flags are final (FSDP casts for compute instead)
     if plan.bf16 and not plan.fsdp:
         cast_frozen_to_bf16(model)
+    #    trained weights to bf16 too when the plan trains them in bf16 (after the slices took their rows)
+    if plan.trainable_dtype == "bf16":
+        cast_trainable_to_bf16(model)
     # 6. onto the device, in training mode
     model = model.to(torch.device(plan.device)).train()
     # 7. compile (lazily: graphs compile at the first step, inside `training_settings`)
