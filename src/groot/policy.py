@@ -31,7 +31,7 @@ import torch
 from groot.data.configs import DataConfig, get_data_config
 from groot.data.metadata import DatasetMetadata
 from groot.data.modality import ModalityConfig
-from groot.data.transforms import split_key
+from groot.data.transforms import Concat, split_key
 from groot.errors import CheckpointError, ObservationError
 from groot.finite import check_finite_actions
 from groot.model.processor import GrootProcessor
@@ -221,15 +221,35 @@ class Policy:
         -> {"action.<k>": float32 [(B,) 16, D]} in original units. `seed`: the flow-matching noise is
         drawn from a generator seeded with it (same seed and observation: same chunk); None: torch's
         global generator."""
+        samples, batched = self.model_samples(observation)
+        generator = None if seed is None else torch.Generator(self.device).manual_seed(seed)
+        out = self.decode_actions(self._predict_normalized(samples, generator))
+        return out if batched else {key: value[0] for key, value in out.items()}
+
+    def model_samples(self, observation: Mapping[str, Any]) -> tuple[list[dict[str, Any]], bool]:
+        """Validate an observation (see `get_action`) and transform it -> (one model sample per batch row,
+        batched). The samples are what `processor` batches for the model; with the fast engine their
+        images are raw frames, which the engine crops and resizes itself."""
         checked, batched = self.observation_spec.check(observation)
         self._check_prompt_tokens(checked)
         samples = [self.sample_transform.apply(self._raw_step(checked, b))
                    for b in range(_batch_size(checked))]
-        generator = None if seed is None else torch.Generator(self.device).manual_seed(seed)
-        actions = self.transform.unapply({"action": self._predict_normalized(samples, generator)})
+        return samples, batched
+
+    @property
+    def action_dim(self) -> int:
+        """Width of the embodiment's action vector in the model's padded action columns (the first
+        `action_dim` of 32): the data config's action keys after their rotation conversions."""
+        concat = next(t for t in self.transform.transforms if isinstance(t, Concat))
+        return sum(concat.action_dims())
+
+    def decode_actions(self, normalized: np.ndarray) -> dict[str, np.ndarray]:
+        """Normalized model actions float [B, 16, 32] -> {"action.<k>": float32 [B, 16, D]} in original
+        units (the transforms' `unapply`); non-finite actions are refused."""
+        actions = self.transform.unapply({"action": np.asarray(normalized, np.float32)})
         out = {key: np.asarray(actions[key], np.float32) for key in self.data_config.action_keys}
         check_finite_actions(out)
-        return out if batched else {key: value[0] for key, value in out.items()}
+        return out
 
     def _check_prompt_tokens(self, checked: dict[str, Any]) -> None:
         """Tokenize each sample's prompt (cached for the processor) and refuse a batch whose padded
