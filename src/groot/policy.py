@@ -131,12 +131,14 @@ class Policy:
                         device: str | torch.device | None = None, fast: bool | None = None,
                         exact: bool = False, max_prompt_tokens: int | None = None, *,
                         revision: str | None = None, token: str | bool | None = None,
-                        cache_dir: str | Path | None = None, local_files_only: bool = False) -> Policy:
+                        cache_dir: str | Path | None = None, local_files_only: bool = False,
+                        dtype: torch.dtype | None = None) -> Policy:
         """Load a checkpoint directory or hub id: weights (bf16 on CUDA, fp32 on CPU), the tag's block of
         experiment_cfg/metadata.json (None: its only block), and the data config (given by object or
         name, else the checkpoint's experiment_cfg/data_config.json). `fast`, `exact`,
         `max_prompt_tokens`: see the class docstring; revision, token, cache_dir, local_files_only: where
-        a hub id is fetched from (`groot.model.checkpoint.resolve_checkpoint_dir`)."""
+        a hub id is fetched from (`groot.model.checkpoint.resolve_checkpoint_dir`); dtype: the weights'
+        dtype instead of the default (e.g. float32 to train them)."""
         from groot.model.checkpoint import resolve_checkpoint_dir
         from groot.model.gr00t_n15 import GR00TN15
         from groot.model.model_card import read_provenance
@@ -144,7 +146,7 @@ class Policy:
         root = resolve_checkpoint_dir(path, revision, token=token, cache_dir=cache_dir,
                                       local_files_only=local_files_only)
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
         metadata = load_metadata(root, embodiment_tag)
         config = resolve_data_config(root, data_config)
         model = GR00TN15.from_pretrained(root, dtype=dtype, device=device)
