@@ -20,17 +20,31 @@ CAMERA = 32  # camera resolution of the fake and the smoke-test environments
 
 def libero_metadata(camera: int) -> DatasetMetadata:
     def stats(low: float, high: float, dim: int) -> dict[str, list[float]]:
-        return {"mean": [0.0] * dim, "std": [1.0] * dim, "min": [low] * dim, "max": [high] * dim,
-                "q01": [low] * dim, "q99": [high] * dim}
+        return {
+            "mean": [0.0] * dim,
+            "std": [1.0] * dim,
+            "min": [low] * dim,
+            "max": [high] * dim,
+            "q01": [low] * dim,
+            "q99": [high] * dim,
+        }
 
     state = {key: stats(-1.0, 1.0, dim) for key, dim in libero.STATE_DIMS.items()}
     action = {key: stats(-1.0, 1.0, dim) for key, dim in libero.ACTION_DIMS.items()}
-    modalities = {"video": {key: {"resolution": [camera, camera], "channels": 3, "fps": libero.CONTROL_FPS}
-                            for key in libero.VIDEO_KEYS},
-                  "state": {key: {"absolute": True, "rotation_type": None, "shape": [dim], "continuous": True}
-                            for key, dim in libero.STATE_DIMS.items()},
-                  "action": {key: {"absolute": False, "rotation_type": None, "shape": [dim], "continuous": True}
-                             for key, dim in libero.ACTION_DIMS.items()}}
+    modalities = {
+        "video": {
+            key: {"resolution": [camera, camera], "channels": 3, "fps": libero.CONTROL_FPS}
+            for key in libero.VIDEO_KEYS
+        },
+        "state": {
+            key: {"absolute": True, "rotation_type": None, "shape": [dim], "continuous": True}
+            for key, dim in libero.STATE_DIMS.items()
+        },
+        "action": {
+            key: {"absolute": False, "rotation_type": None, "shape": [dim], "continuous": True}
+            for key, dim in libero.ACTION_DIMS.items()
+        },
+    }
     return DatasetMetadata({"state": state, "action": action}, modalities, "new_embodiment")
 
 
@@ -38,8 +52,9 @@ def make_tiny_checkpoint(root: Path, camera: int = CAMERA) -> Path:
     torch.manual_seed(0)
     model = GR00TN15.from_preset("tiny")
     config = dataclasses.replace(libero_panda(), image_size=model.config.backbone_cfg.vision.image_size)
-    return model.save_pretrained(root / "tiny_libero", metadata={"new_embodiment": libero_metadata(camera)},
-                                 data_config=config)
+    return model.save_pretrained(
+        root / "tiny_libero", metadata={"new_embodiment": libero_metadata(camera)}, data_config=config
+    )
 
 
 class FakeLibero:
@@ -56,10 +71,14 @@ class FakeLibero:
         shade = np.uint8(int(100 + 50 * np.tanh(self.position[i])))
         image = np.full((CAMERA, CAMERA, 3), shade, dtype=np.uint8)
         image[: 4 + i, :4] = 255
-        return {"state.eef_pos": np.array([self.position[i], 0, 0], np.float32),
-                "state.eef_axis_angle": np.zeros(3, np.float32), "state.gripper_qpos": np.zeros(2, np.float32),
-                libero.LANGUAGE_KEY: "push the block right",
-                "video.image": image, "video.wrist_image": image[::-1].copy()}
+        return {
+            "state.eef_pos": np.array([self.position[i], 0, 0], np.float32),
+            "state.eef_axis_angle": np.zeros(3, np.float32),
+            "state.gripper_qpos": np.zeros(2, np.float32),
+            libero.LANGUAGE_KEY: "push the block right",
+            "video.image": image,
+            "video.wrist_image": image[::-1].copy(),
+        }
 
     def reset(self) -> list[dict]:
         self.position[:] = 0
@@ -82,5 +101,7 @@ class FakeLibero:
                 if i in record:
                     obs = self._obs(i)
                     frames.append(np.concatenate([obs["video.image"], obs["video.wrist_image"]], 1))
-            results[i] = ChunkResult(self._obs(i), reward, bool(self.done[i]), bool(success), self.steps[i], frames)
+            results[i] = ChunkResult(
+                self._obs(i), reward, bool(self.done[i]), bool(success), self.steps[i], frames
+            )
         return results

@@ -62,14 +62,17 @@ def test_normalize_advantages_ignores_invalid_entries():
 CFG = PPOLossConfig(clip_low=0.2, clip_high=0.2, dual_clip=3.0, value_clip=0.2, huber_delta=10.0)
 
 
-@pytest.mark.parametrize("ratio,advantage,expected,clipped", [
-    (1.1, 1.0, -1.1, False),   # inside the trust region
-    (1.5, 1.0, -1.2, True),    # A > 0: ratio clipped at 1.2
-    (0.5, 1.0, -0.5, False),   # A > 0, ratio below: the unclipped (smaller) objective
-    (0.5, -1.0, 0.8, True),    # A < 0: ratio clipped at 0.8
-    (2.0, -1.0, 2.0, False),   # A < 0, ratio above: unclipped, under the dual clip 3
-    (5.0, -1.0, 3.0, False),   # A < 0: the dual clip caps the loss at c |A|
-])
+@pytest.mark.parametrize(
+    "ratio,advantage,expected,clipped",
+    [
+        (1.1, 1.0, -1.1, False),  # inside the trust region
+        (1.5, 1.0, -1.2, True),  # A > 0: ratio clipped at 1.2
+        (0.5, 1.0, -0.5, False),  # A > 0, ratio below: the unclipped (smaller) objective
+        (0.5, -1.0, 0.8, True),  # A < 0: ratio clipped at 0.8
+        (2.0, -1.0, 2.0, False),  # A < 0, ratio above: unclipped, under the dual clip 3
+        (5.0, -1.0, 3.0, False),  # A < 0: the dual clip caps the loss at c |A|
+    ],
+)
 def test_policy_loss_on_hand_made_numbers(ratio, advantage, expected, clipped):
     old = torch.tensor([0.3])
     new = old + torch.log(torch.tensor([ratio]))
@@ -102,6 +105,10 @@ def test_value_loss_clipping_and_huber():
     # row 0: plain (0.5)^2/2=0.125, clipped to 0.2 -> 0.32 -> max 0.32; row 1: clip has no effect -> 0.405;
     # row 2: plain 1.5^2/2=1.125, clipped 1.2^2/2=0.72 -> 1.125
     assert float(loss) == pytest.approx((0.32 + 0.405 + 1.125) / 3)
-    huber = value_loss(torch.tensor([0.0]), torch.tensor([0.0]), torch.tensor([30.0]),
-                       PPOLossConfig(value_clip=100.0, huber_delta=10.0))
+    huber = value_loss(
+        torch.tensor([0.0]),
+        torch.tensor([0.0]),
+        torch.tensor([30.0]),
+        PPOLossConfig(value_clip=100.0, huber_delta=10.0),
+    )
     assert float(huber) == pytest.approx(10.0 * (30.0 - 5.0))

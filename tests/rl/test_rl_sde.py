@@ -22,7 +22,7 @@ def test_sde_moments_follow_the_formula(k):
     mean, std = sde_moments(x, v, t, K, a)
     t_sigma = dt if k == 0 else t
     sigma = a * math.sqrt((1 - t_sigma) / t_sigma)
-    expected = (x - t * v) * (1 - (t + dt) - sigma ** 2 * dt / (2 * (1 - t))) + (x + (1 - t) * v) * (t + dt)
+    expected = (x - t * v) * (1 - (t + dt) - sigma**2 * dt / (2 * (1 - t))) + (x + (1 - t) * v) * (t + dt)
     torch.testing.assert_close(mean, expected, rtol=0, atol=1e-6)
     assert std == pytest.approx(math.sqrt(dt) * sigma)
     assert sde_sigma(t, K, a) == pytest.approx(sigma)
@@ -34,8 +34,8 @@ def test_per_row_times_equal_scalar_times():
     t = torch.tensor([0.0, 0.25, 0.5, 0.75])[:, None, None]
     mean, std = sde_moments(x, v, t, 4, 0.7)
     for row in range(4):
-        row_mean, row_std = sde_moments(x[row:row + 1], v[row:row + 1], row / 4, 4, 0.7)
-        torch.testing.assert_close(mean[row:row + 1], row_mean)
+        row_mean, row_std = sde_moments(x[row : row + 1], v[row : row + 1], row / 4, 4, 0.7)
+        torch.testing.assert_close(mean[row : row + 1], row_mean)
         assert float(std[row]) == pytest.approx(row_std)
 
 
@@ -81,8 +81,11 @@ def test_one_random_step_is_stochastic_and_evaluate_recomputes_its_log_prob():
     batch = synthetic_batch(actor.model.config, batch=3)
     chosen = set()
     for seed in range(12):
-        out = actor.act(batch, generator=torch.Generator().manual_seed(seed),
-                        step_generator=torch.Generator().manual_seed(seed))
+        out = actor.act(
+            batch,
+            generator=torch.Generator().manual_seed(seed),
+            step_generator=torch.Generator().manual_seed(seed),
+        )
         assert out.stochastic.sum(1).tolist() == [1, 1, 1]
         j = int(out.stochastic[0].float().argmax())
         assert (out.stochastic[:, j]).all()  # the same step for the whole batch
@@ -97,8 +100,7 @@ def test_evaluate_mixes_rows_at_different_steps():
     actor = _actor(noise_level=0.5)
     batch = synthetic_batch(actor.model.config, batch=2)
     outs = [actor.act(batch, step_generator=torch.Generator().manual_seed(s)) for s in range(8)]
-    a, b = next((a, b) for a in outs for b in outs
-                if not torch.equal(a.stochastic[0], b.stochastic[0]))
+    a, b = next((a, b) for a in outs for b in outs if not torch.equal(a.stochastic[0], b.stochastic[0]))
     chain = torch.stack([a.chain[0], b.chain[1]])
     stochastic = torch.stack([a.stochastic[0], b.stochastic[1]])
     log_prob, _ = actor.evaluate(batch, chain, stochastic)

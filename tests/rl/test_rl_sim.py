@@ -9,21 +9,61 @@ import pytest
 
 from groot.sim import libero
 
-pytestmark = [pytest.mark.sim, pytest.mark.slow,
-              pytest.mark.skipif(not libero.libero_available(),
-                                 reason="LIBERO not installed (pip install 'groot[sim]')")]
+pytestmark = [
+    pytest.mark.sim,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not libero.libero_available(), reason="LIBERO not installed (pip install 'groot[sim]')"
+    ),
+]
 
 
 def test_groot_rl_smoke_run_in_the_simulator(tiny_libero_checkpoint, tmp_path):
     from groot.cli import main
 
     out = tmp_path / "rl"
-    argv = ["rl", "--model-path", str(tiny_libero_checkpoint), "--output-dir", str(out), "--suite",
-            "libero_object", "--tasks", "0", "--num-envs", "2", "--workers", "2", "--image-size", "32",
-            "--max-episode-steps", "16", "--executed-steps", "8", "--iterations", "2", "--rollout-epochs", "1",
-            "--update-epochs", "1", "--global-batch-size", "4", "--micro-batch-size", "2",
-            "--value-hidden", "16", "--eval-every", "2", "--eval-videos", "1", "--save-every", "2",
-            "--device", "cpu", "--no-tensorboard"]
+    argv = [
+        "rl",
+        "--model-path",
+        str(tiny_libero_checkpoint),
+        "--output-dir",
+        str(out),
+        "--suite",
+        "libero_object",
+        "--tasks",
+        "0",
+        "--num-envs",
+        "2",
+        "--workers",
+        "2",
+        "--image-size",
+        "32",
+        "--max-episode-steps",
+        "16",
+        "--executed-steps",
+        "8",
+        "--iterations",
+        "2",
+        "--rollout-epochs",
+        "1",
+        "--update-epochs",
+        "1",
+        "--global-batch-size",
+        "4",
+        "--micro-batch-size",
+        "2",
+        "--value-hidden",
+        "16",
+        "--eval-every",
+        "2",
+        "--eval-videos",
+        "1",
+        "--save-every",
+        "2",
+        "--device",
+        "cpu",
+        "--no-tensorboard",
+    ]
     assert main(argv) == 0
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows] == [1, 2]

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from rl_helpers import FakeLibero
 from safetensors.torch import load_file
 
 from groot.rl.commands import RLConfig, build, resolve
@@ -14,16 +15,28 @@ from groot.rl.rollout import RolloutWorker
 from groot.rl.trainer import gather_rollouts, train
 from groot.train.checkpointing import latest_checkpoint
 
-from rl_helpers import FakeLibero
-
 MAX_STEPS = 12
 
 
 def _cfg(checkpoint, out, iterations, **overrides):
-    values = dict(model_path=str(checkpoint), output_dir=str(out), iterations=iterations, num_envs=2,
-                  max_episode_steps=MAX_STEPS, executed_steps=4, rollout_epochs=1, update_epochs=2,
-                  global_batch_size=4, micro_batch_size=2, value_hidden=[16], eval_every=2, eval_videos=1,
-                  save_every=1, device="cpu", tensorboard=False)
+    values = dict(
+        model_path=str(checkpoint),
+        output_dir=str(out),
+        iterations=iterations,
+        num_envs=2,
+        max_episode_steps=MAX_STEPS,
+        executed_steps=4,
+        rollout_epochs=1,
+        update_epochs=2,
+        global_batch_size=4,
+        micro_batch_size=2,
+        value_hidden=[16],
+        eval_every=2,
+        eval_videos=1,
+        save_every=1,
+        device="cpu",
+        tensorboard=False,
+    )
     values.update(overrides)
     return RLConfig(**values)
 
@@ -32,7 +45,9 @@ def _run(cfg, resume_from=None):
     built = build(cfg, resume_from)
     envs = FakeLibero(2, MAX_STEPS)
     worker = RolloutWorker(envs, built.policy, built.actor, 4, MAX_STEPS // 4)
-    result = train(built.policy, built.actor, worker, built.learner, built.settings, resume_from, tensorboard=False)
+    result = train(
+        built.policy, built.actor, worker, built.learner, built.settings, resume_from, tensorboard=False
+    )
     return built, result
 
 
@@ -61,8 +76,14 @@ def test_recipe_defaults_for_the_small_presets(tiny_libero_checkpoint, tmp_path)
     values = resolve(RLConfig(model_path="x"), "tiny")
     assert values["recipe"] == "small" and values["executed_steps"] == 8 and values["actor_lr"] == 2.5e-5
     reference = resolve(RLConfig(model_path="x"), "n1.5-3b")
-    assert (reference["actor_lr"], reference["value_lr"], reference["executed_steps"], reference["num_envs"],
-            reference["update_epochs"], reference["global_batch_size"]) == (5e-6, 1e-4, 5, 64, 4, 1024)
+    assert (
+        reference["actor_lr"],
+        reference["value_lr"],
+        reference["executed_steps"],
+        reference["num_envs"],
+        reference["update_epochs"],
+        reference["global_batch_size"],
+    ) == (5e-6, 1e-4, 5, 64, 4, 1024)
     assert resolve(RLConfig(model_path="x"), "n1.6-3b")["clip_log_ratio"] == 20.0
 
 
@@ -79,12 +100,16 @@ def test_training_updates_logs_saves_and_resumes_exactly(tiny_libero_checkpoint,
     trained = load_file(str(final / "model.safetensors"))
     name = "action_head.action_decoder.layer2.W"
     assert not torch.equal(start[name], trained[name])  # the policy learned something
-    assert torch.equal(start["backbone.eagle_model.mlp1.0.weight"], trained["backbone.eagle_model.mlp1.0.weight"])
+    assert torch.equal(
+        start["backbone.eagle_model.mlp1.0.weight"], trained["backbone.eagle_model.mlp1.0.weight"]
+    )
 
     _run(_cfg(tiny_libero_checkpoint, tmp_path / "b", 1))
     first = latest_checkpoint(tmp_path / "b")
     resumed, _ = _run(_cfg(tiny_libero_checkpoint, tmp_path / "b", 2), resume_from=first)
-    for (name, a), b in zip(straight.actor.state_dict().items(), resumed.actor.state_dict().values(), strict=True):
+    for (name, a), b in zip(
+        straight.actor.state_dict().items(), resumed.actor.state_dict().values(), strict=True
+    ):
         assert torch.equal(a, b), name
     resumed_rows = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     for key in ("return", "policy_loss", "value_loss", "grad_norm"):

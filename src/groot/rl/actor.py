@@ -65,8 +65,9 @@ class ActOutput:
 class ActorCritic(nn.Module):
     """`model` (GR00TN15 / GR00TN16) + a `ValueHead` on its mean VL feature and state features."""
 
-    def __init__(self, model: nn.Module, sampler: SamplerConfig,
-                 value_hidden: tuple[int, ...] = (1024, 512, 256)):
+    def __init__(
+        self, model: nn.Module, sampler: SamplerConfig, value_hidden: tuple[int, ...] = (1024, 512, 256)
+    ):
         super().__init__()
         self.model = model
         self.sampler = sampler
@@ -98,13 +99,18 @@ class ActorCritic(nn.Module):
         vl = self.head.encode_vl(features)
         category = resolve_category(batch.embodiment_id)
         state_tokens = self.head.state_encoder(batch.state.to(self._dtype()), category)  # [B, 1, W]
-        return Encoded(state_tokens, category, self.head.model.cross_kv(vl),
-                       self.head.cross_masks(self.model.vl_masks(batch)),
-                       value_features(vl, batch.attention_mask, state_tokens))
+        return Encoded(
+            state_tokens,
+            category,
+            self.head.model.cross_kv(vl),
+            self.head.cross_masks(self.model.vl_masks(batch)),
+            value_features(vl, batch.attention_mask, state_tokens),
+        )
 
     def _velocity(self, enc: Encoded, x: torch.Tensor, conditioning: StepConditioning) -> torch.Tensor:
-        return self.head.predict_velocity(enc.state_tokens, x.to(self._dtype()), enc.category, enc.cross_kv,
-                                          conditioning, enc.cross_masks)
+        return self.head.predict_velocity(
+            enc.state_tokens, x.to(self._dtype()), enc.category, enc.cross_kv, conditioning, enc.cross_masks
+        )
 
     def stochastic_steps(self, batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """bool [B, K]: the steps this call samples with the SDE (see the module docstring)."""
@@ -121,8 +127,14 @@ class ActorCritic(nn.Module):
         return steps
 
     @torch.no_grad()
-    def act(self, batch: Batch, noise: torch.Tensor | None = None, generator: torch.Generator | None = None,
-            step_generator: torch.Generator | None = None, deterministic: bool = False) -> ActOutput:
+    def act(
+        self,
+        batch: Batch,
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        step_generator: torch.Generator | None = None,
+        deterministic: bool = False,
+    ) -> ActOutput:
         """Sample one chunk per row. noise [B, T, A] (default: drawn with `generator` on the model's
         device); `step_generator` (CPU) draws the stochastic step; `deterministic`: the ODE sampler."""
         cfg = self.sampler
@@ -130,10 +142,17 @@ class ActorCritic(nn.Module):
         rows, device = enc.state_tokens.shape[0], enc.state_tokens.device
         head_cfg = self.head.cfg
         if noise is None:
-            noise = torch.randn((rows, head_cfg.action_horizon, head_cfg.action_dim), dtype=self._dtype(),
-                                device=device, generator=generator)
-        stochastic = torch.zeros(rows, cfg.num_steps, dtype=torch.bool) if deterministic \
+            noise = torch.randn(
+                (rows, head_cfg.action_horizon, head_cfg.action_dim),
+                dtype=self._dtype(),
+                device=device,
+                generator=generator,
+            )
+        stochastic = (
+            torch.zeros(rows, cfg.num_steps, dtype=torch.bool)
+            if deterministic
             else self.stochastic_steps(rows, step_generator)
+        )
         conditionings = self.head.denoising_conditionings(cfg.num_steps, rows, device)
         x = noise.to(self._dtype())
         chain, log_probs = [x.float()], []
@@ -154,8 +173,9 @@ class ActorCritic(nn.Module):
         log_prob = self._combine(chain_t, stochastic, log_probs)
         return ActOutput(chain_t, stochastic, log_prob, self.value_head(enc.critic_input))
 
-    def evaluate(self, batch: Batch, chain: torch.Tensor, stochastic: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    def evaluate(
+        self, batch: Batch, chain: torch.Tensor, stochastic: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probability [B] of the stored chain's stochastic transitions under the current weights and
         the critic's value [B]; differentiable. chain [B, K + 1, T, A], stochastic bool [B, K]."""
         cfg = self.sampler
@@ -178,8 +198,9 @@ class ActorCritic(nn.Module):
                     continue
                 conditioning = self.head.step_conditioning(buckets[k].expand(chain.shape[0]))
                 velocity = self._velocity(enc, chain[:, k], conditioning)
-                mean, std = sde_moments(chain[:, k], velocity, step_time(k, cfg.num_steps), cfg.num_steps,
-                                        cfg.noise_level)
+                mean, std = sde_moments(
+                    chain[:, k], velocity, step_time(k, cfg.num_steps), cfg.num_steps, cfg.noise_level
+                )
                 step_log_prob = self._span_log_prob(chain[:, k + 1], mean, std)
                 log_probs.append(torch.where(stochastic[:, k], step_log_prob, 0.0))
         return self._combine(chain, stochastic, log_probs), self.value_head(enc.critic_input)
@@ -187,8 +208,9 @@ class ActorCritic(nn.Module):
     def _span_log_prob(self, x: torch.Tensor, mean: torch.Tensor, std) -> torch.Tensor:
         return chunk_log_prob(x, mean, std, self.sampler.executed_steps, self.sampler.action_dim)
 
-    def _combine(self, chain: torch.Tensor, stochastic: torch.Tensor, log_probs: list[torch.Tensor]
-                 ) -> torch.Tensor:
+    def _combine(
+        self, chain: torch.Tensor, stochastic: torch.Tensor, log_probs: list[torch.Tensor]
+    ) -> torch.Tensor:
         """Per-transition log-probabilities -> the chunk's: their sum (one stochastic step), or with
         `joint_log_prob` the mean of the initial noise density and every stochastic transition."""
         total = torch.zeros(chain.shape[0], device=chain.device)

@@ -9,6 +9,7 @@ Environments live in `workers` processes (0: in this process); the policy stays 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import multiprocessing
 import os
@@ -42,17 +43,34 @@ class ChunkResult:
     frames: list[np.ndarray]  # agent | wrist view per executed step, when recorded
 
 
-def env_specs(suite: str, tasks: list[int], num_envs: int, init_states: list[int] | None, image_size: int,
-              seed: int, max_steps: int) -> list[EnvSpec]:
+def env_specs(
+    suite: str,
+    tasks: list[int],
+    num_envs: int,
+    init_states: list[int] | None,
+    image_size: int,
+    seed: int,
+    max_steps: int,
+) -> list[EnvSpec]:
     """Env i: task tasks[i % T], init state init_states[i] (default: i // T, so each task's envs start from
     its init states 0, 1, ...)."""
     if init_states is not None and len(init_states) != num_envs:
         from groot.errors import ConfigError
 
-        raise ConfigError(f"--init-states: expected {num_envs} values (one per environment), "
-                          f"found {len(init_states)}")
-    return [EnvSpec(suite, tasks[i % len(tasks)], init_states[i] if init_states else i // len(tasks),
-                    image_size, seed + i, max_steps) for i in range(num_envs)]
+        raise ConfigError(
+            f"--init-states: expected {num_envs} values (one per environment), found {len(init_states)}"
+        )
+    return [
+        EnvSpec(
+            suite,
+            tasks[i % len(tasks)],
+            init_states[i] if init_states else i // len(tasks),
+            image_size,
+            seed + i,
+            max_steps,
+        )
+        for i in range(num_envs)
+    ]
 
 
 class _EnvSlot:
@@ -62,8 +80,9 @@ class _EnvSlot:
         from groot.sim.libero import LiberoEnv
 
         self.spec = spec
-        self.env = LiberoEnv(spec.suite, spec.task_id, image_size=spec.image_size, seed=spec.seed,
-                             max_steps=spec.max_steps)
+        self.env = LiberoEnv(
+            spec.suite, spec.task_id, image_size=spec.image_size, seed=spec.seed, max_steps=spec.max_steps
+        )
         self.success = self.done = False
 
     def reset(self) -> dict[str, Any]:
@@ -148,7 +167,9 @@ class VectorLibero:
         """Every environment back to its init state -> one observation per environment."""
         return self._call("reset", {i: i for i in range(self.num_envs)})
 
-    def step(self, chunks: dict[int, np.ndarray], record: frozenset[int] = frozenset()) -> dict[int, ChunkResult]:
+    def step(
+        self, chunks: dict[int, np.ndarray], record: frozenset[int] = frozenset()
+    ) -> dict[int, ChunkResult]:
         """{env index: actions [k, 7]} -> {env index: ChunkResult}; `record`: envs whose frames to keep."""
         payload = {i: (actions, i in record) for i, actions in chunks.items()}
         results = self._call("step", payload)
@@ -189,10 +210,8 @@ class VectorLibero:
         for slot in self._local:
             slot.env.close()
         for conn in self._conns:
-            try:
+            with contextlib.suppress(BrokenPipeError, OSError):
                 conn.send(("close", None))
-            except (BrokenPipeError, OSError):
-                pass
         for process in self._processes:
             process.join(timeout=10)
             if process.is_alive():

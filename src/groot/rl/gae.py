@@ -5,9 +5,14 @@ from __future__ import annotations
 import torch
 
 
-def compute_gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor, gamma: float = 0.99,
-                lam: float = 0.95, last_values: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def compute_gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    dones: torch.Tensor,
+    gamma: float = 0.99,
+    lam: float = 0.95,
+    last_values: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """rewards, values, dones [T, N] (done: the episode ended with transition t), last_values [N]: the
     value after the last transition (default 0) -> (advantages [T, N], returns = advantages + values).
 

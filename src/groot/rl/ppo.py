@@ -21,8 +21,9 @@ class PPOLossConfig:
     huber_delta: float = 10.0
 
 
-def policy_loss(log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantages: torch.Tensor,
-                cfg: PPOLossConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def policy_loss(
+    log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantages: torch.Tensor, cfg: PPOLossConfig
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """-> (loss, {"clip_fraction", "approx_kl", "ratio"}).
 
     r = exp(new - old); L = max(-A r, -A clip(r, 1 - lo, 1 + hi)), and for A < 0 min(L, -c A)."""
@@ -36,14 +37,17 @@ def policy_loss(log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantages: 
     if cfg.dual_clip > 1:
         loss = torch.where(advantages < 0, torch.minimum(loss, -cfg.dual_clip * advantages), loss)
     with torch.no_grad():
-        stats = {"clip_fraction": (clipped > unclipped).float().mean(),
-                 "approx_kl": ((ratio - 1) - log_ratio).mean(),  # k3 estimate of KL(old || new)
-                 "ratio": ratio.mean()}
+        stats = {
+            "clip_fraction": (clipped > unclipped).float().mean(),
+            "approx_kl": ((ratio - 1) - log_ratio).mean(),  # k3 estimate of KL(old || new)
+            "ratio": ratio.mean(),
+        }
     return loss.mean(), stats
 
 
-def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
-               cfg: PPOLossConfig) -> torch.Tensor:
+def value_loss(
+    values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, cfg: PPOLossConfig
+) -> torch.Tensor:
     """max(huber(R - V), huber(R - clip(V, V_old - c, V_old + c))), averaged."""
     clipped = old_values + (values - old_values).clamp(-cfg.value_clip, cfg.value_clip)
     plain = F.huber_loss(values, returns, reduction="none", delta=cfg.huber_delta)

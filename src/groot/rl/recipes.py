@@ -13,18 +13,57 @@ from __future__ import annotations
 from typing import Any
 
 RECIPES: dict[str, dict[str, Any]] = {
-    "n1.5-3b": {"actor_lr": 5e-6, "value_lr": 1e-4, "update_epochs": 4, "executed_steps": 5,
-                "num_envs": 64, "rollout_epochs": 8, "max_episode_steps": 240, "global_batch_size": 1024,
-                "micro_batch_size": 128, "clip_log_ratio": None, "noise_level": 0.5, "denoising_steps": 4},
-    "n1.6-3b": {"actor_lr": 5e-6, "value_lr": 1e-4, "update_epochs": 1, "executed_steps": 16,
-                "num_envs": 8, "rollout_epochs": 1, "max_episode_steps": 240, "global_batch_size": 8,
-                "micro_batch_size": 2, "clip_log_ratio": 20.0, "noise_level": 0.5, "denoising_steps": 4},
-    "small": {"actor_lr": 2.5e-5, "value_lr": 1e-4, "update_epochs": 4, "executed_steps": 8,
-              "num_envs": 16, "rollout_epochs": 1, "max_episode_steps": 240, "global_batch_size": 256,
-              "micro_batch_size": 64, "clip_log_ratio": None, "noise_level": 0.5, "denoising_steps": 4},
+    "n1.5-3b": {
+        "actor_lr": 5e-6,
+        "value_lr": 1e-4,
+        "update_epochs": 4,
+        "executed_steps": 5,
+        "num_envs": 64,
+        "rollout_epochs": 8,
+        "max_episode_steps": 240,
+        "global_batch_size": 1024,
+        "micro_batch_size": 128,
+        "clip_log_ratio": None,
+        "noise_level": 0.5,
+        "denoising_steps": 4,
+    },
+    "n1.6-3b": {
+        "actor_lr": 5e-6,
+        "value_lr": 1e-4,
+        "update_epochs": 1,
+        "executed_steps": 16,
+        "num_envs": 8,
+        "rollout_epochs": 1,
+        "max_episode_steps": 240,
+        "global_batch_size": 8,
+        "micro_batch_size": 2,
+        "clip_log_ratio": 20.0,
+        "noise_level": 0.5,
+        "denoising_steps": 4,
+    },
+    "small": {
+        "actor_lr": 2.5e-5,
+        "value_lr": 1e-4,
+        "update_epochs": 4,
+        "executed_steps": 8,
+        "num_envs": 16,
+        "rollout_epochs": 1,
+        "max_episode_steps": 240,
+        "global_batch_size": 256,
+        "micro_batch_size": 64,
+        "clip_log_ratio": None,
+        "noise_level": 0.5,
+        "denoising_steps": 4,
+    },
 }
-PRESET_RECIPES = {"n1.5-3b": "n1.5-3b", "n1.6-3b": "n1.6-3b", "small": "small", "tiny": "small",
-                  "n1.6-small": "small", "n1.6-tiny": "small"}
+PRESET_RECIPES = {
+    "n1.5-3b": "n1.5-3b",
+    "n1.6-3b": "n1.6-3b",
+    "small": "small",
+    "tiny": "small",
+    "n1.6-small": "small",
+    "n1.6-tiny": "small",
+}
 
 
 def recipe_for(preset: str, name: str = "auto") -> tuple[str, dict[str, Any]]:

@@ -42,8 +42,12 @@ def batch_observation(observations: list[dict[str, Any]]) -> dict[str, Any]:
     """Env observations -> one batched policy observation: video [B, 1, H, W, 3], state [B, 1, D],
     language [B] str."""
     single = [libero.policy_observation(obs) for obs in observations]
-    return {key: ([s[key][0] for s in single] if key == libero.LANGUAGE_KEY else np.stack([s[key] for s in single]))
-            for key in single[0]}
+    return {
+        key: (
+            [s[key][0] for s in single] if key == libero.LANGUAGE_KEY else np.stack([s[key] for s in single])
+        )
+        for key in single[0]
+    }
 
 
 def chunk_to_env_actions(actions: dict[str, np.ndarray], row: int, executed_steps: int) -> np.ndarray:
@@ -56,8 +60,15 @@ class RolloutWorker:
     """Runs episodes of `envs` with `actor`; `policy` (a groot Policy) supplies the observation
     transforms, the processor and the action decoding. `autocast`: bf16 autocast on CUDA."""
 
-    def __init__(self, envs: VectorLibero, policy: Any, actor: ActorCritic, executed_steps: int,
-                 max_calls: int, autocast: bool = False):
+    def __init__(
+        self,
+        envs: VectorLibero,
+        policy: Any,
+        actor: ActorCritic,
+        executed_steps: int,
+        max_calls: int,
+        autocast: bool = False,
+    ):
         self.envs, self.policy, self.actor = envs, policy, actor
         self.executed_steps, self.max_calls, self.autocast = executed_steps, max_calls, autocast
 
@@ -67,7 +78,9 @@ class RolloutWorker:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def run(self, seed: int, deterministic: bool = False, record: frozenset[int] = frozenset()) -> EpisodeBatch:
+    def run(
+        self, seed: int, deterministic: bool = False, record: frozenset[int] = frozenset()
+    ) -> EpisodeBatch:
         """One episode of every environment; sampling noise from generators seeded with `seed`."""
         device = self.policy.device
         noise_gen = torch.Generator(device).manual_seed(seed)
@@ -85,10 +98,13 @@ class RolloutWorker:
             call_samples, _ = self.policy.model_samples(batch_observation([obs[i] for i in active]))
             batch = self.policy.processor(call_samples).to(device)
             with self.device_context():
-                out = self.actor.act(batch, generator=noise_gen, step_generator=step_gen,
-                                     deterministic=deterministic)
+                out = self.actor.act(
+                    batch, generator=noise_gen, step_generator=step_gen, deterministic=deterministic
+                )
             decoded = self.policy.decode_actions(out.actions.float().cpu().numpy())
-            chunks = {i: chunk_to_env_actions(decoded, row, self.executed_steps) for row, i in enumerate(active)}
+            chunks = {
+                i: chunk_to_env_actions(decoded, row, self.executed_steps) for row, i in enumerate(active)
+            }
             results = self.envs.step(chunks, record)
             grid = {key: torch.zeros(n) for key in ("rewards", "values", "log_probs")}
             dones, valid = torch.zeros(n, dtype=torch.bool), torch.zeros(n, dtype=torch.bool)
@@ -110,9 +126,15 @@ class RolloutWorker:
             active = [i for i in active if not results[i].done]
         if active:  # out of policy calls: the episodes end here
             rows["dones"][-1][active] = True
-        return EpisodeBatch(**{key: torch.stack(value) for key, value in rows.items()}, samples=samples,
-                            chains=torch.cat(chains), stochastic=torch.cat(stochastic), successes=successes,
-                            lengths=lengths, frames=frames)
+        return EpisodeBatch(
+            **{key: torch.stack(value) for key, value in rows.items()},
+            samples=samples,
+            chains=torch.cat(chains),
+            stochastic=torch.cat(stochastic),
+            successes=successes,
+            lengths=lengths,
+            frames=frames,
+        )
 
 
 def libero_frame(obs: dict[str, Any]) -> np.ndarray:

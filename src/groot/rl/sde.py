@@ -36,8 +36,9 @@ def sde_sigma(t: float | torch.Tensor, num_steps: int, noise_level: float) -> fl
     return noise_level * math.sqrt((1 - t) / t)
 
 
-def sde_moments(x: torch.Tensor, velocity: torch.Tensor, t: float | torch.Tensor, num_steps: int,
-                noise_level: float) -> tuple[torch.Tensor, float | torch.Tensor]:
+def sde_moments(
+    x: torch.Tensor, velocity: torch.Tensor, t: float | torch.Tensor, num_steps: int, noise_level: float
+) -> tuple[torch.Tensor, float | torch.Tensor]:
     """Mean and std of the flow-SDE transition from x_t. x, velocity [B, T, A]; t a float or [B, 1, 1]
     -> (mean [B, T, A] float32, std: float or [B, 1, 1] float32)."""
     x, velocity = x.float(), velocity.float()
@@ -47,7 +48,7 @@ def sde_moments(x: torch.Tensor, velocity: torch.Tensor, t: float | torch.Tensor
     sigma = sde_sigma(t, num_steps, noise_level)
     x_noise = x - t * velocity
     x_data = x + (1 - t) * velocity
-    mean = x_noise * (1 - (t + dt) - sigma ** 2 * dt / (2 * (1 - t))) + x_data * (t + dt)
+    mean = x_noise * (1 - (t + dt) - sigma**2 * dt / (2 * (1 - t))) + x_data * (t + dt)
     std = math.sqrt(dt) * sigma
     return mean, std
 
@@ -65,8 +66,9 @@ def normal_log_prob(x: torch.Tensor, mean: torch.Tensor, std: float | torch.Tens
     return -torch.log(std) - LOG_SQRT_2PI - 0.5 * z * z
 
 
-def chunk_log_prob(x: torch.Tensor, mean: torch.Tensor, std: float | torch.Tensor, executed_steps: int,
-                   action_dim: int) -> torch.Tensor:
+def chunk_log_prob(
+    x: torch.Tensor, mean: torch.Tensor, std: float | torch.Tensor, executed_steps: int, action_dim: int
+) -> torch.Tensor:
     """log N summed over the first `executed_steps` timesteps and the first `action_dim` action columns
     (the chunk the environment executes, in the embodiment's real dimensions).
     x, mean [B, T, A], std float or [B, 1, 1] -> [B] float32"""

@@ -61,11 +61,15 @@ def gather_rollouts(episodes: list[EpisodeBatch], gamma: float, lam: float, norm
         parts["old_values"].append(ep.values[ep.valid])
     flat = {key: torch.cat(value) for key, value in parts.items()}
     if normalize:
-        flat["advantages"] = normalize_advantages(flat["advantages"], torch.ones_like(flat["advantages"],
-                                                                                    dtype=torch.bool))
-    return RolloutData(samples=[s for ep in episodes for s in ep.samples],
-                       chains=torch.cat([ep.chains for ep in episodes]),
-                       stochastic=torch.cat([ep.stochastic for ep in episodes]), **flat)
+        flat["advantages"] = normalize_advantages(
+            flat["advantages"], torch.ones_like(flat["advantages"], dtype=torch.bool)
+        )
+    return RolloutData(
+        samples=[s for ep in episodes for s in ep.samples],
+        chains=torch.cat([ep.chains for ep in episodes]),
+        stochastic=torch.cat([ep.stochastic for ep in episodes]),
+        **flat,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,15 +90,32 @@ class LearnerConfig:
 class Learner:
     """PPO updates of `actor` (its trainable model weights at `actor_lr`, its value head at `value_lr`)."""
 
-    def __init__(self, actor: ActorCritic, processor: Any, device: torch.device, cfg: LearnerConfig,
-                 autocast: bool = False):
-        self.actor, self.processor, self.device, self.cfg, self.autocast = actor, processor, device, cfg, autocast
+    def __init__(
+        self,
+        actor: ActorCritic,
+        processor: Any,
+        device: torch.device,
+        cfg: LearnerConfig,
+        autocast: bool = False,
+    ):
+        self.actor, self.processor, self.device, self.cfg, self.autocast = (
+            actor,
+            processor,
+            device,
+            cfg,
+            autocast,
+        )
         policy_params = [p for p in actor.model.parameters() if p.requires_grad]
         self.params = policy_params + list(actor.value_head.parameters())
         self.optimizer = torch.optim.AdamW(
-            [{"params": policy_params, "lr": cfg.actor_lr},
-             {"params": list(actor.value_head.parameters()), "lr": cfg.value_lr}],
-            betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
+            [
+                {"params": policy_params, "lr": cfg.actor_lr},
+                {"params": list(actor.value_head.parameters()), "lr": cfg.value_lr},
+            ],
+            betas=cfg.betas,
+            eps=cfg.eps,
+            weight_decay=cfg.weight_decay,
+        )
 
     def update(self, data: RolloutData, seed: int, train_actor: bool = True) -> dict[str, float]:
         """`update_epochs` shuffled passes over `data` -> mean metrics of the optimizer steps.
@@ -106,7 +127,7 @@ class Learner:
         for _ in range(cfg.update_epochs):
             order = torch.randperm(count, generator=generator)
             for start in range(0, count, cfg.global_batch_size):
-                step = self._optimizer_step(data, order[start:start + cfg.global_batch_size], train_actor)
+                step = self._optimizer_step(data, order[start : start + cfg.global_batch_size], train_actor)
                 for key, value in step.items():
                     history.setdefault(key, []).append(value)
         return {key: float(np.mean(values)) for key, values in history.items()}
@@ -115,19 +136,29 @@ class Learner:
         self.optimizer.zero_grad(set_to_none=True)
         sums: dict[str, float] = {}
         for start in range(0, len(ids), self.cfg.micro_batch_size):
-            micro = ids[start:start + self.cfg.micro_batch_size]
+            micro = ids[start : start + self.cfg.micro_batch_size]
             weight = len(micro) / len(ids)
             batch = self.processor([data.samples[i] for i in micro.tolist()]).to(self.device)
             with self._autocast():
                 log_prob, value = self.actor.evaluate(batch, data.chains[micro], data.stochastic[micro])
-            pg_loss, stats = policy_loss(log_prob, data.old_log_probs[micro].to(self.device),
-                                         data.advantages[micro].to(self.device), self.cfg.loss)
-            v_loss = value_loss(value, data.old_values[micro].to(self.device),
-                                data.returns[micro].to(self.device), self.cfg.loss)
+            pg_loss, stats = policy_loss(
+                log_prob,
+                data.old_log_probs[micro].to(self.device),
+                data.advantages[micro].to(self.device),
+                self.cfg.loss,
+            )
+            v_loss = value_loss(
+                value,
+                data.old_values[micro].to(self.device),
+                data.returns[micro].to(self.device),
+                self.cfg.loss,
+            )
             loss = (pg_loss if train_actor else 0.0 * pg_loss) + self.cfg.value_loss_coef * v_loss
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"PPO loss is {float(loss)} (policy {float(pg_loss)}, value "
-                                         f"{float(v_loss)}); no update was applied")
+                raise FloatingPointError(
+                    f"PPO loss is {float(loss)} (policy {float(pg_loss)}, value "
+                    f"{float(v_loss)}); no update was applied"
+                )
             (loss * weight).backward()
             for key, value in {"policy_loss": pg_loss, "value_loss": v_loss, **stats}.items():
                 sums[key] = sums.get(key, 0.0) + float(value.detach()) * weight
@@ -185,8 +216,11 @@ class MetricsLog:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                logger.warning("TensorBoard is not installed (pip install tensorboard): logging to "
-                               "%s and the console only", self.path)
+                logger.warning(
+                    "TensorBoard is not installed (pip install tensorboard): logging to "
+                    "%s and the console only",
+                    self.path,
+                )
             else:
                 self.writer = SummaryWriter(str(output_dir / "tensorboard"))
 
@@ -205,8 +239,15 @@ class MetricsLog:
             self.writer.close()
 
 
-def train(policy: Any, actor: ActorCritic, worker: RolloutWorker, learner: Learner, settings: RunSettings,
-          resume_from: Path | None = None, tensorboard: bool = True) -> dict[str, Any]:
+def train(
+    policy: Any,
+    actor: ActorCritic,
+    worker: RolloutWorker,
+    learner: Learner,
+    settings: RunSettings,
+    resume_from: Path | None = None,
+    tensorboard: bool = True,
+) -> dict[str, Any]:
     """The PPO loop (see the module docstring) -> {"iterations", "checkpoint", "last_metrics"}."""
     out = Path(settings.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -217,20 +258,34 @@ def train(policy: Any, actor: ActorCritic, worker: RolloutWorker, learner: Learn
     try:
         for iteration in range(start, settings.iterations):
             started = time.perf_counter()
-            actor.sampler = dataclasses.replace(actor.sampler, noise_level=noise_level_at(settings, iteration))
-            episodes = [worker.run(hashed_seed(settings.seed, iteration, epoch, 0, bits=62))
-                        for epoch in range(settings.rollout_epochs)]
+            actor.sampler = dataclasses.replace(
+                actor.sampler, noise_level=noise_level_at(settings, iteration)
+            )
+            episodes = [
+                worker.run(hashed_seed(settings.seed, iteration, epoch, 0, bits=62))
+                for epoch in range(settings.rollout_epochs)
+            ]
             rollout_s = time.perf_counter() - started
-            data = gather_rollouts(episodes, settings.gamma, settings.gae_lambda, settings.normalize_advantages)
-            update = learner.update(data, hashed_seed(settings.seed, iteration, 0, 1, bits=62),
-                                    train_actor=iteration >= settings.critic_warmup_iterations)
+            data = gather_rollouts(
+                episodes, settings.gamma, settings.gae_lambda, settings.normalize_advantages
+            )
+            update = learner.update(
+                data,
+                hashed_seed(settings.seed, iteration, 0, 1, bits=62),
+                train_actor=iteration >= settings.critic_warmup_iterations,
+            )
             successes = [s for ep in episodes for s in ep.successes]
-            metrics = {"success_rate": float(np.mean(successes)),
-                       "return": float(np.mean([float(ep.rewards.sum(0).mean()) for ep in episodes])),
-                       "episode_steps": float(np.mean([n for ep in episodes for n in ep.lengths])),
-                       "transitions": float(len(data.samples)), "noise_level": actor.sampler.noise_level,
-                       "value_mean": float(data.old_values.mean()), **update,
-                       "rollout_s": rollout_s, "iteration_s": time.perf_counter() - started}
+            metrics = {
+                "success_rate": float(np.mean(successes)),
+                "return": float(np.mean([float(ep.rewards.sum(0).mean()) for ep in episodes])),
+                "episode_steps": float(np.mean([n for ep in episodes for n in ep.lengths])),
+                "transitions": float(len(data.samples)),
+                "noise_level": actor.sampler.noise_level,
+                "value_mean": float(data.old_values.mean()),
+                **update,
+                "rollout_s": rollout_s,
+                "iteration_s": time.perf_counter() - started,
+            }
             done = iteration + 1
             if settings.eval_every > 0 and (done % settings.eval_every == 0 or done == settings.iterations):
                 metrics.update(evaluate(worker, settings, done, out))
@@ -239,14 +294,19 @@ def train(policy: Any, actor: ActorCritic, worker: RolloutWorker, learner: Learn
                 checkpoint = save_checkpoint(out, done, policy, actor, learner, settings, metrics)
     finally:
         log.close()
-    return {"iterations": settings.iterations, "checkpoint": str(checkpoint) if checkpoint else None,
-            "last_metrics": metrics}
+    return {
+        "iterations": settings.iterations,
+        "checkpoint": str(checkpoint) if checkpoint else None,
+        "last_metrics": metrics,
+    }
 
 
 def evaluate(worker: RolloutWorker, settings: RunSettings, iteration: int, out: Path) -> dict[str, float]:
     """One deterministic (ODE) episode of every environment; MP4s of the first `eval_videos` of them."""
     record = frozenset(range(min(settings.eval_videos, worker.envs.num_envs)))
-    episode = worker.run(hashed_seed(settings.seed, iteration, 0, 2, bits=62), deterministic=True, record=record)
+    episode = worker.run(
+        hashed_seed(settings.seed, iteration, 0, 2, bits=62), deterministic=True, record=record
+    )
     if record:
         from groot.data.video import encode_video
         from groot.sim.libero import CONTROL_FPS
@@ -255,14 +315,25 @@ def evaluate(worker: RolloutWorker, settings: RunSettings, iteration: int, out: 
         videos.mkdir(parents=True, exist_ok=True)
         for i, frames in episode.frames.items():
             outcome = "success" if episode.successes[i] else "failure"
-            encode_video(videos / f"iter{iteration:05d}_env{i:03d}_{outcome}.mp4", np.stack(frames), fps=CONTROL_FPS)
-    return {"eval_success_rate": float(np.mean(episode.successes)),
-            "eval_episode_steps": float(np.mean(episode.lengths))}
+            encode_video(
+                videos / f"iter{iteration:05d}_env{i:03d}_{outcome}.mp4", np.stack(frames), fps=CONTROL_FPS
+            )
+    return {
+        "eval_success_rate": float(np.mean(episode.successes)),
+        "eval_episode_steps": float(np.mean(episode.lengths)),
+    }
 
 
 # ---- checkpoints -----------------------------------------------------------------------------------
-def save_checkpoint(out: Path, iteration: int, policy: Any, actor: ActorCritic, learner: Learner,
-                    settings: RunSettings, metrics: dict[str, float]) -> Path:
+def save_checkpoint(
+    out: Path,
+    iteration: int,
+    policy: Any,
+    actor: ActorCritic,
+    learner: Learner,
+    settings: RunSettings,
+    metrics: dict[str, float],
+) -> Path:
     """`out/checkpoint-<iteration>/`: the servable policy (Policy.save_pretrained) + training_state/
     (value head, optimizer, RNG, trainer state), published by one rename; older ones rotated."""
     from safetensors.torch import save_file
@@ -271,19 +342,31 @@ def save_checkpoint(out: Path, iteration: int, policy: Any, actor: ActorCritic, 
     from groot.train import checkpointing as ckpt
 
     tmp = ckpt.begin_checkpoint(out, iteration)
-    policy.save_pretrained(tmp, training={"rl": {"algorithm": "ppo-flow-sde", "iterations": iteration,
-                                                 **{k: settings.config[k] for k in ("suite", "tasks")}}},
-                           eval_results={k: v for k, v in metrics.items() if k.startswith("eval_")} or None)
+    policy.save_pretrained(
+        tmp,
+        training={
+            "rl": {
+                "algorithm": "ppo-flow-sde",
+                "iterations": iteration,
+                **{k: settings.config[k] for k in ("suite", "tasks")},
+            }
+        },
+        eval_results={k: v for k, v in metrics.items() if k.startswith("eval_")} or None,
+    )
     state_dir = tmp / ckpt.STATE_DIR
     state_dir.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in actor.value_head.state_dict().items()},
-              str(state_dir / VALUE_HEAD_FILE))
-    optimizer_state = get_optimizer_state_dict(actor, learner.optimizer,
-                                               options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    save_file(
+        {k: v.detach().cpu().contiguous() for k, v in actor.value_head.state_dict().items()},
+        str(state_dir / VALUE_HEAD_FILE),
+    )
+    optimizer_state = get_optimizer_state_dict(
+        actor, learner.optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+    )
     ckpt.save_optimizer_state(optimizer_state, state_dir)
     ckpt.save_rng_state(state_dir, 0)
-    ckpt.save_trainer_state(state_dir, {"iteration": iteration, "config": settings.config,
-                                        "metrics": metrics})
+    ckpt.save_trainer_state(
+        state_dir, {"iteration": iteration, "config": settings.config, "metrics": metrics}
+    )
     final = ckpt.commit_checkpoint(out, iteration)
     ckpt.clean_leftovers(out, settings.save_total_limit)
     return final
@@ -304,18 +387,23 @@ def load_training_state(checkpoint: Path, actor: ActorCritic, learner: Learner) 
     if not path.is_file():
         raise CheckpointError(f"{path}: missing (not a `groot rl` checkpoint)")
     actor.value_head.load_state_dict(load_file(str(path)))
-    set_optimizer_state_dict(actor, learner.optimizer, ckpt.load_optimizer_state(state_dir),
-                             options=StateDictOptions(full_state_dict=True))
+    set_optimizer_state_dict(
+        actor,
+        learner.optimizer,
+        ckpt.load_optimizer_state(state_dir),
+        options=StateDictOptions(full_state_dict=True),
+    )
     ckpt.load_rng_state(state_dir, 0)
     return int(state["iteration"])
 
 
 def check_batch_sizes(global_batch_size: int, micro_batch_size: int) -> None:
     if global_batch_size < 1 or micro_batch_size < 1:
-        raise ConfigError(f"--global-batch-size / --micro-batch-size: expected >= 1, found "
-                          f"{global_batch_size} / {micro_batch_size}")
+        raise ConfigError(
+            f"--global-batch-size / --micro-batch-size: expected >= 1, found "
+            f"{global_batch_size} / {micro_batch_size}"
+        )
 
 
 def max_policy_calls(max_episode_steps: int, executed_steps: int) -> int:
     return math.ceil(max_episode_steps / executed_steps)
-

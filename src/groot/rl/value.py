@@ -26,8 +26,9 @@ class ValueHead(nn.Module):
         return self.mlp(features.float()).squeeze(-1)
 
 
-def value_features(vl: torch.Tensor, attention_mask: torch.Tensor,
-                   state_tokens: torch.Tensor) -> torch.Tensor:
+def value_features(
+    vl: torch.Tensor, attention_mask: torch.Tensor, state_tokens: torch.Tensor
+) -> torch.Tensor:
     """The critic's input, detached: concat(mean of the VL tokens the prompt really has (attention_mask),
     flattened state tokens). vl [B, L, D] (after `encode_vl`), attention_mask [B, L], state_tokens
     [B, 1, W] -> [B, D + W] float32"""
