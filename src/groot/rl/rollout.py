@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from groot.eval.closed_loop import video_frame
 from groot.rl.actor import ActorCritic
 from groot.rl.envs import VectorLibero
 from groot.sim import libero
@@ -90,7 +91,7 @@ class RolloutWorker:
         rows: dict[str, list] = {"rewards": [], "values": [], "log_probs": [], "dones": [], "valid": []}
         samples, chains, stochastic = [], [], []
         successes, lengths = [False] * n, [0] * n
-        frames: dict[int, list[np.ndarray]] = {i: [libero_frame(obs[i])] for i in record}
+        frames: dict[int, list[np.ndarray]] = {i: [video_frame(obs[i])] for i in record}
         active = list(range(n))
         for _ in range(self.max_calls):
             if not active:
@@ -136,8 +137,3 @@ class RolloutWorker:
             frames=frames,
         )
 
-
-def libero_frame(obs: dict[str, Any]) -> np.ndarray:
-    from groot.eval.closed_loop import video_frame
-
-    return video_frame(obs)
