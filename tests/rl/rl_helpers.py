@@ -11,7 +11,8 @@ import torch
 
 from groot.data.configs import libero_panda
 from groot.data.metadata import DatasetMetadata
-from groot.model.gr00t_n15 import GR00TN15
+from groot.model.config import preset_config
+from groot.model.gr00t_n16 import model_class
 from groot.rl.envs import ChunkResult
 from groot.sim import libero
 
@@ -48,13 +49,15 @@ def libero_metadata(camera: int) -> DatasetMetadata:
     return DatasetMetadata({"state": state, "action": action}, modalities, "new_embodiment")
 
 
-def make_tiny_checkpoint(root: Path, camera: int = CAMERA) -> Path:
+def make_tiny_checkpoint(root: Path, preset: str = "tiny", camera: int = CAMERA) -> Path:
+    """A random-weight `tiny` (N1.5) or `n1.6-tiny` checkpoint, libero_panda data config sized to it."""
     torch.manual_seed(0)
-    model = GR00TN15.from_preset("tiny")
-    config = dataclasses.replace(libero_panda(), image_size=model.config.backbone_cfg.vision.image_size)
-    return model.save_pretrained(
-        root / "tiny_libero", metadata={"new_embodiment": libero_metadata(camera)}, data_config=config
-    )
+    model = model_class(preset_config(preset)).from_preset(preset)
+    head = model.config.action_head_cfg
+    config = dataclasses.replace(libero_panda(), image_size=model.config.backbone_cfg.vision.image_size,
+                                 max_state_dim=head.max_state_dim, max_action_dim=head.max_action_dim)
+    metadata = {"new_embodiment": libero_metadata(camera)}
+    return model.save_pretrained(root / preset, metadata=metadata, data_config=config)
 
 
 class FakeLibero:

@@ -121,3 +121,17 @@ def test_noise_level_zero_is_refused(tiny_libero_checkpoint, tmp_path):
 
     with pytest.raises(ConfigError, match="--noise-level"):
         build(_cfg(tiny_libero_checkpoint, tmp_path, 1, noise_level=0.0))
+
+
+def test_an_n16_checkpoint_trains_too(tiny_n16_libero_checkpoint, tmp_path):
+    built, result = _run(_cfg(tiny_n16_libero_checkpoint, tmp_path, 1, eval_every=0))
+    assert type(built.policy.model).__name__ == "GR00TN16" and built.settings.config["recipe"] == "small"
+    assert np.isfinite(result["last_metrics"]["grad_norm"]) and result["last_metrics"]["transitions"] > 0
+    assert latest_checkpoint(tmp_path).name == "checkpoint-1"
+
+
+def test_executed_steps_beyond_the_action_horizon_are_refused():
+    from groot.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"--executed-steps: expected 1\.\.16"):
+        resolve(RLConfig(model_path="x", executed_steps=17), "tiny", action_horizon=16)

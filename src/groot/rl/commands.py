@@ -47,7 +47,8 @@ class RLConfig:
     # sampler
     executed_steps: int | None = arg(
         None,
-        f"actions executed per policy call out of the 16 predicted ({FROM_RECIPE}: 5 for N1.5, 16 for N1.6)",
+        f"actions executed per policy call out of the predicted chunk ({FROM_RECIPE}: 5 for N1.5, "
+        "16 for N1.6)",
     )
     denoising_steps: int | None = arg(None, f"flow-matching steps K ({FROM_RECIPE}: 4)")
     noise_level: float | None = arg(None, f"flow-SDE noise level a ({FROM_RECIPE}: 0.5)")
@@ -118,8 +119,9 @@ class RLConfig:
     seed: int = arg(0, "seed of every random draw (per iteration: exact resume)")
 
 
-def resolve(cfg: RLConfig, preset: str) -> dict[str, Any]:
-    """The config with every recipe-backed None filled in -> a plain dict (saved in checkpoints)."""
+def resolve(cfg: RLConfig, preset: str, action_horizon: int = 16) -> dict[str, Any]:
+    """The config with every recipe-backed None filled in -> a plain dict (saved in checkpoints).
+    `action_horizon`: the model's chunk length, the most steps a call can execute."""
     from groot.rl.recipes import recipe_for
 
     name, recipe = recipe_for(preset, cfg.recipe)
@@ -141,8 +143,11 @@ def resolve(cfg: RLConfig, preset: str) -> dict[str, Any]:
     ):
         if values[key] < 1:
             raise ConfigError(f"--{key.replace('_', '-')}: expected >= 1, found {values[key]}")
-    if not 1 <= values["executed_steps"] <= 16:
-        raise ConfigError(f"--executed-steps: expected 1..16, found {values['executed_steps']}")
+    if not 1 <= values["executed_steps"] <= action_horizon:
+        raise ConfigError(
+            f"--executed-steps: expected 1..{action_horizon} (the model's action horizon), found "
+            f"{values['executed_steps']}"
+        )
     if not values["noise_level"] > 0:
         raise ConfigError(
             f"--noise-level: PPO needs a stochastic policy, expected > 0, found {values['noise_level']}"
@@ -228,7 +233,7 @@ def build(cfg: RLConfig, resume_from: Path | None = None) -> Built:
         fast=False,
         dtype=torch.float32,
     )
-    values = resolve(cfg, policy.model.config.preset)
+    values = resolve(cfg, policy.model.config.preset, policy.model.config.action_head_cfg.action_horizon)
     check_batch_sizes(values["global_batch_size"], values["micro_batch_size"])
     policy.denoising_steps = values["denoising_steps"]
     policy.model.set_trainable(cfg.tune_llm, cfg.tune_visual, cfg.tune_projector, cfg.tune_diffusion_model)

@@ -136,4 +136,3 @@ class RolloutWorker:
             lengths=lengths,
             frames=frames,
         )
-
