@@ -117,6 +117,11 @@ class RLConfig:
     device: str | None = arg(None, "torch device of the policy and learner (default: cuda if available)")
     bf16: bool = arg(True, "bf16 autocast on CUDA (the weights and optimizer stay float32)")
     seed: int = arg(0, "seed of every random draw (per iteration: exact resume)")
+    num_gpus: int = arg(
+        1,
+        "learner processes: N > 1 relaunches under torchrun; each process runs --num-envs environments of "
+        "its own (global indices rank * num_envs ...) and the gradients are averaged (data parallel)",
+    )
 
 
 def resolve(cfg: RLConfig, preset: str, action_horizon: int = 16) -> dict[str, Any]:
@@ -165,18 +170,41 @@ def run_rl(cfg: RLConfig) -> int:
 
 def run(cfg: RLConfig) -> dict[str, Any]:
     """Build the learner side (`build`), the environments and the rollout worker, then train."""
-    from groot.rl.envs import VectorLibero, env_specs
-    from groot.rl.rollout import RolloutWorker
-    from groot.rl.trainer import max_policy_calls, train
     from groot.sim.libero import libero_available
     from groot.train.checkpointing import clean_leftovers, latest_checkpoint
+    from groot.train.distributed import (
+        barrier,
+        config_to_argv,
+        init_distributed,
+        launched_by_torchrun,
+        relaunch_under_torchrun,
+        shutdown,
+    )
 
     if not libero_available():
         raise ConfigError("groot rl needs the LIBERO simulator: pip install 'groot[sim]'")
-    out = Path(cfg.output_dir)
-    clean_leftovers(out, cfg.save_total_limit)
-    resume_from = latest_checkpoint(out) if cfg.resume else None
-    built = build(cfg, resume_from)
+    if cfg.num_gpus > 1 and not launched_by_torchrun():
+        relaunch_under_torchrun(cfg.num_gpus, ["rl", *config_to_argv(cfg)])
+        return {"iterations": cfg.iterations, "checkpoint": None, "last_metrics": {}}
+    ctx = init_distributed(use_cuda=None if cfg.device is None else cfg.device.startswith("cuda"))
+    try:
+        out = Path(cfg.output_dir)
+        if ctx.is_main:
+            clean_leftovers(out, cfg.save_total_limit)
+        barrier(ctx)
+        resume_from = latest_checkpoint(out) if cfg.resume else None
+        return _run_rank(cfg, ctx, resume_from)
+    finally:
+        shutdown(ctx)
+
+
+def _run_rank(cfg: RLConfig, ctx: Any, resume_from: Path | None) -> dict[str, Any]:
+    """One process's part: its environments (global indices rank * num_envs ...), rollouts and updates."""
+    from groot.rl.envs import VectorLibero, env_specs
+    from groot.rl.rollout import RolloutWorker
+    from groot.rl.trainer import max_policy_calls, train
+
+    built = build(cfg, resume_from, ctx)
     values = built.settings.config
     specs = env_specs(
         cfg.suite,
@@ -186,6 +214,7 @@ def run(cfg: RLConfig) -> dict[str, Any]:
         cfg.image_size,
         cfg.seed,
         values["max_episode_steps"],
+        first_index=ctx.rank * values["num_envs"],
     )
     print(
         f"groot rl: recipe {values['recipe']}, {values['num_envs']} envs in {cfg.workers} worker(s), "
@@ -215,8 +244,9 @@ class Built:
     settings: Any  # groot.rl.trainer.RunSettings; .config: the resolved settings
 
 
-def build(cfg: RLConfig, resume_from: Path | None = None) -> Built:
-    """Policy (from `resume_from` when given, else --model-path), actor-critic, learner and loop settings."""
+def build(cfg: RLConfig, resume_from: Path | None = None, ctx: Any = None) -> Built:
+    """Policy (from `resume_from` when given, else --model-path), actor-critic, learner and loop settings.
+    `ctx`: this process's `groot.train.distributed.DistributedContext` (None: a single process)."""
     import torch
 
     from groot.policy import Policy
@@ -224,7 +254,10 @@ def build(cfg: RLConfig, resume_from: Path | None = None) -> Built:
     from groot.rl.ppo import PPOLossConfig
     from groot.rl.trainer import Learner, LearnerConfig, RunSettings, check_batch_sizes
 
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if ctx is not None and ctx.is_distributed:
+        device = ctx.device
+    else:
+        device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     policy = Policy.from_pretrained(
         resume_from or cfg.model_path,
         cfg.embodiment_tag,
@@ -273,6 +306,7 @@ def build(cfg: RLConfig, resume_from: Path | None = None) -> Built:
             cfg.adam_eps,
         ),
         autocast=cfg.bf16,
+        ctx=ctx,
     )
     settings = RunSettings(
         cfg.output_dir,

@@ -51,9 +51,10 @@ def env_specs(
     image_size: int,
     seed: int,
     max_steps: int,
+    first_index: int = 0,
 ) -> list[EnvSpec]:
-    """Env i: task tasks[i % T], init state init_states[i] (default: i // T, so each task's envs start from
-    its init states 0, 1, ...)."""
+    """Env i (global index g = first_index + i): task tasks[g % T], init state init_states[i] (default:
+    g // T, so each task's envs start from its init states 0, 1, ...), simulator seed seed + g."""
     if init_states is not None and len(init_states) != num_envs:
         from groot.errors import ConfigError
 
@@ -63,10 +64,10 @@ def env_specs(
     return [
         EnvSpec(
             suite,
-            tasks[i % len(tasks)],
-            init_states[i] if init_states else i // len(tasks),
+            tasks[(first_index + i) % len(tasks)],
+            init_states[i] if init_states else (first_index + i) // len(tasks),
             image_size,
-            seed + i,
+            seed + first_index + i,
             max_steps,
         )
         for i in range(num_envs)

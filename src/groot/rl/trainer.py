@@ -25,12 +25,14 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from groot.errors import ConfigError
 from groot.rl.actor import ActorCritic
 from groot.rl.gae import compute_gae, normalize_advantages
 from groot.rl.ppo import PPOLossConfig, policy_loss, value_loss
 from groot.rl.rollout import EpisodeBatch, RolloutWorker
+from groot.train.distributed import DistributedContext, barrier, mean_across_ranks
 from groot.utils.seeding import hashed_seed
 
 logger = logging.getLogger(__name__)
@@ -88,7 +90,12 @@ class LearnerConfig:
 
 
 class Learner:
-    """PPO updates of `actor` (its trainable model weights at `actor_lr`, its value head at `value_lr`)."""
+    """PPO updates of `actor` (its trainable model weights at `actor_lr`, its value head at `value_lr`).
+
+    Under torchrun (`ctx.world_size` > 1) every process updates on its own rollouts and the gradients
+    are averaged across processes before clipping (data parallelism, as DDP): the weights stay equal on
+    every rank. Every rank takes the same number of optimizer steps (the most any rank needs; a rank
+    with fewer transitions starts its permutation again)."""
 
     def __init__(
         self,
@@ -97,14 +104,11 @@ class Learner:
         device: torch.device,
         cfg: LearnerConfig,
         autocast: bool = False,
+        ctx: DistributedContext | None = None,
     ):
-        self.actor, self.processor, self.device, self.cfg, self.autocast = (
-            actor,
-            processor,
-            device,
-            cfg,
-            autocast,
-        )
+        self.actor, self.processor, self.device, self.cfg = actor, processor, device, cfg
+        self.autocast = autocast
+        self.ctx = ctx or DistributedContext(0, 1, 0, device)
         policy_params = [p for p in actor.model.parameters() if p.requires_grad]
         self.params = policy_params + list(actor.value_head.parameters())
         self.optimizer = torch.optim.AdamW(
@@ -124,9 +128,15 @@ class Learner:
         count = len(data.samples)
         generator = torch.Generator().manual_seed(seed)
         history: dict[str, list[float]] = {}
+        steps = math.ceil(count / cfg.global_batch_size)
+        if self.ctx.is_distributed:
+            most = torch.tensor(steps, device=self.device)
+            dist.all_reduce(most, op=dist.ReduceOp.MAX)
+            steps = int(most)
         for _ in range(cfg.update_epochs):
             order = torch.randperm(count, generator=generator)
-            for start in range(0, count, cfg.global_batch_size):
+            for s in range(steps):
+                start = (s * cfg.global_batch_size) % count
                 step = self._optimizer_step(data, order[start : start + cfg.global_batch_size], train_actor)
                 for key, value in step.items():
                     history.setdefault(key, []).append(value)
@@ -162,11 +172,22 @@ class Learner:
             (loss * weight).backward()
             for key, value in {"policy_loss": pg_loss, "value_loss": v_loss, **stats}.items():
                 sums[key] = sums.get(key, 0.0) + float(value.detach()) * weight
+        self._average_gradients()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
         if not torch.isfinite(grad_norm):
             raise FloatingPointError(f"gradient norm is {float(grad_norm)}; no update was applied")
         self.optimizer.step()
         return {**sums, "grad_norm": float(grad_norm)}
+
+    def _average_gradients(self) -> None:
+        """Gradients averaged over the processes (nothing to do in a single process)."""
+        if not self.ctx.is_distributed:
+            return
+        for param in self.params:
+            if param.grad is None:
+                param.grad = torch.zeros_like(param)
+            dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
+            param.grad.div_(self.ctx.world_size)
 
     def _autocast(self):
         import contextlib
@@ -248,11 +269,14 @@ def train(
     resume_from: Path | None = None,
     tensorboard: bool = True,
 ) -> dict[str, Any]:
-    """The PPO loop (see the module docstring) -> {"iterations", "checkpoint", "last_metrics"}."""
+    """The PPO loop (see the module docstring) -> {"iterations", "checkpoint", "last_metrics"}. Under
+    torchrun each rank rolls out its own environments with its own seeds; metrics are means over the
+    ranks, and rank 0 logs, records videos and writes checkpoints."""
+    ctx = learner.ctx
     out = Path(settings.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = load_training_state(resume_from, actor, learner) if resume_from is not None else 0
-    log = MetricsLog(out, tensorboard)
+    log = MetricsLog(out, tensorboard) if ctx.is_main else None
     metrics: dict[str, float] = {}
     checkpoint = resume_from
     try:
@@ -262,7 +286,7 @@ def train(
                 actor.sampler, noise_level=noise_level_at(settings, iteration)
             )
             episodes = [
-                worker.run(hashed_seed(settings.seed, iteration, epoch, 0, bits=62))
+                worker.run(hashed_seed(settings.seed, iteration, epoch, 0, ctx.rank, bits=62))
                 for epoch in range(settings.rollout_epochs)
             ]
             rollout_s = time.perf_counter() - started
@@ -288,12 +312,20 @@ def train(
             }
             done = iteration + 1
             if settings.eval_every > 0 and (done % settings.eval_every == 0 or done == settings.iterations):
-                metrics.update(evaluate(worker, settings, done, out))
-            log.write(done, metrics)
+                metrics.update(evaluate(worker, settings, done, out, ctx))
+            metrics = {
+                key: float(mean_across_ranks(torch.tensor(value, device=learner.device), ctx))
+                for key, value in metrics.items()
+            }
+            if log is not None:
+                log.write(done, metrics)
             if settings.save_every > 0 and (done % settings.save_every == 0 or done == settings.iterations):
-                checkpoint = save_checkpoint(out, done, policy, actor, learner, settings, metrics)
+                if ctx.is_main:
+                    checkpoint = save_checkpoint(out, done, policy, actor, learner, settings, metrics)
+                barrier(ctx)
     finally:
-        log.close()
+        if log is not None:
+            log.close()
     return {
         "iterations": settings.iterations,
         "checkpoint": str(checkpoint) if checkpoint else None,
@@ -301,11 +333,15 @@ def train(
     }
 
 
-def evaluate(worker: RolloutWorker, settings: RunSettings, iteration: int, out: Path) -> dict[str, float]:
-    """One deterministic (ODE) episode of every environment; MP4s of the first `eval_videos` of them."""
-    record = frozenset(range(min(settings.eval_videos, worker.envs.num_envs)))
+def evaluate(
+    worker: RolloutWorker, settings: RunSettings, iteration: int, out: Path, ctx: DistributedContext
+) -> dict[str, float]:
+    """One deterministic (ODE) episode of every environment; MP4s of the first `eval_videos` of them
+    (rank 0)."""
+    count = min(settings.eval_videos, worker.envs.num_envs) if ctx.is_main else 0
+    record = frozenset(range(count))
     episode = worker.run(
-        hashed_seed(settings.seed, iteration, 0, 2, bits=62), deterministic=True, record=record
+        hashed_seed(settings.seed, iteration, 0, 2, ctx.rank, bits=62), deterministic=True, record=record
     )
     if record:
         from groot.data.video import encode_video
@@ -365,7 +401,13 @@ def save_checkpoint(
     ckpt.save_optimizer_state(optimizer_state, state_dir)
     ckpt.save_rng_state(state_dir, 0)
     ckpt.save_trainer_state(
-        state_dir, {"iteration": iteration, "config": settings.config, "metrics": metrics}
+        state_dir,
+        {
+            "iteration": iteration,
+            "world_size": learner.ctx.world_size,
+            "config": settings.config,
+            "metrics": metrics,
+        },
     )
     final = ckpt.commit_checkpoint(out, iteration)
     ckpt.clean_leftovers(out, settings.save_total_limit)
@@ -383,6 +425,11 @@ def load_training_state(checkpoint: Path, actor: ActorCritic, learner: Learner) 
 
     state_dir = Path(checkpoint) / ckpt.STATE_DIR
     state = ckpt.load_trainer_state(checkpoint)
+    if state.get("world_size", 1) != learner.ctx.world_size:
+        raise CheckpointError(
+            f"{checkpoint}: saved by {state.get('world_size', 1)} processes, resumed with "
+            f"{learner.ctx.world_size}; exact resume needs the same number (--num-gpus)"
+        )
     path = state_dir / VALUE_HEAD_FILE
     if not path.is_file():
         raise CheckpointError(f"{path}: missing (not a `groot rl` checkpoint)")
