@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "groot.serve.commands",
     "groot.eval.commands",
     "groot.sim.commands",
+    "groot.rl.commands",
     "groot.demo",
 ]
 

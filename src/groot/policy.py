@@ -31,7 +31,7 @@ import torch
 from groot.data.configs import DataConfig, get_data_config
 from groot.data.metadata import DatasetMetadata
 from groot.data.modality import ModalityConfig
-from groot.data.transforms import REFERENCE_STATE, RelativeAction, split_key
+from groot.data.transforms import REFERENCE_STATE, Concat, RelativeAction, split_key
 from groot.errors import CheckpointError, ObservationError
 from groot.finite import check_finite_actions
 from groot.model.processor import GrootProcessor
@@ -131,12 +131,14 @@ class Policy:
                         device: str | torch.device | None = None, fast: bool | None = None,
                         exact: bool = False, max_prompt_tokens: int | None = None, *,
                         revision: str | None = None, token: str | bool | None = None,
-                        cache_dir: str | Path | None = None, local_files_only: bool = False) -> Policy:
+                        cache_dir: str | Path | None = None, local_files_only: bool = False,
+                        dtype: torch.dtype | None = None) -> Policy:
         """Load a checkpoint directory or hub id: weights (bf16 on CUDA, fp32 on CPU), the tag's block of
         experiment_cfg/metadata.json (None: its only block), and the data config (given by object or
         name, else the checkpoint's experiment_cfg/data_config.json). `fast`, `exact`,
         `max_prompt_tokens`: see the class docstring; revision, token, cache_dir, local_files_only: where
-        a hub id is fetched from (`groot.model.checkpoint.resolve_checkpoint_dir`)."""
+        a hub id is fetched from (`groot.model.checkpoint.resolve_checkpoint_dir`); dtype: the weights'
+        dtype instead of the default (e.g. float32 to train them)."""
         from groot.model.checkpoint import resolve_checkpoint_dir
         from groot.model.gr00t_n15 import GR00TN15
         from groot.model.model_card import read_provenance
@@ -144,7 +146,7 @@ class Policy:
         root = resolve_checkpoint_dir(path, revision, token=token, cache_dir=cache_dir,
                                       local_files_only=local_files_only)
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
         metadata = load_metadata(root, embodiment_tag)
         config = resolve_data_config(root, data_config)
         model = GR00TN15.from_pretrained(root, dtype=dtype, device=device)
@@ -221,19 +223,53 @@ class Policy:
         -> {"action.<k>": float32 [(B,) 16, D]} in original units. `seed`: the flow-matching noise is
         drawn from a generator seeded with it (same seed and observation: same chunk); None: torch's
         global generator."""
+        samples, batched = self.model_samples(observation)
+        generator = None if seed is None else torch.Generator(self.device).manual_seed(seed)
+        normalized = self._predict_normalized(samples, generator)
+        out = self.decode_actions(normalized, self.reference_state(observation))
+        return out if batched else {key: value[0] for key, value in out.items()}
+
+    def model_samples(self, observation: Mapping[str, Any]) -> tuple[list[dict[str, Any]], bool]:
+        """Validate an observation (see `get_action`) and transform it -> (one model sample per batch row,
+        batched). The samples are what `processor` batches for the model; with the fast engine their
+        images are raw frames, which the engine crops and resizes itself."""
         checked, batched = self.observation_spec.check(observation)
         self._check_prompt_tokens(checked)
         samples = [self.sample_transform.apply(self._raw_step(checked, b))
                    for b in range(_batch_size(checked))]
-        generator = None if seed is None else torch.Generator(self.device).manual_seed(seed)
-        predicted = {"action": self._predict_normalized(samples, generator)}
-        if self.data_config.relative_action_keys:  # [B, D]: the raw last observed state of each key
-            state_keys = map(RelativeAction.state_key, self.data_config.relative_action_keys)
-            predicted[REFERENCE_STATE] = {key: np.asarray(checked[key])[:, -1] for key in state_keys}
+        return samples, batched
+
+    @property
+    def action_dim(self) -> int:
+        """Width of the embodiment's action vector in the model's padded action columns (the first
+        `action_dim`): the data config's action keys after their rotation conversions."""
+        concat = next(t for t in self.transform.transforms if isinstance(t, Concat))
+        return sum(concat.action_dims())
+
+    def reference_state(self, observation: Mapping[str, Any]) -> dict[str, np.ndarray] | None:
+        """The raw last observed state under each state-relative action key, {"state.<k>": [B, D]}, which
+        `decode_actions` adds back; None when the data config predicts no action relative to the state."""
+        if not self.data_config.relative_action_keys:
+            return None
+        checked, _ = self.observation_spec.check(observation)
+        state_keys = map(RelativeAction.state_key, self.data_config.relative_action_keys)
+        return {key: np.asarray(checked[key])[:, -1] for key in state_keys}
+
+    def decode_actions(self, normalized: np.ndarray,
+                       reference_state: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """Normalized model actions float [B, H, D_max] -> {"action.<k>": float32 [B, H', D]} in original
+        units (the transforms' `unapply`); `reference_state`: `self.reference_state(observation)`, needed
+        when the data config has state-relative actions. Non-finite actions are refused."""
+        predicted: dict[str, Any] = {"action": np.asarray(normalized, np.float32)}
+        if self.data_config.relative_action_keys:
+            if reference_state is None:
+                raise ObservationError("decode_actions: the data config predicts actions relative to the "
+                                       "state; pass reference_state=policy.reference_state(observation)")
+            predicted[REFERENCE_STATE] = dict(reference_state)
         actions = self.transform.unapply(predicted)
         out = {key: np.asarray(actions[key], np.float32) for key in self.data_config.action_keys}
         check_finite_actions(out)
-        return out if batched else {key: value[0] for key, value in out.items()}
+        return out
 
     def _check_prompt_tokens(self, checked: dict[str, Any]) -> None:
         """Tokenize each sample's prompt (cached for the processor) and refuse a batch whose padded

@@ -177,7 +177,7 @@ def run_episode(env: libero.LiberoEnv, policy: PolicyLike, episode: int, protoco
     _seed_torch(protocol.seed + episode)
     started = time.perf_counter()
     obs = env.reset(init_index)
-    frames = [_video_frame(obs)] if protocol.video != "none" else []
+    frames = [video_frame(obs)] if protocol.video != "none" else []
     success = done = False
     queries = 0
     while not done:
@@ -186,7 +186,7 @@ def run_episode(env: libero.LiberoEnv, policy: PolicyLike, episode: int, protoco
         for step in range(protocol.action_horizon):
             obs, success, done = env.step(libero.action_to_vector(chunk, step))
             if frames:
-                frames.append(_video_frame(obs))
+                frames.append(video_frame(obs))
             if done:
                 break
     seconds = time.perf_counter() - started
@@ -201,7 +201,7 @@ def run_episode(env: libero.LiberoEnv, policy: PolicyLike, episode: int, protoco
     return row
 
 
-def _video_frame(obs: dict[str, Any]) -> np.ndarray:
+def video_frame(obs: dict[str, Any]) -> np.ndarray:
     """Agent view and wrist view side by side. uint8 [H, 2W, 3]"""
     return np.concatenate([obs["video.image"], obs["video.wrist_image"]], axis=1)
 

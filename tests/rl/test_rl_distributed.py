@@ -1,0 +1,73 @@
+"""The learner under two processes (gloo on the CPU): each rank rolls out its own environments and the
+averaged gradients keep the weights equal on both ranks."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import torch
+import torch.multiprocessing as mp
+from rl_helpers import FakeLibero
+from safetensors.torch import load_file, save_file
+
+MAX_STEPS = 8
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank_main(rank: int, port: int, checkpoint: str, out: str) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE="2",
+        OMP_NUM_THREADS="1",
+    )
+    from groot.rl.commands import RLConfig, build
+    from groot.rl.rollout import RolloutWorker
+    from groot.rl.trainer import train
+    from groot.train.distributed import init_distributed, shutdown
+
+    ctx = init_distributed(use_cuda=False)
+    cfg = RLConfig(
+        model_path=checkpoint,
+        output_dir=out,
+        iterations=1,
+        num_envs=1 + rank,
+        max_episode_steps=MAX_STEPS,
+        executed_steps=4,
+        rollout_epochs=1,
+        update_epochs=1,
+        global_batch_size=2,
+        micro_batch_size=1,
+        value_hidden=[16],
+        eval_every=0,
+        save_every=1,
+        device="cpu",
+        tensorboard=False,
+    )
+    built = build(cfg, None, ctx)
+    worker = RolloutWorker(FakeLibero(1 + rank, MAX_STEPS), built.policy, built.actor, 4, MAX_STEPS // 4)
+    train(built.policy, built.actor, worker, built.learner, built.settings, None, tensorboard=False)
+    state = {k: v.detach().clone().contiguous() for k, v in built.actor.state_dict().items()}
+    save_file(state, os.path.join(out, f"rank{rank}.safetensors"))
+    shutdown(ctx)
+
+
+def test_two_learner_processes_stay_in_sync(tiny_libero_checkpoint, tmp_path):
+    mp.spawn(_rank_main, args=(_free_port(), str(tiny_libero_checkpoint), str(tmp_path)), nprocs=2, join=True)
+    rank0 = load_file(str(tmp_path / "rank0.safetensors"))
+    rank1 = load_file(str(tmp_path / "rank1.safetensors"))
+    for name, value in rank0.items():
+        assert torch.equal(value, rank1[name]), name
+    start = load_file(str(tiny_libero_checkpoint / "model.safetensors"))
+    name = "action_head.action_decoder.layer2.W"
+    assert not torch.equal(start[name], rank0[f"model.{name}"])
+    assert (tmp_path / "checkpoint-1" / "training_state" / "trainer_state.json").is_file()
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1  # rank 0 alone logs
