@@ -20,7 +20,8 @@ TASKS = ("pick up the red cube", "open the top drawer", "push the blue block to 
 
 
 def synthetic_modality(state_dims: Mapping[str, int], action_dims: Mapping[str, int],
-                       cameras: Sequence[str], state_rotations: Mapping[str, str] | None = None) -> ModalitySpec:
+                       cameras: Sequence[str],
+                       state_rotations: Mapping[str, str] | None = None) -> ModalitySpec:
     """Keys laid out back to back in `observation.state` / `action`, cameras `observation.images.<name>`;
     `state_rotations` ({state key: rotation type}) marks state keys as rotations in modality.json."""
     state_rotations = dict(state_rotations or {})
