@@ -69,11 +69,12 @@ class BudgetSpent(Exception):  # noqa: N818 (a control-flow signal, not an error
 class Budget:
     """Seconds left of `--max-minutes` (unbounded without it)."""
 
-    def __init__(self, minutes: float | None):
-        self.deadline = None if minutes is None else time.monotonic() + 60.0 * minutes
+    def __init__(self, minutes: float | None, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        self.deadline = None if minutes is None else clock() + 60.0 * minutes
 
     def left(self) -> float:
-        return float("inf") if self.deadline is None else self.deadline - time.monotonic()
+        return float("inf") if self.deadline is None else self.deadline - self.clock()
 
     def require(self, seconds: float, what: str) -> None:
         """Raise BudgetSpent unless `seconds` (x SAFETY) fit into what is left."""
@@ -191,13 +192,13 @@ class CheckpointWatch:
 
     def __init__(self, output_dir: Path, budget: Budget):
         self.output_dir, self.budget = output_dir, budget
-        self.step, self.since = latest_step(output_dir), time.monotonic()
+        self.step, self.since = latest_step(output_dir), budget.clock()
 
     def __call__(self) -> bool:
         step = latest_step(self.output_dir)
         if step == self.step:
             return False
-        now = time.monotonic()
+        now = self.budget.clock()
         interval, self.step, self.since = now - self.since, step, now
         return interval * SAFETY > self.budget.left()
 
