@@ -82,12 +82,13 @@ class Budget:
             raise BudgetSpent(f"{what}: needs about {seconds:.0f} s, {max(0.0, self.left()):.0f} s left")
 
 
-def run_bounded(command: Sequence[str], budget: Budget, stop_now: Callable[[], bool] | None = None,
+def run_bounded(command: Sequence[Any], budget: Budget, stop_now: Callable[[], bool] | None = None,
                 poll_s: float = 1.0) -> bool:
     """Run `command` in its own process group until it exits (-> True), the budget ends or `stop_now()`
     says so (-> False, the group stopped). A non-zero exit raises RecipeError."""
+    command = [str(part) for part in command]
     print("$ " + shlex.join(command), flush=True)
-    process = subprocess.Popen(list(command), start_new_session=True)
+    process = subprocess.Popen(command, start_new_session=True)
     try:
         while True:
             try:

@@ -91,7 +91,8 @@ def test_a_stage_is_not_started_without_its_minimum_budget():
 def test_stages_run_in_order_and_finished_ones_are_skipped(monkeypatch, tmp_path, capsys):
     calls = []
     for name in recipe.STAGES:
-        monkeypatch.setattr(recipe, f"stage_{name}", lambda *args, _name=name, **kw: calls.append(_name) or True)
+        monkeypatch.setattr(recipe, f"stage_{name}",
+                            lambda *args, _name=name, **kw: calls.append(_name) or True)
     argv = ["--work-dir", str(tmp_path / "run"), "--preset", "tiny", "--tasks", "0"]
     assert recipe.main(argv) == 0
     assert calls == list(recipe.STAGES)
@@ -160,9 +161,9 @@ def test_bundle_pins_one_resolve_and_downloads_all_but_the_excluded(tmp_path):
     calls = [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
     assert [call[0] for call in calls] == ["wheel", "install", "download"]
     resolve, download = calls[1], calls[2]
+    wanted = {"--only-binary=:all:", "--platform=manylinux_2_28_x86_64", "--platform=manylinux2014_x86_64"}
     for call in (resolve, download):
-        assert {"--only-binary=:all:", "--platform=manylinux_2_28_x86_64", "--platform=manylinux2014_x86_64"} \
-            <= set(call)
+        assert wanted <= set(call)
         assert call[call.index("--python-version") + 1] == "3.12"
     assert "--dry-run" in resolve and resolve[-1].endswith("groot-0.1.0-py3-none-any.whl[sim]")
     assert "--no-deps" in download
