@@ -12,6 +12,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from groot.sim.libero import libero_available
@@ -203,3 +204,48 @@ def test_a_tiny_run_goes_through_every_stage_and_writes_its_result(tmp_path, cap
     assert not (work / "export" / "trainer_state").exists()
     assert recipe.main(argv) == 0  # everything done: nothing runs again
     assert capsys.readouterr().out.count("done earlier: skipped") == len(recipe.STAGES)
+
+
+@pytest.mark.slow
+def test_training_stopped_after_a_checkpoint_resumes_to_the_same_weights(monkeypatch, tmp_path):
+    """The train stage killed right after its first checkpoint (as the budget does), then continued to
+    the last step, ends with the weights of a run that was never stopped."""
+    from safetensors.numpy import load_file
+
+    from groot.data.synthetic import make_synthetic_dataset
+    from groot.sim import libero
+
+    flags = ["--preset", "tiny", "--max-steps", "30", "--save-steps", "10", "--batch-size", "2",
+             "--dataloader-workers", "1", "--no-video-cache", "--compile", "off"]
+    dataset = make_synthetic_dataset(tmp_path / "dataset", num_episodes=2, episode_length=12,
+                                     cameras=libero.VIDEO_KEYS, image_size=32, state_dims=libero.STATE_DIMS,
+                                     action_dims=libero.ACTION_DIMS, state_rotations=libero.STATE_ROTATIONS)
+    works = {}
+    for name in ("stopped", "straight"):
+        work = tmp_path / name
+        work.mkdir()
+        (work / "dataset").symlink_to(dataset)  # one dataset: the runs see the same bytes
+        args = recipe.parser().parse_args(["--work-dir", str(work), *flags])
+        settings = {key: getattr(args, key) for key in recipe.RUN_SETTINGS}
+        works[name] = (work, args, recipe.RecipeState(work, settings))
+
+    class StopAfterFirstCheckpoint(recipe.CheckpointWatch):
+        def __call__(self) -> bool:
+            return recipe.latest_step(self.output_dir) >= 10
+
+    work, args, state = works["stopped"]
+    with monkeypatch.context() as patch:
+        patch.setattr(recipe, "CheckpointWatch", StopAfterFirstCheckpoint)
+        assert recipe.stage_train(args, work, recipe.Budget(None), state) is False
+    assert recipe.latest_step(work / "train") in (10, 20)
+    assert recipe.stage_train(args, work, recipe.Budget(None), state) is True
+    straight_work, straight_args, straight_state = works["straight"]
+    assert recipe.stage_train(straight_args, straight_work, recipe.Budget(None), straight_state) is True
+
+    def weights(run: Path) -> dict:
+        return load_file(str(next((run / "train" / "checkpoint-30").glob("*.safetensors"))))
+
+    resumed, straight = weights(work), weights(straight_work)
+    assert resumed.keys() == straight.keys()
+    for key in resumed:
+        np.testing.assert_array_equal(resumed[key], straight[key], err_msg=key)
