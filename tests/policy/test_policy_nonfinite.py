@@ -34,7 +34,8 @@ def nan_dataset(tmp_path):
     root = make_synthetic_dataset(tmp_path / "nan_dataset", num_episodes=2, episode_length=10,
                                   cameras=("image", "wrist_image"), image_size=32,
                                   state_dims={"eef_pos": 3, "eef_axis_angle": 3, "gripper_qpos": 2},
-                                  action_dims={"eef_delta_pos": 3, "eef_delta_rot": 3, "gripper": 1})
+                                  action_dims={"eef_delta_pos": 3, "eef_delta_rot": 3, "gripper": 1},
+                                  state_rotations={"eef_axis_angle": "axis_angle"})
     path = root / "data/chunk-000/episode_000001.parquet"
     table = pq.read_table(path)
     state = np.stack(table.column("observation.state").to_pylist()).astype(np.float32)

@@ -37,7 +37,8 @@ def libero_checkpoint(tmp_path_factory):
     root = tmp_path_factory.mktemp("libero_ckpt")
     dataset = make_synthetic_dataset(root / "dataset", num_episodes=2, episode_length=12,
                                      cameras=libero.VIDEO_KEYS, image_size=64,
-                                     state_dims=libero.STATE_DIMS, action_dims=libero.ACTION_DIMS)
+                                     state_dims=libero.STATE_DIMS, action_dims=libero.ACTION_DIMS,
+                                     state_rotations=libero.STATE_ROTATIONS)
     config = libero_panda()
     metadata = GrootDataset(dataset, config, TAG).metadata
     return GR00TN15.from_preset("tiny").save_pretrained(root / "checkpoint", metadata={TAG: metadata},

@@ -14,4 +14,5 @@ def libero_dataset(tmp_path_factory):
         tmp_path_factory.mktemp("train_data") / "libero", num_episodes=3, episode_length=20,
         cameras=("image", "wrist_image"), image_size=32,
         state_dims={"eef_pos": 3, "eef_axis_angle": 3, "gripper_qpos": 2},
-        action_dims={"eef_delta_pos": 3, "eef_delta_rot": 3, "gripper": 1})
+        action_dims={"eef_delta_pos": 3, "eef_delta_rot": 3, "gripper": 1},
+        state_rotations={"eef_axis_angle": "axis_angle"})

@@ -14,6 +14,7 @@ from groot.data.writer import Episode, write_dataset
 LIBERO_STATE = {"eef_pos": 3, "eef_axis_angle": 3, "gripper_qpos": 2}
 LIBERO_ACTION = {"eef_delta_pos": 3, "eef_delta_rot": 3, "gripper": 1}
 LIBERO_CAMERAS = ("image", "wrist_image")
+LIBERO_ROTATIONS = {"eef_axis_angle": "axis_angle"}
 
 
 def two_behaviour_dataset(root: Path, episodes_per_behaviour: int, length: int, seed: int) -> Path:
@@ -33,7 +34,7 @@ def two_behaviour_dataset(root: Path, episodes_per_behaviour: int, length: int, 
                  for i, camera in enumerate(LIBERO_CAMERAS)}
         episodes.append(Episode(task=TASKS[number % 2], state=near(0.5 * sign, LIBERO_STATE),
                                 action=near(sign, LIBERO_ACTION), video=video))
-    modality = synthetic_modality(LIBERO_STATE, LIBERO_ACTION, LIBERO_CAMERAS)
+    modality = synthetic_modality(LIBERO_STATE, LIBERO_ACTION, LIBERO_CAMERAS, LIBERO_ROTATIONS)
     return write_dataset(root, episodes, modality, fps=10, robot_type="synthetic")
 
 

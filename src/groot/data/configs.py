@@ -307,11 +307,19 @@ def agibot_genie1() -> DataConfig:
 
 
 def libero_panda() -> DataConfig:
-    """LIBERO Panda (new_embodiment): agent-view + wrist cameras, 8-dim state, 7-dim action; the gripper
-    action is -1 open / +1 close (the simulator wrapper thresholds it)."""
-    return _min_max_everywhere("libero_panda", ["image", "wrist_image"],
-                               ["eef_pos", "eef_axis_angle", "gripper_qpos"],
-                               ["eef_delta_pos", "eef_delta_rot", "gripper"], TASK_DESCRIPTION)
+    """LIBERO Panda (new_embodiment): agent-view + wrist cameras, 7-dim OSC_POSE delta action; the gripper
+    action is -1 open / +1 close (the simulator wrapper thresholds it).
+
+    The end-effector orientation (axis-angle in the data, metadata rotation_type `axis_angle`) enters the
+    model as a 6-D rotation: the gripper-down pose sits at angle ~pi, where axis-angle flips between
+    +-pi axes from one step to the next. Model state: eef_pos 3 | rotation_6d 6 | gripper_qpos 2. The
+    actions are deltas (relative) and stay as they are."""
+    state = _full("state", ["eef_pos", "eef_axis_angle", "gripper_qpos"])
+    action = _full("action", ["eef_delta_pos", "eef_delta_rot", "gripper"])
+    return DataConfig("libero_panda", _full("video", ["image", "wrist_image"]), state, action,
+                      [TASK_DESCRIPTION], state_normalization=_modes(state, "min_max"),
+                      state_target_rotations={"state.eef_axis_angle": "rotation_6d"},  # fixed bounds +-1
+                      action_normalization=_modes(action, "min_max"))
 
 
 DATA_CONFIGS: Mapping[str, Callable[[], DataConfig]] = MappingProxyType({

@@ -20,14 +20,21 @@ TASKS = ("pick up the red cube", "open the top drawer", "push the blue block to 
 
 
 def synthetic_modality(state_dims: Mapping[str, int], action_dims: Mapping[str, int],
-                       cameras: Sequence[str]) -> ModalitySpec:
-    """Keys laid out back to back in `observation.state` / `action`, cameras `observation.images.<name>`."""
-    def layout(dims: Mapping[str, int], original_key: str) -> dict[str, ArraySpec]:
+                       cameras: Sequence[str],
+                       state_rotations: Mapping[str, str] | None = None) -> ModalitySpec:
+    """Keys laid out back to back in `observation.state` / `action`, cameras `observation.images.<name>`;
+    `state_rotations` ({state key: rotation type}) marks state keys as rotations in modality.json."""
+    state_rotations = dict(state_rotations or {})
+
+    def layout(dims: Mapping[str, int], original_key: str,
+               rotations: Mapping[str, str]) -> dict[str, ArraySpec]:
         ends = np.cumsum(list(dims.values())).tolist()
-        return {key: ArraySpec(start=end - dim, end=end, original_key=original_key)
+        return {key: ArraySpec(start=end - dim, end=end, original_key=original_key,
+                               rotation_type=rotations.get(key))
                 for (key, dim), end in zip(dims.items(), ends, strict=True)}
 
-    return ModalitySpec(state=layout(state_dims, "observation.state"), action=layout(action_dims, "action"),
+    return ModalitySpec(state=layout(state_dims, "observation.state", state_rotations),
+                        action=layout(action_dims, "action", {}),
                         video={camera: f"observation.images.{camera}" for camera in cameras},
                         annotation={TASK_COLUMN.removeprefix("annotation."): TASK_COLUMN})
 
@@ -85,13 +92,14 @@ def make_synthetic_dataset(root: str | Path, num_episodes: int = 4, episode_leng
                            state_dims: Mapping[str, int] | None = None,
                            action_dims: Mapping[str, int] | None = None,
                            version: Literal["v2.1", "v3.0"] = "v2.1", fps: float = 10, seed: int = 0,
-                           episodes_per_file: int = 100) -> Path:
+                           episodes_per_file: int = 100,
+                           state_rotations: Mapping[str, str] | None = None) -> Path:
     """Write a synthetic dataset at `root` (state {"arm": 6, "gripper": 1} and actions of the same keys
-    unless given) and return its path."""
+    unless given; `state_rotations` as in `synthetic_modality`) and return its path."""
     state_dims = dict(state_dims or {"arm": 6, "gripper": 1})
     action_dims = dict(action_dims or state_dims)
     episodes = make_synthetic_episodes(num_episodes, episode_length, cameras, image_size, state_dims,
                                        action_dims, seed)
-    modality = synthetic_modality(state_dims, action_dims, cameras)
+    modality = synthetic_modality(state_dims, action_dims, cameras, state_rotations)
     return write_dataset(root, episodes, modality, fps, version=version, robot_type="synthetic",
                          episodes_per_file=episodes_per_file)

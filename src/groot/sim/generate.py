@@ -34,7 +34,8 @@ def libero_modality() -> ModalitySpec:
     action = eef_delta_pos(3) | eef_delta_rot(3) | gripper(1)."""
     state = {
         "eef_pos": ArraySpec(0, 3, "observation.state"),
-        "eef_axis_angle": ArraySpec(3, 6, "observation.state", rotation_type="axis_angle"),
+        "eef_axis_angle": ArraySpec(3, 6, "observation.state",
+                                    rotation_type=libero.STATE_ROTATIONS["eef_axis_angle"]),
         "gripper_qpos": ArraySpec(6, 8, "observation.state"),
     }
     action = {

@@ -36,6 +36,7 @@ NOOP_ACTION = np.array([0, 0, 0, 0, 0, 0, OPEN], dtype=np.float64)
 LANGUAGE_KEY = "annotation.human.action.task_description"
 VIDEO_KEYS = ("image", "wrist_image")  # modality keys; agentview and eye-in-hand cameras
 STATE_DIMS = {"eef_pos": 3, "eef_axis_angle": 3, "gripper_qpos": 2}
+STATE_ROTATIONS = {"eef_axis_angle": "axis_angle"}  # rotation_type in modality.json (absolute)
 ACTION_DIMS = {"eef_delta_pos": 3, "eef_delta_rot": 3, "gripper": 1}  # concatenated: the 7-dim action
 CAMERAS = {"image": "agentview", "wrist_image": "robot0_eye_in_hand"}
 
