@@ -87,7 +87,7 @@ class ObservationSpec:
 
 
 class Policy:
-    """A GR00T N1.5 model with the data config's eval-mode transforms around it.
+    """A GR00T model (N1.5 or N1.6) with the data config's eval-mode transforms around it.
 
     `Policy(model, data_config, metadata)` wraps a model in memory; `Policy.from_pretrained` loads a
     checkpoint. `get_action` validates the observation, runs transforms -> processor -> model (flow
@@ -139,8 +139,7 @@ class Policy:
         `max_prompt_tokens`: see the class docstring; revision, token, cache_dir, local_files_only: where
         a hub id is fetched from (`groot.model.checkpoint.resolve_checkpoint_dir`); dtype: the weights'
         dtype instead of the default (e.g. float32 to train them)."""
-        from groot.model.checkpoint import resolve_checkpoint_dir
-        from groot.model.gr00t_n15 import GR00TN15
+        from groot.model.checkpoint import load_pretrained, resolve_checkpoint_dir
         from groot.model.model_card import read_provenance
 
         root = resolve_checkpoint_dir(path, revision, token=token, cache_dir=cache_dir,
@@ -149,7 +148,7 @@ class Policy:
         dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
         metadata = load_metadata(root, embodiment_tag)
         config = resolve_data_config(root, data_config)
-        model = GR00TN15.from_pretrained(root, dtype=dtype, device=device)
+        model = load_pretrained(root, dtype=dtype, device=device)
         processor = GrootProcessor.for_config(model.config, root)
         return cls(model, config, metadata, embodiment_tag, processor, denoising_steps, device, fast, exact,
                    max_prompt_tokens, read_provenance(root))
@@ -271,6 +270,13 @@ class Policy:
         check_finite_actions(out)
         return out
 
+    @property
+    def image_tokens(self) -> int:
+        """Image tokens per camera frame: the processor's count at the size the data config's geometry
+        gives the first view (all views reach the model at one size)."""
+        _, height, width = next(iter(self.observation_spec.video.values()), (1, 1, 1))
+        return self.processor.image_tokens(*self.data_config.image_geometry().output_size(height, width))
+
     def _check_prompt_tokens(self, checked: dict[str, Any]) -> None:
         """Tokenize each sample's prompt (cached for the processor) and refuse a batch whose padded
         prompts exceed `max_prompt_tokens`, before any transform or model work."""
@@ -279,15 +285,17 @@ class Policy:
             return
         key = spec.language[0]  # the instruction the model sees (GR00TPack reads the first language key)
         num_images = sum(steps for steps, _, _ in spec.video.values())
+        per_image = self.image_tokens
         try:
-            longest = max(len(self.processor.prompt_ids(text, num_images)) for text in checked[key])
+            longest = max(len(self.processor.prompt_ids(text, num_images, per_image))
+                          for text in checked[key])
         except ObservationError as e:
             raise ObservationError(f"{key}: {e}") from e
         total = len(checked[key]) * longest
         if total > self.max_prompt_tokens:
             raise ObservationError(
                 f"{key}: {len(checked[key])} prompt(s) of up to {longest} tokens (chat template and "
-                f"{num_images * self.processor.num_image_tokens} image tokens included) make {total} tokens, "
+                f"{num_images * per_image} image tokens included) make {total} tokens, "
                 f"over the limit of {self.max_prompt_tokens} (max_prompt_tokens; groot serve "
                 "--max-prompt-tokens)")
 
@@ -307,18 +315,18 @@ class Policy:
 
     def _fast_engine(self, exact: bool):
         """The inference engine for this policy, or None (logged) when the data config needs the CPU
-        video transform: views of different resolutions, or an image size other than the model's."""
+        video transform: views of different resolutions, or images the processor would resize again."""
         from groot.inference import InferenceEngine
 
         resolutions = {shape[1:] for shape in self.observation_spec.video.values()}
-        if len(resolutions) > 1 or self.data_config.image_size != self.processor.image_size:
+        geometry = self.data_config.image_geometry()
+        if len(resolutions) > 1 or not self.processor.takes_as_is(geometry):
             logger.warning("Policy: eager path: the fast engine needs one camera resolution (found %s) and "
-                           "the data config's image size %s = the model's %s", sorted(resolutions),
-                           self.data_config.image_size, self.processor.image_size)
+                           "images the processor takes as they are (data config: %s)", sorted(resolutions),
+                           geometry)
             return None
         compile = not exact and self.device.type == "cuda"
-        return InferenceEngine(self.model, self.processor, crop_scale=self.data_config.crop_scale,
-                               exact=exact, compile=compile)
+        return InferenceEngine(self.model, self.processor, geometry=geometry, exact=exact, compile=compile)
 
     def _raw_step(self, checked: dict[str, Any], index: int) -> dict[str, Any]:
         """Sample `index` of a checked batch as the dataset's raw step (language: list of one str)."""
@@ -348,10 +356,14 @@ def observation_spec(modality_config: Mapping[str, ModalityConfig],
 
 
 def load_metadata(root: Path, embodiment_tag: str | None) -> DatasetMetadata:
-    """The `embodiment_tag` block of `root/experiment_cfg/metadata.json` (None: the file's only block)."""
+    """The `embodiment_tag` block of `root/experiment_cfg/metadata.json` (None: the file's only block);
+    without that file, an N1.6 checkpoint's `statistics.json` (`n16_processor_files.load_n16_metadata`)."""
     from groot.model.checkpoint import METADATA_FILE
+    from groot.model.n16_processor_files import PROCESSOR_CONFIG_FILE, load_n16_metadata
 
     path = root / METADATA_FILE
+    if not path.is_file() and (root / PROCESSOR_CONFIG_FILE).is_file():
+        return load_n16_metadata(root, embodiment_tag)
     if not path.is_file():
         raise CheckpointError(f"{path}: expected the dataset statistics the checkpoint was trained with, "
                               "found no file")

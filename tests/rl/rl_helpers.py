@@ -38,7 +38,8 @@ def libero_metadata(camera: int) -> DatasetMetadata:
             for key in libero.VIDEO_KEYS
         },
         "state": {
-            key: {"absolute": True, "rotation_type": None, "shape": [dim], "continuous": True}
+            key: {"absolute": True, "rotation_type": libero.STATE_ROTATIONS.get(key), "shape": [dim],
+                  "continuous": True}
             for key, dim in libero.STATE_DIMS.items()
         },
         "action": {

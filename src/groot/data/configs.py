@@ -15,9 +15,9 @@ from types import MappingProxyType
 from typing import Any
 
 from groot.data.embodiment import EMBODIMENT_TABLES
+from groot.data.image_ops import IMAGE_RESIZE_MODES, ImageGeometry
 from groot.data.modality import ModalityConfig, ModalitySpec
 from groot.data.transforms import (
-    IMAGE_RESIZE_MODES,
     NORMALIZATION_MODES,
     ColorJitter,
     Concat,
@@ -147,6 +147,10 @@ class DataConfig:
             "action": ModalityConfig(list(self.action_indices), list(self.action_keys)),
             "language": ModalityConfig(list(self.observation_indices), list(self.language_keys)),
         }
+
+    def image_geometry(self) -> ImageGeometry:
+        """The crop and resize of every camera frame (training: random crop; eval: centred)."""
+        return ImageGeometry(self.image_resize, self.crop_scale, self.image_size, self.image_multiple)
 
     def transform(self) -> SampleTransform:
         """The sample chain: the pixel stage (crop, resize, colour jitter in training), then the host

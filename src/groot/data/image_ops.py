@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -208,3 +209,38 @@ def native_crop_resize(images: torch.Tensor, edge: int, crop_fraction: float | N
     if adjust is not None:
         x = (adjust(x / 255.0) * 255.0).clamp_(0, 255).round_()
     return smart_resize_images(x.to(torch.uint8).movedim(-3, -1), multiple)
+
+
+IMAGE_RESIZE_MODES = ("square", "shortest_edge")
+
+
+@dataclass(frozen=True)
+class ImageGeometry:
+    """A data config's crop and resize, one object for the training transforms and the inference
+    engine: "square" (`crop_resize` to size x size, N1.5) or "shortest_edge" (`native_crop_resize` with
+    shortest edge `size` and sides multiples of `multiple`, N1.6). `crop_scale` None: no crop."""
+
+    resize: str = "square"
+    crop_scale: float | None = 0.95
+    size: int = 224
+    multiple: int = 1
+
+    def __post_init__(self) -> None:
+        if self.resize not in IMAGE_RESIZE_MODES:
+            raise ValueError(f"image resize {self.resize!r} is not one of {IMAGE_RESIZE_MODES}")
+
+    def __call__(self, images: torch.Tensor, random: bool = False, generator: torch.Generator | None = None,
+                 adjust: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """uint8 [..., H, W, 3] -> uint8 [..., H', W', 3], (H', W') = `output_size(H, W)`; crop centred
+        unless `random`; `adjust`: the training colour jitter (float [..., 3, h, w] in [0, 1])."""
+        if self.resize == "shortest_edge":
+            return native_crop_resize(images, self.size, self.crop_scale, self.multiple, random=random,
+                                      generator=generator, adjust=adjust)
+        return crop_resize(images, self.crop_scale, self.size, random=random, generator=generator,
+                           adjust=adjust)
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """(H', W') of a frame of (height, width), without touching pixels."""
+        if self.resize == "shortest_edge":
+            return native_size(height, width, self.size, self.crop_scale, self.multiple)
+        return self.size, self.size

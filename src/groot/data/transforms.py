@@ -29,7 +29,6 @@ from groot.data.rotation import convert_rotation, rotation_dim
 from groot.errors import DatasetError, ObservationError
 
 NORMALIZATION_MODES = ("min_max", "q99", "mean_std", "binary", "scale")
-IMAGE_RESIZE_MODES = ("square", "shortest_edge")
 REFERENCE_STATE = "reference_state"  # unapply input: {full state key: raw last observed state [..., D]}
 DEFAULT_INSTRUCTION = "Perform the default behavior."
 # an absolute rotation converted to another representation is min-max normalized with these bounds
@@ -149,11 +148,9 @@ class VideoTransform(Transform):
     def __init__(self, video_keys: Sequence[str], crop_scale: float = 0.95, image_size: int = 224,
                  color_jitter: ColorJitter | None = ColorJitter(), resize: str = "square", multiple: int = 1):
         super().__init__()
-        if resize not in IMAGE_RESIZE_MODES:
-            raise ValueError(f"image resize {resize!r} is not one of {IMAGE_RESIZE_MODES}")
         self.video_keys = list(video_keys)
-        self.crop_scale, self.image_size, self.color_jitter = crop_scale, image_size, color_jitter
-        self.resize, self.multiple = resize, multiple
+        self.geometry = image_ops.ImageGeometry(resize, crop_scale, image_size, multiple)
+        self.color_jitter = color_jitter
 
     def apply(self, step: dict[str, Any]) -> dict[str, Any]:
         present = [key for key in self.video_keys if key in step]
@@ -191,11 +188,7 @@ class VideoTransform(Transform):
         """uint8 [T, V, H, W, 3] -> uint8 [T, V, S, S, 3] (square) | [T, V, H', W', 3] (shortest_edge)"""
         jitter = self.color_jitter if self.training else None
         adjust = None if jitter is None else lambda x: color_jitter(x, jitter)
-        if self.resize == "shortest_edge":
-            return image_ops.native_crop_resize(frames, self.image_size, self.crop_scale, self.multiple,
-                                                random=self.training, adjust=adjust)
-        return image_ops.crop_resize(frames, self.crop_scale, self.image_size, random=self.training,
-                                     adjust=adjust)
+        return self.geometry(frames, random=self.training, adjust=adjust)
 
 
 def grayscale(x: torch.Tensor) -> torch.Tensor:

@@ -1,17 +1,19 @@
 """InferenceEngine: model samples with raw camera frames -> normalized action chunks, through CUDA graphs.
 
     engine = InferenceEngine(model.to("cuda", torch.bfloat16), GrootProcessor.for_config(model.config))
-    actions = engine.predict(samples)  # [B, 16, 32] on the model's device
+    actions = engine.predict(samples)  # [B, T_a, A] (N1.5: [B, 16, 32]) on the model's device
 
-The model's own modules run as two CUDA graphs per input shape (backbone: uint8 frames -> centre crop,
-antialiased resize, vision tower, LLM; denoising: VL self-attention, cross-attention K/V, every Euler
-step) on a private copy of the module tree that shares the parameters (`engine_copy`): fused projections
-and compiled blocks are substituted there, never in the caller's model. Each prompt length gets its own
-graphs (the `max_shapes` most recently used are kept); batches are padded up to a bucket, the padding
-rows dropped. With `exact=True` (default) and no `compile`, the actions at a bucket batch size are
-bit-identical to `GR00TN15.get_action` on the same pixels and noise; `exact=False` (no LLM mask when
-nothing is padded) and `compile=True` (`regional_compile`) change rounding. Weights are read when graphs
-are first built: call `reset()` after changing them.
+The model's own modules run as two CUDA graphs per input shape (backbone: uint8 frames -> crop and
+resize (the data config's `ImageGeometry`), vision tower, LLM; denoising: VL self-attention,
+cross-attention K/V, every Euler step) on a private copy of the module tree that shares the parameters
+(`engine_copy`): fused projections and compiled blocks are substituted there, never in the caller's
+model. Each prompt length gets its own graphs (the `max_shapes` most recently used are kept); batches
+are padded up to a bucket, the padding rows dropped. With `exact=True` (default) and no `compile`, the
+actions at a bucket batch size are bit-identical to the model's `get_action` on the same pixels and
+noise; `exact=False` (no LLM mask when nothing is padded) and `compile=True` (`regional_compile`)
+change rounding. Weights are read when graphs are first built: call `reset()` after changing them. Both
+generations run here: N1.6 frames keep their aspect ratio, so their image-token count follows the frame
+size.
 """
 
 from __future__ import annotations
@@ -39,6 +41,17 @@ DEFAULT_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32)
 
 def _param_dtype(module: torch.nn.Module) -> torch.dtype:
     return next(module.parameters()).dtype
+
+
+def release_geometry(config) -> image_ops.ImageGeometry:
+    """The original's eval crop and resize for a model config's generation: N1.5 centre crop 0.95 and
+    a square of the vision tower's size; N1.6 its shortest edge and crop, sides multiples of
+    patch x pixel_unshuffle."""
+    vision = config.backbone_cfg.vision
+    if config.generation == "n1.6":
+        return image_ops.ImageGeometry("shortest_edge", config.crop_fraction, config.shortest_image_edge,
+                                       vision.patch_size * config.backbone_cfg.pixel_unshuffle)
+    return image_ops.ImageGeometry("square", 0.95, vision.image_size)
 
 
 def engine_copy(model: torch.nn.Module) -> torch.nn.Module:
@@ -70,7 +83,7 @@ class PromptBlock:
 class ShapeSlot:
     """Static device inputs of one input shape and the captured stages that read them."""
 
-    upload: PackedUpload  # "images" uint8 [Bb, n_img, H, W, 3], "state" float32 [Bb, 1, 64]
+    upload: PackedUpload  # "images" uint8 [Bb, n_img, H, W, 3], "state" float32 [Bb, 1, max_state_dim]
     input_ids: torch.Tensor  # int64 [Bb, L]
     token_mask: torch.Tensor  # int64 [Bb, L]
     embodiment_id: torch.Tensor  # int64 [Bb]
@@ -78,7 +91,7 @@ class ShapeSlot:
     prompt: tuple | None = None  # the (languages, ...) whose ids are loaded
     embodiments: tuple[int, ...] | None = None  # the ids loaded
     features: dict[bool, torch.Tensor] = field(default_factory=dict)  # backbone output per mask use
-    pixels: dict[bool, torch.Tensor] = field(default_factory=dict)  # [Bb * n_img, 3, S, S]
+    pixels: dict[bool, torch.Tensor] = field(default_factory=dict)  # [Bb * n_img, 3, H', W']
     stages: dict[tuple, CapturedStage] = field(default_factory=dict)
 
 
@@ -98,12 +111,14 @@ class StagedBatch:
 class InferenceEngine:
     def __init__(self, model, processor, max_batch: int = 32,
                  batch_buckets: Sequence[int] = DEFAULT_BATCH_BUCKETS,
-                 crop_scale: float | None = 0.95, use_cuda_graphs: bool = True, exact: bool = True,
-                 fuse_projections: bool = True, compile: bool = False, max_shapes: int = 8,
+                 geometry: image_ops.ImageGeometry | None = None, use_cuda_graphs: bool = True,
+                 exact: bool = True, fuse_projections: bool = True, compile: bool = False,
+                 max_shapes: int = 8,
                  max_prompt_blocks: int = 256, compile_backend: str | Callable = "inductor"):
         """model: GR00TN15 (put in eval mode; its modules are never replaced);
         processor: GrootProcessor (prompt ids);
-        crop_scale: centre-crop fraction for raw frames, None when samples carry transformed images;
+        geometry: the crop and resize of raw frames (the data config's `image_geometry()`; None: the
+        original's for the model's generation, `release_geometry`);
         exact: the eager model's numerics (bit-identical results) or faster attention kernels;
         fuse_projections: one GEMM per group of same-input projections;
         compile: run the repeated transformer blocks compiled (`compile_blocks`, backend
@@ -113,7 +128,7 @@ class InferenceEngine:
         self.processor = processor
         self.max_batch = max_batch
         self.batch_buckets = sorted({b for b in batch_buckets if b < max_batch} | {max_batch})
-        self.crop_scale = crop_scale
+        self.geometry = geometry or release_geometry(model.config)
         self.exact = exact
         self.fuse_projections = fuse_projections
         self.max_shapes = max_shapes
@@ -135,7 +150,8 @@ class InferenceEngine:
     def predict(self, samples: Sequence[dict[str, Any]], noise: torch.Tensor | None = None,
                 num_steps: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
         """Model samples (images uint8 [T*V, H, W, 3] at raw resolution) -> normalized actions
-        [B, 16, 32] in the head's dtype on the model's device. `noise` [B, 16, 32] replaces the draw
+        [B, T_a, A] (the head's horizon and action width) in the head's dtype on the model's device.
+        `noise` [B, T_a, A] replaces the draw
         (otherwise one `torch.randn` per chunk of at most `max_batch`, like the eager model)."""
         if not samples:
             raise ObservationError("InferenceEngine.predict: expected at least one sample, found none")
@@ -162,7 +178,8 @@ class InferenceEngine:
         num_images, frame = self._frame_shape(samples)
         bucket_b = next(b for b in self.batch_buckets if b >= batch)
         languages = tuple(str(s["language"]) for s in samples)
-        prompt_key = (languages, num_images, bucket_b)
+        prompt_key = (languages, num_images, self.processor.image_tokens(*self.geometry.output_size(*frame)),
+                      bucket_b)
         prompt = self._prompt_block(prompt_key)
         key = ShapeKey(bucket_b, prompt.input_ids.shape[1], num_images, frame)
         slot = self._slot(key)
@@ -187,11 +204,11 @@ class InferenceEngine:
     def encode(self, staged: StagedBatch) -> torch.Tensor:
         """Backbone stage: static frames + prompt -> features [Bb, L, D] (the stage's output buffer)."""
         slot, use_mask = staged.slot, staged.llm_mask
-        backbone, size = self.fast_model.backbone, self.processor.image_size
+        backbone = self.fast_model.backbone
 
         def run() -> tuple[torch.Tensor, torch.Tensor]:
             images = slot.upload.fields["images"]  # uint8 [Bb, n_img, H, W, 3]
-            pixels = image_ops.model_pixels(images, size, self.crop_scale, self.vision_dtype).flatten(0, 1)
+            pixels = image_ops.to_model_pixels(self.geometry(images), self.vision_dtype).flatten(0, 1)
             features = backbone(pixels, slot.input_ids, slot.token_mask if use_mask else None)
             return features.to(self.head_dtype), pixels
 
@@ -200,7 +217,7 @@ class InferenceEngine:
 
     @torch.inference_mode()
     def denoise(self, staged: StagedBatch, num_steps: int | None = None) -> torch.Tensor:
-        """Denoising stage: features + state + noise -> normalized actions [B, 16, 32] (a copy)."""
+        """Denoising stage: features + state + noise -> normalized actions [B, T_a, A] (a copy)."""
         head, slot = self.fast_model.action_head, staged.slot
         steps = num_steps or head.cfg.num_inference_timesteps
         conditionings = self._step_conditionings(steps, staged.key.batch)
@@ -208,7 +225,7 @@ class InferenceEngine:
         category = staged.category
 
         def run() -> torch.Tensor:
-            state = slot.upload.fields["state"].to(self.head_dtype)  # [Bb, 1, 64]
+            state = slot.upload.fields["state"].to(self.head_dtype)  # [Bb, 1, max_state_dim]
             embodiment = slot.embodiment_id if category is None else category
             vl = head.encode_vl(slot.features[use_mask])
             vl_masks = self.model.token_masks(slot.input_ids, slot.token_mask)  # N1.6; None for N1.5
@@ -218,7 +235,7 @@ class InferenceEngine:
         return actions[:staged.batch_size].clone()
 
     def pixels(self, staged: StagedBatch) -> torch.Tensor:
-        """The model pixels the last `encode` of this shape computed. -> [B * n_img, 3, S, S]"""
+        """The model pixels the last `encode` of this shape computed. -> [B * n_img, 3, H', W']"""
         return staged.slot.pixels[staged.llm_mask][:staged.batch_size * staged.key.num_images]
 
     def reset(self) -> None:
@@ -258,17 +275,19 @@ class InferenceEngine:
         return shape[0], (shape[1], shape[2])
 
     def _prompt_block(self, key: tuple) -> PromptBlock:
-        """(languages, images per sample, batch bucket) -> padded ids, cached (LRU)."""
+        """(languages, images per sample, image tokens per image, batch bucket) -> padded ids, cached
+        (LRU)."""
         block = self._prompts.get(key)
         if block is not None:
             self._prompts.move_to_end(key)
             return block
-        languages, num_images, bucket_b = key
-        ids, mask = self.processor.pad_prompts([self.processor.prompt_ids(t, num_images) for t in languages])
+        languages, num_images, per_image, bucket_b = key
+        ids, mask = self.processor.pad_prompts([self.processor.prompt_ids(t, num_images, per_image)
+                                                for t in languages])
         length = ids.shape[1]
         rows = [*range(len(languages))] + [len(languages) - 1] * (bucket_b - len(languages))
         ids, mask = ids[rows], mask[rows]  # [Bb, L]
-        self.model.backbone.check_image_tokens(ids, bucket_b * num_images)
+        self.model.backbone.check_image_tokens(ids, bucket_b * num_images, per_image)
         left_padded = bool((mask == 0).any())
         block = PromptBlock(ids.numpy(), mask.numpy(), length, left_padded)
         self._prompts[key] = block

@@ -40,11 +40,11 @@ from typing import Any
 
 import torch
 
-from groot.data.image_ops import model_pixels, to_model_pixels
+from groot.data.image_ops import ImageGeometry, model_pixels, to_model_pixels
 from groot.errors import CheckpointError, ObservationError
 from groot.model.batch import Batch
 from groot.model.config import GR00TN15Config
-from groot.model.native_resolution import resize_to_grid
+from groot.model.native_resolution import resize_to_grid, smart_resize
 from groot.model.tokenizer import load_tokenizer
 
 SYSTEM_PROMPT = "You are a helpful assistant."
@@ -84,7 +84,7 @@ def formalize_language(text: str) -> str:
 class GrootProcessor:
     """N1.5 processor: every image resized to `image_size` and given `num_image_tokens` tokens, prompt of
     `render_prompt`. `for_config` picks the processor of the config's generation. The N1.6 subclass
-    overrides the four generation hooks: `instruction`, `render`, `pixels`, `tokens_per_image`."""
+    overrides the four generation hooks: `instruction`, `render`, `pixels`, `image_tokens`."""
 
     def __init__(self, tokenizer, image_size: int | None, num_image_tokens: int | None,
                  cache_size: int = 256):
@@ -125,9 +125,14 @@ class GrootProcessor:
         frames not S x S are resized like the data transforms do, not tiled as the Eagle processor would)."""
         return model_pixels(checked_images(images), self.image_size)
 
-    def tokens_per_image(self, pixels: torch.Tensor) -> int:
-        """Image tokens of each image of pixels [N, 3, H, W] (N1.5: the fixed count)."""
+    def image_tokens(self, height: int, width: int) -> int:
+        """Image tokens of one image that reaches the processor at height x width (N1.5: the fixed
+        count)."""
         return self.num_image_tokens
+
+    def takes_as_is(self, geometry: ImageGeometry) -> bool:
+        """Whether images of this crop and resize reach the model without another resize here."""
+        return geometry.resize == "square" and geometry.size == self.image_size
 
     # ---- shared ------------------------------------------------------------------------------------
     def prompt_ids(self, language: str, num_images: int, num_image_tokens: int | None = None) -> list[int]:
@@ -179,7 +184,7 @@ class GrootProcessor:
         if len(set(sizes)) > 1:
             raise ObservationError(f"GrootProcessor: expected every image of a batch at one size, found "
                                    f"H x W = {sorted(set(sizes))}")
-        prompts = [self.prompt_ids(s["language"], p.shape[0], self.tokens_per_image(p))
+        prompts = [self.prompt_ids(s["language"], p.shape[0], self.image_tokens(*p.shape[-2:]))
                    for s, p in zip(samples, pixels, strict=True)]
         input_ids, attention_mask = self.pad_prompts(prompts)
         passthrough = {}
@@ -215,9 +220,13 @@ class GrootN16Processor(GrootProcessor):
         (= (H, W) when both are multiples of `grid`)."""
         return to_model_pixels(resize_to_grid(checked_images(images), self.grid))
 
-    def tokens_per_image(self, pixels: torch.Tensor) -> int:
-        height, width = pixels.shape[-2:]
-        return height * width // self.grid**2
+    def takes_as_is(self, geometry: ImageGeometry) -> bool:
+        return geometry.resize == "shortest_edge" and geometry.multiple % self.grid == 0
+
+    def image_tokens(self, height: int, width: int) -> int:
+        """H' * W' / grid^2 at (H', W') = smart_resize(height, width)."""
+        grid_h, grid_w = smart_resize(height, width, self.grid)
+        return grid_h * grid_w // self.grid**2
 
 
 def checked_images(images: Any) -> torch.Tensor:
