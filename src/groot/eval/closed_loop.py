@@ -45,6 +45,7 @@ class PolicySource:
     device: str | None = None
     api_token: str | None = None
     timeout_ms: int = 60_000
+    protocol: str = "n1.5"  # wire protocol of `server`: "n1.5" | "n1.6"
 
     def __post_init__(self) -> None:
         if (self.model_path is None) == (self.server is None):
@@ -57,7 +58,8 @@ class PolicySource:
             from groot.serve.client import InferenceClient
 
             host, port = parse_host_port(self.server, "server")
-            return InferenceClient(host, port, api_token=self.api_token, timeout_ms=self.timeout_ms)
+            return InferenceClient(host, port, api_token=self.api_token, timeout_ms=self.timeout_ms,
+                                   protocol=self.protocol)
         from groot.policy import Policy
 
         return Policy.from_pretrained(self.model_path, self.embodiment_tag, data_config=self.data_config,

@@ -20,6 +20,9 @@ class OpenLoopConfig:
                                        "(exactly one of --model-path / --server)")
     server: str | None = arg(None, "HOST:PORT of a running `groot serve` or official inference service")
     api_token: str | None = arg(None, "token for --server, when the server requires one")
+    protocol: Literal["n1.5", "n1.6"] = arg("n1.5", "wire protocol of --server: n1.5 (flat observation, "
+                                                    "dict reply) or n1.6 (nested observation, [action, "
+                                                    "info] reply), the generation `groot serve` serves")
     data_config: str | None = arg(None, "data config for --model-path; default: the checkpoint's "
                                         "experiment_cfg/data_config.json")
     trajs: int = arg(1, "number of trajectories to evaluate (the dataset's first ones)")
@@ -61,7 +64,8 @@ def _client(cfg: OpenLoopConfig):
         raise ConfigError("groot eval open-loop: --data-config applies to --model-path only; a server "
                          "reports its own modality config")
     host, port = parse_host_port(cfg.server, "groot eval open-loop: --server")
-    return InferenceClient(host, port, api_token=cfg.api_token, timeout_ms=cfg.timeout_ms)
+    return InferenceClient(host, port, api_token=cfg.api_token, timeout_ms=cfg.timeout_ms,
+                           protocol=cfg.protocol)
 
 
 def _local_policy(cfg: OpenLoopConfig):

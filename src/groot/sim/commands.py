@@ -56,6 +56,9 @@ class SimEvalConfig:
     denoising_steps: int | None = arg(None, "flow-matching steps for --model-path; default: the checkpoint's")
     device: str | None = arg(None, "torch device for --model-path; default: cuda if available")
     api_token: str | None = arg(None, "token for --server, when the server requires one")
+    protocol: Literal["n1.5", "n1.6"] = arg("n1.5", "wire protocol of --server: n1.5 (flat observation, "
+                                                    "dict reply) or n1.6 (nested observation, [action, "
+                                                    "info] reply), the generation `groot serve` serves")
     tasks: list[int] | None = arg(None, "task ids to evaluate (default: every task of the suite)")
     episodes_per_task: int = arg(10, "episodes per task; episode e starts from the suite's init state e")
     action_horizon: int = arg(8, "execute this many of the 16 predicted actions, then query the policy again")
@@ -76,7 +79,7 @@ def run_sim_eval(cfg: SimEvalConfig) -> int:
     try:
         source = PolicySource(model_path=cfg.model_path, server=cfg.server, embodiment_tag=cfg.embodiment_tag,
                               data_config=cfg.data_config, denoising_steps=cfg.denoising_steps,
-                              device=cfg.device, api_token=cfg.api_token)
+                              device=cfg.device, api_token=cfg.api_token, protocol=cfg.protocol)
     except ValueError as e:
         raise ConfigError(f"groot eval sim: {e} (--model-path / --server)") from e
     report = evaluate(source, cfg.suite, cfg.out, tasks=cfg.tasks, episodes_per_task=cfg.episodes_per_task,

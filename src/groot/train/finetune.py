@@ -57,7 +57,8 @@ def finetune(cfg: FinetuneConfig) -> Path:
         return checkpoint_dir(Path(cfg.output_dir), cfg.max_steps)
     ctx = init_distributed()
     try:
-        plan = resolve_plan(cfg, ctx.device, ctx.world_size, (embodiment_index(cfg.embodiment_tag),))
+        table = base_model_config(cfg.base_model).generation  # each generation has its embodiment table
+        plan = resolve_plan(cfg, ctx.device, ctx.world_size, (embodiment_index(cfg.embodiment_tag, table),))
         if ctx.is_main:
             print(plan.describe())
             if plan.compile:
@@ -85,14 +86,24 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def base_model_config(base_model: str):
+    """The model config of a preset name, checkpoint directory or hub id (config.json only)."""
+    from groot.model.checkpoint import read_config, resolve_checkpoint_dir
+    from groot.model.config import PRESETS, preset_config
+
+    if base_model in PRESETS:
+        return preset_config(base_model)
+    return read_config(resolve_checkpoint_dir(base_model))
+
+
 def load_base_model(base_model: str):
     """Preset name -> random weights; otherwise a checkpoint directory or hub id (fp32 on the CPU)."""
     from groot.model.checkpoint import load_pretrained
-    from groot.model.config import PRESETS, preset_config
+    from groot.model.config import PRESETS
     from groot.model.gr00t_n16 import model_class
 
     if base_model in PRESETS:
-        config = preset_config(base_model)
+        config = base_model_config(base_model)
         return model_class(config)(config)
     return load_pretrained(base_model, dtype=torch.float32)
 
