@@ -30,7 +30,8 @@ def n16_run(tmp_path_factory):
                                      action_dims=ACTION, state_rotations={"eef_axis_angle": "axis_angle"})
     code = main(["finetune", "--dataset-path", str(dataset), "--data-config", "libero_panda",
                  "--embodiment-tag", TAG, "--base-model", "n1.6-tiny", "--output-dir", str(root / "run"),
-                 "--batch-size", "2", "--max-steps", "4", "--save-steps", "4", "--dataloader-num-workers", "0",
+                 "--batch-size", "2", "--max-steps", "4", "--save-steps", "4",
+                 "--dataloader-num-workers", "0",
                  "--tune-top-llm-layers", "1", "--no-bf16"])
     assert code == 0
     return dataset, root / "run" / "checkpoint-4"
@@ -46,7 +47,7 @@ def test_the_checkpoint_is_n16_and_predicts_every_action_key(n16_run):
     dataset, checkpoint = n16_run
     policy = Policy.from_pretrained(checkpoint, TAG, device="cpu", fast=False)
     assert isinstance(policy.model, GR00TN16)
-    assert policy.data_config.image_resize == "shortest_edge" and policy.data_config.embodiment_table == "n1.6"
+    assert (policy.data_config.image_resize, policy.data_config.embodiment_table) == ("shortest_edge", "n1.6")
     # 36 x 48 -> shortest edge 56: 56 x 75 -> crop 0.95: 53 x 71 -> 56 x 75 -> multiples of 28: 56 x 84
     assert policy.image_tokens == 56 * 84 // 28**2
     obs = observation(policy, dataset, 3)
