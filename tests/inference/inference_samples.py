@@ -11,10 +11,11 @@ RAW_SIZE = 64  # raw camera frames; the tiny preset's model size is 56
 
 
 def make_sample(rng: np.random.Generator, language: str, num_images: int = 1, embodiment_id: int = 3,
-                raw_size: int = RAW_SIZE) -> dict:
-    return {"images": rng.integers(0, 256, (num_images, raw_size, raw_size, 3), dtype=np.uint8),
+                raw_size: int | tuple[int, int] = RAW_SIZE, state_dim: int = 64) -> dict:
+    height, width = (raw_size, raw_size) if isinstance(raw_size, int) else raw_size
+    return {"images": rng.integers(0, 256, (num_images, height, width, 3), dtype=np.uint8),
             "language": language,
-            "state": rng.standard_normal((1, 64)).astype(np.float32),
+            "state": rng.standard_normal((1, state_dim)).astype(np.float32),
             "embodiment_id": embodiment_id}
 
 
