@@ -61,3 +61,16 @@ def test_a_bug_keeps_its_traceback(monkeypatch):
     monkeypatch.setattr(data_commands, "run_info", broken)
     with pytest.raises(RuntimeError, match="a bug"):
         main(["data", "info", MISSING])
+
+
+def test_a_reader_that_leaves_early_is_no_error():
+    """`groot model keys n1.6-3b | head -1`: the closed pipe ends the command quietly with exit 0."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-m", "groot.cli", "model", "keys", "n1.6-3b"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout.readline() == b"key\tshape\n"
+    process.stdout.close()  # the reader leaves while the command still has ~1100 lines to print
+    assert process.wait(timeout=120) == 0
+    assert process.stderr.read() == b""

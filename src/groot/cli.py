@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # module that defines `register(subparsers)` for each top-level command group
@@ -52,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     except WorkerDied as error:  # a crash in a worker process: its traceback is not ours to show
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the reader of stdout left (`groot model keys n1.6-3b | head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
     return int(result or 0)
 
 

@@ -61,7 +61,8 @@ class SimEvalConfig:
                                                     "info] reply), the generation `groot serve` serves")
     tasks: list[int] | None = arg(None, "task ids to evaluate (default: every task of the suite)")
     episodes_per_task: int = arg(10, "episodes per task; episode e starts from the suite's init state e")
-    action_horizon: int = arg(8, "execute this many of the 16 predicted actions, then query the policy again")
+    action_horizon: int = arg(8, "execute this many actions of each predicted chunk, then query the policy "
+                                 "again")
     workers: int = arg(1, "simulator processes in parallel (one task at a time each; with --model-path each "
                           "loads the model)")
     video: Literal["failures", "all", "none"] = arg("failures",

@@ -1,4 +1,4 @@
-"""`groot finetune`: fine-tune GR00T N1.5 on LeRobot datasets (the official recipe, spec 10).
+"""`groot finetune`: fine-tune GR00T N1.5 or N1.6 on LeRobot datasets (the official recipe, spec 10).
 
 `finetune(FinetuneConfig) -> Path` trains and returns the final checkpoint directory. Flags and
 defaults are those of the official `scripts/gr00t_finetune.py`, plus groot extras (seed, gradient
