@@ -7,8 +7,8 @@
 Input per sample: one raw 256x256 uint8 camera frame, a state of the head's `max_state_dim` (64 on
 N1.5, 128 on n1.6-3b), an instruction; output: the normalized action chunk [B, action_horizon,
 action_dim] (N1.5 [B, 16, 32], n1.6-3b [B, 50, 128]) on the host, after the config's denoising steps (4)
-(the Policy's per-key un-normalization is a few host-side multiply-adds, not timed). Frames are cropped
-and resized as the original's eval transform does (`release_geometry`): N1.5 centre crop 0.95 to a
+(the Policy's per-key un-normalization is a few host-side multiply-adds, not timed). Frames get the
+original's eval crop and resize (`release_geometry`, the engine's default): N1.5 centre crop 0.95 to a
 224 x 224 square (256 image tokens), N1.6 shortest edge 256, crop 0.95, sides multiples of 28 at the
 frame's own aspect ratio (256x256 -> 252x252: 81 image tokens).
 
@@ -16,26 +16,28 @@ Prompt, the reference setting of the 3B presets: one view and a 4-token instruct
 the cube". N1.5: 286 tokens (with the Eagle tokenizer one view's template and image tokens are 282, 256
 of them <IMG_CONTEXT>). N1.6: the frame's image tokens + 27 (108 for a 256x256 frame): the N1.6
 template (text first, then the image, no generation prompt) is estimated at 23 tokens, the N1.5
-template's 26 less the 3 of the `<|im_start|>assistant\n` generation prompt N1.6 omits (not measured:
-no Qwen3 tokenizer is reachable here), + 4 instruction tokens. The built-in byte tokenizer is used with
-plain-text runs cut into 4-byte tokens (about Qwen3's rate on English; special and image tokens
-unchanged), and the instruction is padded / trimmed until the whole prompt is `--prompt-tokens` long
-(default: the reference length). Other presets take a short instruction as it is.
+template's 26 less the 3 of the generation prompt (`<|im_start|>assistant` + newline) that N1.6 omits
+(an estimate: no Qwen3 tokenizer is reachable here), + 4 instruction tokens. The built-in byte
+tokenizer is used with plain-text runs cut into 4-byte tokens (about Qwen3's rate on English; special
+and image tokens unchanged), and the instruction is padded / trimmed until the whole prompt is
+`--prompt-tokens` long (default: the reference length). Other presets take a short instruction as is.
 
 Engine variants (`--variants`): `exact` (the eager model's numerics, fused projections, a graph per
 exact prompt length), `fast` (exact=False: no LLM mask when unpadded), `compiled` (fast +
 `compile=True`: each kind of repeated transformer block compiled once, `regional_compile`; no
 projection fusion). Per batch size and path it reports p50 / p99 milliseconds of
 - preprocess: uploads (+ prompt ids when they change); eager: CPU transform + processor + uploads,
-- backbone: frames -> pixels (fast path: on the GPU) + vision + LLM; head: VL self-attention + all
-  denoising steps (each stage timed with a device synchronisation after it),
+- backbone: frames -> pixels (fast path: on the GPU) + vision + LLM; head: VL self-attention (N1.5) +
+  all denoising steps (each stage timed with a device synchronisation after it),
 - total: samples in -> actions on the host with no intermediate synchronisation,
 plus chunks/s, `first_call_s` (engines: the first call at that batch size, compilation and graph
 captures included) and two max abs differences with the same noise: `model` (the eager model on the
 engine's pixels: the fast path's own numerics) and `end_to_end` (eager with the CPU image transform,
 whose antialiased resize may differ from the GPU's by one uint8 level). `--profile DIR` writes per-
 kernel GPU time summaries (first variant, batch 1, graphs off) and a fused-vs-separate GEMM check.
-JSON goes to benchmarks/results/latency_<device>.json (or --out); a table is printed last.
+JSON (preset, raw frame size, model image, image tokens, prompt tokens, denoising steps, device, ...) goes
+to benchmarks/results/latency_<device>.json, N1.6: latency_<preset>_<device>.json (or --out); a table is
+printed last.
 """
 
 from __future__ import annotations
@@ -435,7 +437,8 @@ def main() -> None:
     args = parser.parse_args()
     results = run(args)
     slug = re.sub(r"[^a-z0-9]+", "_", results["device"].lower()).strip("_")
-    out = args.out or Path(__file__).parent / "results" / f"latency_{slug}.json"
+    prefix = "latency" if results["generation"] == "n1.5" else f"latency_{args.preset}"
+    out = args.out or Path(__file__).parent / "results" / f"{prefix}_{slug}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print_table(results)
