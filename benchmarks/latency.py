@@ -1,32 +1,43 @@
-"""Action-chunk latency: InferenceEngine (fast path) vs the eager model, random weights.
+"""Action-chunk latency: InferenceEngine (fast path) vs the eager model, random weights, N1.5 or N1.6.
 
     python benchmarks/latency.py                                  # n1.5-3b, bf16, CUDA, batch 1 8 32
+    python benchmarks/latency.py --preset n1.6-3b                 # N1.6, same settings
     python benchmarks/latency.py --preset tiny --device cpu --dtype float32 --iters 5
 
-Input per sample: one raw 256x256 uint8 camera frame, a 64-d state, an instruction; output: the
-normalized action chunk on the host (the Policy's per-key un-normalization is a few host-side
-multiply-adds, not timed).
+Input per sample: one raw 256x256 uint8 camera frame, a state of the head's `max_state_dim` (64 on
+N1.5, 128 on n1.6-3b), an instruction; output: the normalized action chunk [B, action_horizon,
+action_dim] (N1.5 [B, 16, 32], n1.6-3b [B, 50, 128]) on the host, after the config's denoising steps (4)
+(the Policy's per-key un-normalization is a few host-side multiply-adds, not timed). Frames get the
+original's eval crop and resize (`release_geometry`, the engine's default): N1.5 centre crop 0.95 to a
+224 x 224 square (256 image tokens), N1.6 shortest edge 256, crop 0.95, sides multiples of 28 at the
+frame's own aspect ratio (256x256 -> 252x252: 81 image tokens).
 
-Prompt: 286 tokens, the reference setting: with the Eagle tokenizer one view's template and image
-tokens are 282 (256 of them <IMG_CONTEXT>), so a 4-token instruction such as "Pick up the cube".
-No Qwen3 tokenizer is reachable here, so the built-in byte tokenizer is used with plain-text runs cut
-into 4-byte tokens (about Qwen3's rate on English; special and image tokens unchanged), and the
-instruction is padded / trimmed until the whole prompt is `--prompt-tokens` long.
+Prompt, the reference setting of the 3B presets: one view and a 4-token instruction such as "pick up
+the cube". N1.5: 286 tokens (with the Eagle tokenizer one view's template and image tokens are 282, 256
+of them <IMG_CONTEXT>). N1.6: the frame's image tokens + 27 (108 for a 256x256 frame): the N1.6
+template (text first, then the image, no generation prompt) is estimated at 23 tokens, the N1.5
+template's 26 less the 3 of the generation prompt (`<|im_start|>assistant` + newline) that N1.6 omits
+(an estimate: no Qwen3 tokenizer is reachable here), + 4 instruction tokens. The built-in byte
+tokenizer is used with plain-text runs cut into 4-byte tokens (about Qwen3's rate on English; special
+and image tokens unchanged), and the instruction is padded / trimmed until the whole prompt is
+`--prompt-tokens` long (default: the reference length). Other presets take a short instruction as is.
 
 Engine variants (`--variants`): `exact` (the eager model's numerics, fused projections, a graph per
 exact prompt length), `fast` (exact=False: no LLM mask when unpadded), `compiled` (fast +
 `compile=True`: each kind of repeated transformer block compiled once, `regional_compile`; no
 projection fusion). Per batch size and path it reports p50 / p99 milliseconds of
 - preprocess: uploads (+ prompt ids when they change); eager: CPU transform + processor + uploads,
-- backbone: frames -> pixels (fast path: on the GPU) + vision + LLM; head: VL self-attention + all
-  denoising steps (each stage timed with a device synchronisation after it),
+- backbone: frames -> pixels (fast path: on the GPU) + vision + LLM; head: VL self-attention (N1.5) +
+  all denoising steps (each stage timed with a device synchronisation after it),
 - total: samples in -> actions on the host with no intermediate synchronisation,
 plus chunks/s, `first_call_s` (engines: the first call at that batch size, compilation and graph
 captures included) and two max abs differences with the same noise: `model` (the eager model on the
 engine's pixels: the fast path's own numerics) and `end_to_end` (eager with the CPU image transform,
 whose antialiased resize may differ from the GPU's by one uint8 level). `--profile DIR` writes per-
 kernel GPU time summaries (first variant, batch 1, graphs off) and a fused-vs-separate GEMM check.
-JSON goes to benchmarks/results/latency_<device>.json (or --out); a table is printed last.
+JSON (preset, raw frame size, model image, image tokens, prompt tokens, denoising steps, device, ...) goes
+to benchmarks/results/latency_<device>.json, N1.6: latency_<preset>_<device>.json (or --out); a table is
+printed last.
 """
 
 from __future__ import annotations
@@ -46,11 +57,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from groot.data import image_ops
+from groot.data.image_ops import ImageGeometry
 from groot.inference import InferenceEngine
-from groot.model.config import preset_config
+from groot.inference.engine import release_geometry
+from groot.model.config import GR00TN15Config, preset_config
 from groot.model.gr00t_n15 import GR00TN15
-from groot.model.processor import GrootProcessor, render_prompt
+from groot.model.gr00t_n16 import model_class
+from groot.model.processor import GrootProcessor
 from groot.model.tokenizer import ByteTokenizer
 from kernel_profile import kernel_summary
 
@@ -58,6 +71,9 @@ INSTRUCTION = "pick up the red cube from the table and put it in the blue bowl n
               "move the arm back to its resting pose above the table "
 NEW_EMBODIMENT = 31
 VARIANTS = {"exact": {}, "fast": {"exact": False}, "compiled": {"exact": False, "compile": True}}
+N15_REFERENCE_PROMPT = 286  # n1.5-3b: 282 template + image tokens + 4 instruction tokens
+N16_TEMPLATE_TOKENS = 23  # n1.6-3b template without image tokens (estimate, see the module docstring)
+REFERENCE_INSTRUCTION_TOKENS = 4  # "pick up the cube"
 
 
 class ChunkedByteTokenizer:
@@ -86,23 +102,34 @@ class ChunkedByteTokenizer:
 
 
 def build_model(preset: str, device: torch.device, dtype: torch.dtype) -> tuple[GR00TN15, GrootProcessor]:
-    """Random weights built directly on the device; the byte tokenizer's <IMG_CONTEXT> id is used."""
+    """Random weights (GR00TN15 or GR00TN16) built directly on the device and the processor of the
+    preset's generation, with the chunked byte tokenizer (<IMG_CONTEXT>: the byte tokenizer's id)."""
     cfg = preset_config(preset)
     cfg.backbone_cfg.tokenizer = "bytes"
     cfg.backbone_cfg.image_token_id = ByteTokenizer().image_token_id
     torch.manual_seed(0)
     with torch.device(device):
-        model = GR00TN15(cfg)
-    bb = cfg.backbone_cfg
-    processor = GrootProcessor(ChunkedByteTokenizer(bb.llm.vocab_size), bb.vision.image_size,
-                               bb.num_image_tokens)
+        model = model_class(cfg)(cfg)
+    processor = GrootProcessor.for_config(cfg)
+    processor.tokenizer = ChunkedByteTokenizer(cfg.backbone_cfg.llm.vocab_size)
     return model.to(dtype).eval(), processor
 
 
-def instruction_for(processor: GrootProcessor, prompt_tokens: int) -> str:
-    """INSTRUCTION padded (repeated) or trimmed so the one-image prompt is `prompt_tokens` long."""
+def reference_prompt_tokens(config: GR00TN15Config, image_tokens: int) -> int | None:
+    """The reference prompt length of a 3B preset with one view of `image_tokens`; None for others."""
+    if config.preset == "n1.5-3b":
+        return N15_REFERENCE_PROMPT
+    if config.preset == "n1.6-3b":
+        return image_tokens + N16_TEMPLATE_TOKENS + REFERENCE_INSTRUCTION_TOKENS
+    return None
+
+
+def instruction_for(processor: GrootProcessor, prompt_tokens: int, image_tokens: int) -> str:
+    """INSTRUCTION padded (repeated) or trimmed so the one-image prompt (`image_tokens` per image) is
+    `prompt_tokens` long."""
     def length(text: str) -> int:
-        return len(processor.tokenizer.encode(render_prompt(text, 1, processor.num_image_tokens)))
+        rendered = processor.render(processor.instruction(text), 1, image_tokens)
+        return len(processor.tokenizer.encode(rendered))
 
     if length("") > prompt_tokens:
         raise ValueError(f"--prompt-tokens {prompt_tokens}: the template alone has {length('')} tokens")
@@ -112,11 +139,11 @@ def instruction_for(processor: GrootProcessor, prompt_tokens: int) -> str:
     return text
 
 
-def make_samples(batch: int, raw_size: int, language: str, seed: int) -> list[dict]:
+def make_samples(batch: int, raw_size: int, language: str, seed: int, state_dim: int) -> list[dict]:
     rng = np.random.default_rng(seed)
     return [{"images": rng.integers(0, 256, (1, raw_size, raw_size, 3), dtype=np.uint8),
              "language": language,
-             "state": rng.standard_normal((1, 64)).astype(np.float32),
+             "state": rng.standard_normal((1, state_dim)).astype(np.float32),
              "embodiment_id": NEW_EMBODIMENT} for _ in range(batch)]
 
 
@@ -163,17 +190,20 @@ def summary(stages: dict[str, list[float]], total: list[float], batch: int) -> d
     return out
 
 
-def transformed(samples: list[dict], processor: GrootProcessor) -> list[dict]:
-    """The CPU eval transform's geometric part: centre crop 0.95 + resize to the model size."""
-    size = processor.image_size
-    return [dict(s, images=image_ops.crop_resize(torch.from_numpy(s["images"]), 0.95, size).numpy())
-            for s in samples]
+def transformed(samples: list[dict], geometry: ImageGeometry) -> list[dict]:
+    """The CPU eval transform's geometric part (`release_geometry`: N1.5 centre crop 0.95 + resize to
+    the model size; N1.6 shortest edge, crop, sides multiples of 28)."""
+    return [dict(s, images=geometry(torch.from_numpy(s["images"])).numpy()) for s in samples]
 
 
 def eager_stages(model: GR00TN15, processor: GrootProcessor, samples: list[dict], noise: torch.Tensor,
                  device: torch.device) -> list[tuple[str, Callable]]:
+    """The eager model's `get_action`, split into timed stages (the head gets what `get_action` passes
+    it: N1.6's text / image token masks too)."""
+    geometry = release_geometry(model.config)
+
     def preprocess(_):
-        return processor(transformed(samples, processor)).to(device)
+        return processor(transformed(samples, geometry)).to(device)
 
     def backbone(batch):
         return batch, model.backbone_features(batch)
@@ -182,7 +212,7 @@ def eager_stages(model: GR00TN15, processor: GrootProcessor, samples: list[dict]
         batch, features = batch_features
         dtype = features.dtype
         return model.action_head.sample(features, batch.state.to(dtype), batch.embodiment_id,
-                                        noise=noise.to(dtype)).float().cpu()
+                                        noise=noise.to(dtype), vl_masks=model.vl_masks(batch)).float().cpu()
 
     return [("preprocess", preprocess), ("backbone", backbone), ("head", head)]
 
@@ -207,7 +237,7 @@ def eager_on_engine_pixels(model: GR00TN15, processor: GrootProcessor, engine: I
     """The eager model on exactly the pixels the engine computed (its own numerics, no resize rounding)."""
     staged = engine.stage(samples, noise)
     engine.encode(staged)
-    batch = dataclasses.replace(processor(transformed(samples, processor)).to(engine.device),
+    batch = dataclasses.replace(processor(transformed(samples, engine.geometry)).to(engine.device),
                                 pixel_values=engine.pixels(staged).clone())
     return model.get_action(batch, noise=noise)["action_pred"].float().cpu()
 
@@ -233,23 +263,34 @@ def run(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
     model, processor = build_model(args.preset, device, dtype)
-    language = instruction_for(processor, args.prompt_tokens) if args.preset == "n1.5-3b" else "pick the cube"
-    prompt_tokens = len(processor.prompt_ids(language, 1))
-    print(f"prompt: {prompt_tokens} tokens (reference setting ~286: 256 image tokens + template + "
-          f"instruction; byte tokenizer with 4-byte text tokens, instruction of {len(language)} characters "
-          "padded/trimmed to fit)", flush=True)
+    config, head = model.config, model.config.action_head_cfg
+    model_image = release_geometry(config).output_size(args.raw_size, args.raw_size)
+    image_tokens = processor.image_tokens(*model_image)
+    reference = reference_prompt_tokens(config, image_tokens)
+    if reference is None:
+        language = "pick the cube" if config.generation == "n1.5" else "pick up the cube"
+    else:
+        language = instruction_for(processor, args.prompt_tokens or reference, image_tokens)
+    prompt_tokens = len(processor.prompt_ids(language, 1, image_tokens))
+    setting = (f"reference setting {reference}: {image_tokens} image tokens + template + instruction"
+               if reference else f"{image_tokens} image tokens + template + {language!r}")
+    print(f"prompt: {prompt_tokens} tokens ({setting}; byte tokenizer with 4-byte text tokens, instruction "
+          f"of {len(language)} characters{' padded/trimmed to fit' * bool(reference)})", flush=True)
     engines = {name: InferenceEngine(model, processor, max_batch=max(args.batch_sizes),
                                      use_cuda_graphs=not args.no_cuda_graphs, **VARIANTS[name])
                for name in args.variants}
-    results = {"preset": args.preset, "device": device_name(device), "dtype": args.dtype,
-               "torch": torch.__version__, "raw_image": args.raw_size, "prompt_tokens": prompt_tokens,
-               "tokenizer": "bytes, 4-byte text tokens", "cuda_graphs": not args.no_cuda_graphs,
-               "batches": {}}
+    results = {"preset": args.preset, "generation": config.generation, "device": device_name(device),
+               "dtype": args.dtype, "torch": torch.__version__, "raw_image": args.raw_size,
+               "model_image": list(model_image), "image_tokens": image_tokens, "prompt_tokens": prompt_tokens,
+               "reference_prompt_tokens": reference, "instruction": language,
+               "tokenizer": "bytes, 4-byte text tokens", "denoising_steps": head.num_inference_timesteps,
+               "action_chunk": [head.action_horizon, head.action_dim], "state_dim": head.max_state_dim,
+               "cuda_graphs": not args.no_cuda_graphs, "batches": {}}
     with torch.inference_mode():
         for batch in args.batch_sizes:
             iters = max(10, round(args.iters / math.sqrt(batch)))
-            samples = make_samples(batch, args.raw_size, language, seed=batch)
-            noise = torch.randn(batch, 16, 32, device=device).to(dtype)
+            samples = make_samples(batch, args.raw_size, language, seed=batch, state_dim=head.max_state_dim)
+            noise = torch.randn(batch, head.action_horizon, head.action_dim, device=device).to(dtype)
             eager_iters = max(2, iters // 10)
             eager = eager_stages(model, processor, samples, noise, device)
             stages, eager_actions = time_stages(eager, device, 1, eager_iters)
@@ -275,7 +316,7 @@ def run(args: argparse.Namespace) -> dict:
         results["max_memory_allocated_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
     if args.profile is not None:
         try:
-            results["fusion_check"] = fusion_check(model, device)
+            results["fusion_check"] = fusion_check(model, device, model_image, prompt_tokens)
             for name in args.variants[:1]:
                 profile_kernels(model, processor, name, language, args.raw_size, args.profile)
         except Exception:  # the timings above stay valid
@@ -291,7 +332,8 @@ def profile_kernels(model: GR00TN15, processor: GrootProcessor, variant: str, la
     from torch.profiler import ProfilerActivity, profile
 
     engine = InferenceEngine(model, processor, max_batch=1, use_cuda_graphs=False, **VARIANTS[variant])
-    samples = make_samples(1, raw_size, language, seed=1)
+    samples = make_samples(1, raw_size, language, seed=1,
+                           state_dim=model.config.action_head_cfg.max_state_dim)
     with torch.inference_mode():
         for _ in range(2):
             engine.predict(samples)
@@ -305,15 +347,22 @@ def profile_kernels(model: GR00TN15, processor: GrootProcessor, variant: str, la
     print(summary[:1200], flush=True)
 
 
-def fusion_check(model: GR00TN15, device: torch.device) -> list[dict]:
-    """Fused vs separate projections (with bias) at the 3B shapes (bf16): bit-identical? host-timed ms."""
+def fusion_check(model: GR00TN15, device: torch.device, model_image: tuple[int, int],
+                 prompt_tokens: int) -> list[dict]:
+    """Fused vs separate projections (with bias) at the run's shapes (one image of `model_image` pixels,
+    a prompt of `prompt_tokens`; n1.5-3b at the reference: 256, 286 and 49 rows per sample): bit-
+    identical? host-timed ms."""
     cfg, head = model.config.backbone_cfg, model.config.action_head_cfg
     vision, llm, dit = cfg.vision.hidden_size, cfg.llm.hidden_size, head.diffusion_model_cfg.inner_dim
     kv = cfg.llm.num_kv_heads * cfg.llm.head_dim
-    shapes = {"siglip_qkv": (256, vision, [vision] * 3), "qwen3_qkv": (286, llm, [llm, kv, kv]),
-              "qwen3_gate_up": (286, llm, [cfg.llm.intermediate_size] * 2),
-              "vl_sa_qkv": (286, head.backbone_embedding_dim, [head.backbone_embedding_dim] * 3),
-              "dit_self_qkv": (49, dit, [dit] * 3)}
+    patches = (model_image[0] // cfg.vision.patch_size) * (model_image[1] // cfg.vision.patch_size)
+    dit_tokens = 1 + head.num_target_vision_tokens + head.action_horizon  # state, future, action tokens
+    shapes = {"siglip_qkv": (patches, vision, [vision] * 3), "qwen3_qkv": (prompt_tokens, llm, [llm, kv, kv]),
+              "qwen3_gate_up": (prompt_tokens, llm, [cfg.llm.intermediate_size] * 2),
+              "vl_sa_qkv": (prompt_tokens, head.backbone_embedding_dim, [head.backbone_embedding_dim] * 3),
+              "dit_self_qkv": (dit_tokens, dit, [dit] * 3)}
+    if not head.use_vl_self_attention:
+        del shapes["vl_sa_qkv"]
     dtype = next(model.parameters()).dtype
     out = []
     for name, (rows, width, outs) in shapes.items():
@@ -374,8 +423,9 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32], help="batch sizes to time")
     parser.add_argument("--variants", nargs="+", default=["exact", "fast"], choices=list(VARIANTS),
                         help="engine variants to time")
-    parser.add_argument("--prompt-tokens", type=int, default=286,
-                        help="prompt length in tokens (n1.5-3b; reference setting 286)")
+    parser.add_argument("--prompt-tokens", type=int, default=None,
+                        help="prompt length in tokens of n1.5-3b / n1.6-3b (default: the reference setting, "
+                             "286 / the frame's image tokens + 27: 108 at 256x256)")
     parser.add_argument("--raw-size", type=int, default=256, help="raw square camera resolution")
     parser.add_argument("--warmup", type=int, default=5, help="untimed calls before timing")
     parser.add_argument("--iters", type=int, default=100,
@@ -387,7 +437,8 @@ def main() -> None:
     args = parser.parse_args()
     results = run(args)
     slug = re.sub(r"[^a-z0-9]+", "_", results["device"].lower()).strip("_")
-    out = args.out or Path(__file__).parent / "results" / f"latency_{slug}.json"
+    prefix = "latency" if results["generation"] == "n1.5" else f"latency_{args.preset}"
+    out = args.out or Path(__file__).parent / "results" / f"{prefix}_{slug}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print_table(results)

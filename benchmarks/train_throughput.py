@@ -1,12 +1,16 @@
 """Fine-tuning throughput: model-only samples/s and peak memory, then end-to-end with the real data
-pipeline, under the default fine-tune flags (LLM and vision frozen, projector and DiT trained, bf16).
+pipeline, under the default fine-tune flags (LLM and vision frozen, projector and DiT trained, bf16),
+for N1.5 and N1.6 presets.
 
     python benchmarks/train_throughput.py                      # n1.5-3b, batch 32, one GPU
+    python benchmarks/train_throughput.py --preset n1.6-3b --batch-size 16 --trainable-dtype bf16
     python benchmarks/train_throughput.py --preset tiny --batch-size 4 --steps 3 --warmup 1   # CPU check
 
-Model-only feeds one synthetic batch of the right shapes (1 camera: the model's image tokens, 256 on
-n1.5-3b, plus --text-tokens) again and again; end-to-end trains through `finetune()` on a generated
-256x256 video dataset with N loader workers.
+Model-only feeds one synthetic batch of the right shapes again and again: 1 camera, the image a 256x256
+frame becomes under the release geometry (`release_geometry`: n1.5-3b 224x224, 256 image tokens;
+n1.6-3b 252x252, 81 image tokens), plus --text-tokens (default 34 on N1.5: ~290 in all; 28 on N1.6:
+109, about the latency benchmark's N1.6 reference prompt of 108). End-to-end trains through
+`finetune()` on a generated 256x256 video dataset with N loader workers.
 Writes JSON to benchmarks/results/train_throughput_<preset>.json.
 """
 
@@ -23,8 +27,9 @@ from pathlib import Path
 import torch
 
 from groot.data.synthetic import make_synthetic_dataset
+from groot.inference.engine import release_geometry
 from groot.model.checkpoint import save_pretrained
-from groot.model.config import preset_config
+from groot.model.config import GR00TN15Config, preset_config
 from groot.model.gr00t_n15 import GR00TN15
 from groot.model.gr00t_n16 import model_class
 from groot.model.synthetic_batch import synthetic_batch
@@ -46,6 +51,19 @@ from kernel_profile import profile_calls
 
 NEW_EMBODIMENT = 31
 BYTE_IMAGE_TOKEN_ID = 261  # <IMG_CONTEXT> of the built-in byte tokenizer
+VIDEO_SIZE = 256  # raw camera frames (end-to-end dataset; model-only: what the release geometry makes of one)
+DEFAULT_TEXT_TOKENS = {"n1.5": 34, "n1.6": 28}
+
+
+def batch_shapes(config: GR00TN15Config) -> GR00TN15Config:
+    """A copy of `config` whose nominal image (`vision.image_size`, what `synthetic_batch` draws) is the
+    model image of a VIDEO_SIZE square frame under `release_geometry`: unchanged on N1.5 (frames are
+    resized to it), 252 on n1.6-3b (native resolution: 81 image tokens)."""
+    height, width = release_geometry(config).output_size(VIDEO_SIZE, VIDEO_SIZE)
+    assert height == width, (height, width)  # a square frame stays square
+    shapes = config.copy()
+    shapes.backbone_cfg.vision.image_size = height
+    return shapes
 
 
 def offline_base_model(preset: str, work_dir: Path) -> str:
@@ -89,8 +107,9 @@ def model_only(preset: str, batch_size: int, steps: int, warmup: int, device: to
         compile_for_training(model)
     optimizer = build_optimizer(parameter_groups(model, 1e-5), learning_rate=1e-4,
                                 trainable_dtype=trainable_dtype)
-    # 1 camera: the model's image tokens with text_tokens // 2 prompt tokens on either side
-    batch = synthetic_batch(model.config, batch_size, text_tokens // 2, embodiment=NEW_EMBODIMENT)
+    # 1 camera: the image tokens of a VIDEO_SIZE frame with text_tokens // 2 prompt tokens on either side
+    shapes = batch_shapes(model.config)
+    batch = synthetic_batch(shapes, batch_size, text_tokens // 2, embodiment=NEW_EMBODIMENT)
     if host_embedding:
         batch = HostTokenEmbedding(model)(batch)
     batch = batch.to(device, non_blocking=True)
@@ -118,7 +137,9 @@ def model_only(preset: str, batch_size: int, steps: int, warmup: int, device: to
     elapsed = time.perf_counter() - start
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     result = {"samples_per_s": batch_size * steps / elapsed, "step_ms": 1000 * elapsed / steps,
-              "tokens_per_sample": int(batch.input_ids.shape[1]), "trainable_params": trainable,
+              "tokens_per_sample": int(batch.input_ids.shape[1]),
+              "image_tokens": shapes.backbone_cfg.num_image_tokens,
+              "model_image": [shapes.backbone_cfg.vision.image_size] * 2, "trainable_params": trainable,
               "final_loss": float(loss)}
     if device.type == "cuda":
         result["steady_peak_memory_gib"] = _peak_memory_gib(device)  # the timed steps
@@ -140,7 +161,7 @@ def end_to_end(preset: str, batch_size: int, steps: int, warmup: int, workers: i
     arms_and_hands = {"left_arm": 7, "right_arm": 7, "left_hand": 6, "right_hand": 6}
     dataset = make_synthetic_dataset(work_dir / "dataset", num_episodes=8,
                                      episode_length=max(64, batch_size * 4), cameras=("ego_view",),
-                                     image_size=256, state_dims=arms_and_hands)
+                                     image_size=VIDEO_SIZE, state_dims=arms_and_hands)
     total = warmup + steps
     cfg = FinetuneConfig(dataset_path=[str(dataset)], output_dir=str(work_dir / "run"),
                          data_config="fourier_gr1_arms_only", base_model=offline_base_model(preset, work_dir),
@@ -154,7 +175,7 @@ def end_to_end(preset: str, batch_size: int, steps: int, warmup: int, workers: i
     records = read_metrics(work_dir / "run" / "metrics.jsonl")[warmup:]
     rates = [r["samples_per_s"] for r in records]
     return {"samples_per_s": len(rates) / sum(1.0 / r for r in rates), "workers": workers,
-            "tokens_per_sample": _tokens_per_sample(cfg), "cameras": 1, "video_size": 256}
+            "tokens_per_sample": _tokens_per_sample(cfg), "cameras": 1, "video_size": VIDEO_SIZE}
 
 
 def _peak_memory_gib(device: torch.device) -> float | None:
@@ -174,7 +195,7 @@ def _tokens_per_sample(cfg: FinetuneConfig) -> int:
     dataset = build_dataset(cfg.dataset_path, data_config, cfg.embodiment_tag, cfg.video_backend,
                             cfg.balance_dataset_weights, cfg.balance_trajectory_weights, cfg.seed,
                             cfg.video_cache_dir)
-    return int(build_processor(config, cfg.base_model)([dataset[0]])["input_ids"].shape[1])
+    return int(build_processor(config, cfg.base_model)([dataset[0]]).input_ids.shape[1])
 
 
 def _sync(device: torch.device) -> None:
@@ -185,16 +206,19 @@ def _sync(device: torch.device) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="n1.5-3b", help="model preset (n1.5-3b, small, tiny)")
+    parser.add_argument("--preset", default="n1.5-3b",
+                        help="model preset (n1.5-3b, small, tiny, n1.6-3b, n1.6-small, n1.6-tiny)")
     parser.add_argument("--batch-size", type=int, default=32, help="per-GPU batch size")
     parser.add_argument("--steps", type=int, default=20, help="timed optimizer steps")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
     parser.add_argument("--workers", type=int, default=8, help="data loader workers (end-to-end)")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the step (as finetune does on one GPU)")
-    parser.add_argument("--text-tokens", type=int, default=34,
-                        help="model-only prompt tokens besides the 256 image tokens (34: ~290 in all; the "
-                             "end-to-end prompts of the byte tokenizer come to 88: pass that for the ratio)")
+    parser.add_argument("--text-tokens", type=int, default=None,
+                        help="model-only prompt tokens besides the image tokens (default N1.5 34: ~290 in "
+                             "all on n1.5-3b, the end-to-end prompts of the byte tokenizer come to 88: pass "
+                             "that for the ratio; N1.6 28: 109 on n1.6-3b, its end-to-end prompts come to "
+                             "77, odd: model-only draws an even count, so no ratio)")
     parser.add_argument("--activation-memory-budget", type=float,
                         default=FinetuneConfig.activation_memory_budget,
                         help="with --compile: share of activations kept for the backward (1.0: fastest)")
@@ -215,14 +239,17 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cuda_graphs = args.compile and device.type == "cuda" and not args.no_cuda_graphs
     host_embedding = device.type == "cuda" and not args.no_host_embedding
-    result = {"preset": args.preset, "batch_size": args.batch_size, "device": _device_name(device),
+    generation = preset_config(args.preset).generation
+    text_tokens = DEFAULT_TEXT_TOKENS[generation] if args.text_tokens is None else args.text_tokens
+    result = {"preset": args.preset, "generation": generation, "batch_size": args.batch_size,
+              "device": _device_name(device),
               "torch": torch.__version__, "python": platform.python_version(),
               "compile": args.compile, "activation_memory_budget": args.activation_memory_budget,
               "cuda_graphs": cuda_graphs, "host_token_embedding": host_embedding,
               "trainable_dtype": args.trainable_dtype}
     with tf32_matmuls(device.type == "cuda"), compiled_step_settings(args.activation_memory_budget):
         result["model_only"] = model_only(args.preset, args.batch_size, args.steps, args.warmup, device,
-                                          args.compile, args.activation_memory_budget, args.text_tokens,
+                                          args.compile, args.activation_memory_budget, text_tokens,
                                           cuda_graphs, host_embedding, args.profile, args.trainable_dtype)
     print(json.dumps(result["model_only"], indent=1))
     if not args.skip_end_to_end:
