@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
-from inference_samples import make_sample
+from inference_samples import eager_on_engine_pixels, make_sample, random_bf16_model
 
 from groot.data import image_ops
 from groot.inference import InferenceEngine
-from groot.model.config import preset_config
-from groot.model.gr00t_n15 import GR00TN15
-from groot.model.processor import GrootProcessor
-from groot.model.tokenizer import ByteTokenizer
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 BF16_EPS = 2.0**-7  # relative spacing of bf16 numbers: one last-bit flip of |a| in [2, 4) is 1.6e-2
@@ -22,24 +16,7 @@ BF16_EPS = 2.0**-7  # relative spacing of bf16 numbers: one last-bit flip of |a|
 
 @pytest.fixture(scope="module")
 def model_3b():
-    cfg = preset_config("n1.5-3b")
-    cfg.backbone_cfg.tokenizer = "bytes"
-    cfg.backbone_cfg.image_token_id = ByteTokenizer().image_token_id
-    torch.manual_seed(0)
-    with torch.device("cuda"):
-        model = GR00TN15(cfg)
-    model = model.to(torch.bfloat16).eval()
-    return model, GrootProcessor.for_config(cfg)
-
-
-def eager_on_engine_pixels(model, processor, engine, samples, noise):
-    """GR00TN15.get_action on the pixels the engine computed from the raw frames."""
-    staged = engine.stage(samples, noise)
-    engine.encode(staged)
-    transformed = [dict(s, images=image_ops.crop_resize(torch.from_numpy(s["images"]), 0.95, 224).numpy())
-                   for s in samples]
-    batch = dataclasses.replace(processor(transformed).to("cuda"), pixel_values=engine.pixels(staged).clone())
-    return model.get_action(batch, noise=noise)["action_pred"].float()
+    return random_bf16_model("n1.5-3b")
 
 
 def test_gpu_preprocessing_within_one_uint8_level_of_cpu():

@@ -3,19 +3,12 @@ eager model bit for bit in exact mode; native-aspect frames keep their own image
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
-from inference_samples import make_sample
+from inference_samples import eager_on_engine_pixels, make_sample, random_bf16_model
 
 from groot.inference import InferenceEngine
-from groot.inference.engine import release_geometry
-from groot.model.config import preset_config
-from groot.model.gr00t_n16 import GR00TN16
-from groot.model.processor import GrootProcessor
-from groot.model.tokenizer import ByteTokenizer
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 NEW_EMBODIMENT = 10  # N1.6 projector index of new_embodiment
@@ -23,24 +16,7 @@ NEW_EMBODIMENT = 10  # N1.6 projector index of new_embodiment
 
 @pytest.fixture(scope="module")
 def model_3b():
-    cfg = preset_config("n1.6-3b")
-    cfg.backbone_cfg.tokenizer = "bytes"
-    cfg.backbone_cfg.image_token_id = ByteTokenizer().image_token_id
-    torch.manual_seed(0)
-    with torch.device("cuda"):
-        model = GR00TN16(cfg)
-    model = model.to(torch.bfloat16).eval()
-    return model, GrootProcessor.for_config(cfg)
-
-
-def eager_on_engine_pixels(model, processor, engine, samples, noise):
-    """The model's get_action on the pixels the engine computed from the raw frames."""
-    staged = engine.stage(samples, noise)
-    engine.encode(staged)
-    geometry = release_geometry(model.config)
-    transformed = [dict(s, images=geometry(torch.from_numpy(s["images"])).numpy()) for s in samples]
-    batch = dataclasses.replace(processor(transformed).to("cuda"), pixel_values=engine.pixels(staged).clone())
-    return model.get_action(batch, noise=noise)["action_pred"].float()
+    return random_bf16_model("n1.6-3b")
 
 
 @pytest.mark.parametrize("raw_size, tokens", [(256, 81), ((480, 640), 108)])
