@@ -8,8 +8,9 @@ import socket
 
 import torch
 import torch.multiprocessing as mp
-from rl_helpers import FakeLibero
 from safetensors.torch import load_file, save_file
+
+from groot.rl.synthetic import SyntheticLibero
 
 MAX_STEPS = 8
 
@@ -53,7 +54,7 @@ def _rank_main(rank: int, port: int, checkpoint: str, out: str) -> None:
         tensorboard=False,
     )
     built = build(cfg, None, ctx)
-    worker = RolloutWorker(FakeLibero(1 + rank, MAX_STEPS), built.policy, built.actor, 4, MAX_STEPS // 4)
+    worker = RolloutWorker(SyntheticLibero(1 + rank, MAX_STEPS), built.policy, built.actor, 4, MAX_STEPS // 4)
     train(built.policy, built.actor, worker, built.learner, built.settings, None, tensorboard=False)
     state = {k: v.detach().clone().contiguous() for k, v in built.actor.state_dict().items()}
     save_file(state, os.path.join(out, f"rank{rank}.safetensors"))

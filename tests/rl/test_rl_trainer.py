@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from rl_helpers import FakeLibero
 from safetensors.torch import load_file
 
 from groot.rl.commands import RLConfig, build, resolve
 from groot.rl.rollout import RolloutWorker
+from groot.rl.synthetic import SyntheticLibero
 from groot.rl.trainer import gather_rollouts, train
 from groot.train.checkpointing import latest_checkpoint
 
@@ -43,7 +43,7 @@ def _cfg(checkpoint, out, iterations, **overrides):
 
 def _run(cfg, resume_from=None):
     built = build(cfg, resume_from)
-    envs = FakeLibero(2, MAX_STEPS)
+    envs = SyntheticLibero(2, MAX_STEPS)
     worker = RolloutWorker(envs, built.policy, built.actor, 4, MAX_STEPS // 4)
     result = train(
         built.policy, built.actor, worker, built.learner, built.settings, resume_from, tensorboard=False
@@ -53,7 +53,7 @@ def _run(cfg, resume_from=None):
 
 def test_rollout_shapes_and_masks(tiny_libero_checkpoint, tmp_path):
     built = build(_cfg(tiny_libero_checkpoint, tmp_path, 1))
-    worker = RolloutWorker(FakeLibero(2, MAX_STEPS), built.policy, built.actor, 4, MAX_STEPS // 4)
+    worker = RolloutWorker(SyntheticLibero(2, MAX_STEPS), built.policy, built.actor, 4, MAX_STEPS // 4)
     episode = worker.run(seed=3, record=frozenset({0}))
     calls = episode.valid.shape[0]
     assert episode.valid.shape == (calls, 2) and calls <= 3
