@@ -97,3 +97,23 @@ def test_bf16_trained_weights_under_ddp(libero_dataset, tmp_path, two_processes)
     dtypes = {t.dtype for state in moments.values() for k, t in state.items() if k != "step"}
     assert dtypes == {torch.bfloat16}
     assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1, 2]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("parallel, tuning", [("ddp", {}), ("fsdp", {"tune_llm": True})])
+def test_n16_on_two_processes_resumes_exactly(libero_dataset, tmp_path, two_processes, parallel, tuning):
+    """N1.6: DDP with the default tuned parts, FSDP2 with the LLM tuned; a resume from the step-2
+    checkpoint reproduces the losses of steps 3 and 4."""
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    final = finetune(_config(libero_dataset, straight, base_model="n1.6-tiny", max_steps=4, save_steps=2,
+                             **tuning))
+    assert load_trainer_state(final)["plan"]["fsdp"] == (parallel == "fsdp")
+    resumed.mkdir()
+    shutil.copytree(straight / "checkpoint-2", resumed / "checkpoint-2")
+    finetune(_config(libero_dataset, resumed, base_model="n1.6-tiny", max_steps=4, save_steps=2, resume=True,
+                     **tuning))
+    expected = {r["step"]: r["loss"] for r in read_metrics(straight / "metrics.jsonl")}
+    got = {r["step"]: r["loss"] for r in read_metrics(resumed / "metrics.jsonl")}
+    assert sorted(got) == [3, 4]
+    assert all(got[step] == pytest.approx(expected[step], abs=1e-5) for step in got), (got, expected)
+    assert_policy_acts(final, observation(libero_dataset, get_data_config("libero_panda")))
