@@ -267,6 +267,22 @@ def test_a_policy_saved_from_the_official_layout_serves_the_same_actions(officia
         np.testing.assert_array_equal(first[key], second[key])
 
 
+def test_open_loop_eval_runs_a_tag_outside_the_n15_table(official_dir, tmp_path):
+    from groot.cli import main
+    from groot.data.synthetic import make_synthetic_dataset
+
+    dataset = make_synthetic_dataset(tmp_path / "data", num_episodes=1, episode_length=12,
+                                     cameras=LIBERO[0], image_size=(36, 48), state_dims=LIBERO[1],
+                                     action_dims=LIBERO[2])
+    code = main(["eval", "open-loop", "--model-path", str(official_dir), "--dataset-path", str(dataset),
+                 "--embodiment-tag", "libero_panda", "--steps", "8", "--action-horizon", "8",
+                 "--device", "cpu",
+                 "--out", str(tmp_path / "eval")])
+    assert code == 0
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert np.isfinite(summary["mean_mse"])
+
+
 def test_groot_serve_answers_for_an_official_layout_checkpoint(official_dir):
     command = [sys.executable, "-m", "groot.cli", "serve", "--model-path", str(official_dir),
                "--embodiment-tag", "libero_panda", "--device", "cpu", "--port", "0"]
