@@ -34,7 +34,8 @@ released `nvidia/GR00T-N1.6-3B` (`read_n16_processor_files`, `load_n16_metadata`
 relative (predicted as the difference to the last state) when its `action_configs` entry says `RELATIVE`
 and `use_relative_action` is on; groot writes `RELATIVE` (as `NON_EEF`, `DEFAULT`) for exactly the
 groups whose metadata carries `relative_action` statistics. Camera resolutions are not recorded by
-these files, so metadata read from them has no video entries.
+these files, so metadata read from them has no video entries. `n16_data_config` derives a tag's
+DataConfig from them (what `Policy` serves a directory without `experiment_cfg/` with).
 """
 
 from __future__ import annotations
