@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from groot.data.configs import DataConfig, get_data_config
+from groot.data.image_ops import ImageGeometry
 from groot.data.metadata import DatasetMetadata
 from groot.data.modality import ModalityConfig
 from groot.data.transforms import REFERENCE_STATE, Concat, RelativeAction, split_key
@@ -41,9 +42,11 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ObservationSpec:
-    """What a policy accepts, per full key: video (T, H, W), state (T, D), language keys."""
+    """What a policy accepts, per full key: video (T, H, W), state (T, D), language keys. A video entry
+    (T, None, None) takes frames of any size, the same for every such camera of one observation (the
+    model takes one image size per batch)."""
 
-    video: dict[str, tuple[int, int, int]]
+    video: dict[str, tuple[int, int | None, int | None]]
     state: dict[str, tuple[int, int]]
     language: tuple[str, ...]
 
@@ -68,6 +71,8 @@ class ObservationSpec:
         checked: dict[str, Any] = {}
         for key, (steps, height, width) in self.video.items():
             checked[key] = _check_video(key, arrays[key], steps, height, width, batched)
+        _check_one_frame_size({key: checked[key] for key, (_, height, _) in self.video.items()
+                               if height is None})
         for key, (steps, dim) in self.state.items():
             checked[key] = _check_state(key, arrays[key], steps, dim, batched)
         for key in self.language:
@@ -119,7 +124,7 @@ class Policy:
         self.denoising_steps = denoising_steps
         self.max_prompt_tokens = max_prompt_tokens or model.config.backbone_cfg.llm.max_position_embeddings
         self.provenance = dict(provenance or {})  # training record and eval results, for the model card
-        self.observation_spec = observation_spec(self.modality_config, metadata)
+        self.observation_spec = observation_spec(self.modality_config, metadata, data_config.image_geometry())
         use_engine = self.device.type == "cuda" if fast is None else fast
         self.engine = self._fast_engine(exact) if use_engine else None
         # observation -> model sample; the engine runs the pixel stage itself, on the device
@@ -135,7 +140,8 @@ class Policy:
                         dtype: torch.dtype | None = None) -> Policy:
         """Load a checkpoint directory or hub id: weights (bf16 on CUDA, fp32 on CPU), the tag's block of
         experiment_cfg/metadata.json (None: its only block), and the data config (given by object or
-        name, else the checkpoint's experiment_cfg/data_config.json). `fast`, `exact`,
+        name, else the checkpoint's experiment_cfg/data_config.json); an N1.6 checkpoint in the official
+        layout (no experiment_cfg/) gives both from its processor files. `fast`, `exact`,
         `max_prompt_tokens`: see the class docstring; revision, token, cache_dir, local_files_only: where
         a hub id is fetched from (`groot.model.checkpoint.resolve_checkpoint_dir`); dtype: the weights'
         dtype instead of the default (e.g. float32 to train them)."""
@@ -147,7 +153,7 @@ class Policy:
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
         metadata = load_metadata(root, embodiment_tag)
-        config = resolve_data_config(root, data_config)
+        config = resolve_data_config(root, data_config, metadata.embodiment_tag)
         model = load_pretrained(root, dtype=dtype, device=device)
         processor = GrootProcessor.for_config(model.config, root)
         return cls(model, config, metadata, embodiment_tag, processor, denoising_steps, device, fast, exact,
@@ -175,7 +181,8 @@ class Policy:
         if eval_results is not None:
             provenance["eval_results"] = {**provenance.get("eval_results", {}), **eval_results}
         spec = self.observation_spec
-        inputs = {key: f"uint8 [{', '.join(map(str, shape))}, 3]" for key, shape in spec.video.items()}
+        inputs = {key: f"uint8 [{steps}, {height or 'H'}, {width or 'W'}, 3]"
+                  for key, (steps, height, width) in spec.video.items()}
         inputs |= {key: f"float32 {list(shape)}" for key, shape in spec.state.items()}
         inputs |= {key: "str" for key in spec.language}
         horizon = len(self.modality_config["action"].delta_indices)
@@ -271,10 +278,15 @@ class Policy:
         return out
 
     @property
-    def image_tokens(self) -> int:
-        """Image tokens per camera frame: the processor's count at the size the data config's geometry
-        gives the first view (all views reach the model at one size)."""
+    def image_tokens(self) -> int | None:
+        """Image tokens per camera frame at the first view's resolution (all views reach the model at one
+        size); None when the policy takes frames of any size (`image_tokens_at`)."""
         _, height, width = next(iter(self.observation_spec.video.values()), (1, 1, 1))
+        return None if height is None else self.image_tokens_at(height, width)
+
+    def image_tokens_at(self, height: int, width: int) -> int:
+        """Image tokens of one camera frame of height x width: the processor's count at the size the
+        data config's geometry gives it."""
         return self.processor.image_tokens(*self.data_config.image_geometry().output_size(height, width))
 
     def _check_prompt_tokens(self, checked: dict[str, Any]) -> None:
@@ -285,7 +297,8 @@ class Policy:
             return
         key = spec.language[0]  # the instruction the model sees (GR00TPack reads the first language key)
         num_images = sum(steps for steps, _, _ in spec.video.values())
-        per_image = self.image_tokens
+        first_view = next(iter(spec.video), None)  # checked frames [B, T, H, W, 3]
+        per_image = self.image_tokens_at(*checked[first_view].shape[2:4]) if first_view else 0
         try:
             longest = max(len(self.processor.prompt_ids(text, num_images, per_image))
                           for text in checked[key])
@@ -336,14 +349,20 @@ class Policy:
         return step
 
 
-def observation_spec(modality_config: Mapping[str, ModalityConfig],
-                     metadata: DatasetMetadata) -> ObservationSpec:
-    """Expected per-key shapes: video (T, H, W) at the metadata resolution, state (T, D_metadata)."""
+def observation_spec(modality_config: Mapping[str, ModalityConfig], metadata: DatasetMetadata,
+                     geometry: ImageGeometry | None = None) -> ObservationSpec:
+    """Expected per-key shapes: video (T, H, W) at the metadata resolution, state (T, D_metadata). A
+    video key the metadata records no resolution for takes frames of any size, (T, None, None), when the
+    `geometry` keeps the native aspect ("shortest_edge", N1.6: any frame size has its image size)."""
     video_steps = len(modality_config["video"].delta_indices)
     state_steps = len(modality_config["state"].delta_indices)
-    video = {}
+    any_size = geometry is not None and geometry.resize == "shortest_edge"
+    video: dict[str, tuple[int, int | None, int | None]] = {}
     for key in modality_config["video"].modality_keys:
         info = metadata.modalities.get("video", {}).get(split_key(key)[1])
+        if info is None and any_size:
+            video[key] = (video_steps, None, None)
+            continue
         if info is None:
             raise CheckpointError(f"metadata of embodiment {metadata.embodiment_tag!r}: no video key "
                                   f"{split_key(key)[1]!r}, which the data config needs for {key}")
@@ -378,15 +397,22 @@ def load_metadata(root: Path, embodiment_tag: str | None) -> DatasetMetadata:
     return DatasetMetadata.from_dict(blocks[embodiment_tag], source=str(path))
 
 
-def resolve_data_config(root: Path, data_config: DataConfig | str | None) -> DataConfig:
-    """An explicit DataConfig or name wins; otherwise the checkpoint's experiment_cfg/data_config.json."""
+def resolve_data_config(root: Path, data_config: DataConfig | str | None,
+                        embodiment_tag: str | None = None) -> DataConfig:
+    """An explicit DataConfig or name wins; otherwise the checkpoint's experiment_cfg/data_config.json;
+    without it, an N1.6 checkpoint's processor files give `embodiment_tag`'s (None: their only tag;
+    `n16_data_config.load_n16_data_config`)."""
     from groot.model.checkpoint import DATA_CONFIG_FILE
+    from groot.model.n16_data_config import load_n16_data_config
+    from groot.model.n16_processor_files import PROCESSOR_CONFIG_FILE
 
     if isinstance(data_config, DataConfig):
         return data_config
     if data_config is not None:
         return get_data_config(data_config)
     path = root / DATA_CONFIG_FILE
+    if not path.is_file() and (root / PROCESSOR_CONFIG_FILE).is_file():
+        return load_n16_data_config(root, embodiment_tag)
     if not path.is_file():
         raise CheckpointError(f"{path}: expected the data config the checkpoint was trained with, found no "
                               "file; pass a data config name (--data-config)")
@@ -422,15 +448,31 @@ def _as_array(key: str, value: Any) -> np.ndarray:
     return array
 
 
-def _check_video(key: str, frames: np.ndarray, steps: int, height: int, width: int,
+def _check_video(key: str, frames: np.ndarray, steps: int, height: int | None, width: int | None,
                  batched: bool) -> np.ndarray:
-    expected = f"{'[B, ' if batched else '['}{steps}, {height}, {width}, 3]"
+    """height / width None: any frame size of at least 1 x 1."""
+    fixed = height is not None
+    size = f"{height}, {width}" if fixed else "H, W"
+    expected = f"{'[B, ' if batched else '['}{steps}, {size}, 3]"
+    what = f"the {width}x{height} training resolution" if fixed else "any size"
     if frames.dtype != np.uint8:
         raise ObservationError(f"{key}: expected dtype uint8 (RGB frames), found {frames.dtype}")
-    if frames.ndim != (5 if batched else 4) or frames.shape[-4:] != (steps, height, width, 3):
-        raise ObservationError(f"{key}: expected shape {expected} ({steps} frame(s) of the "
-                               f"{width}x{height} training resolution), found {list(frames.shape)}")
+    shape = frames.shape[-4:]
+    fits = frames.ndim == (5 if batched else 4) and shape[0] == steps and shape[3] == 3 and (
+        shape[1:3] == (height, width) if fixed else min(shape[1:3]) >= 1)
+    if not fits:
+        raise ObservationError(f"{key}: expected shape {expected} ({steps} frame(s) of {what}), found "
+                               f"{list(frames.shape)}")
     return frames if batched else frames[None]
+
+
+def _check_one_frame_size(videos: Mapping[str, np.ndarray]) -> None:
+    """The checked frames [B, T, H, W, 3] of the any-size cameras share one H x W."""
+    sizes = {key: frames.shape[2:4] for key, frames in videos.items()}
+    if len(set(sizes.values())) > 1:
+        found = ", ".join(f"{key} {h}x{w}" for key, (h, w) in sizes.items())
+        raise ObservationError(f"{', '.join(sizes)}: expected frames of one size (H x W) for every camera "
+                               f"of an observation, found {found}")
 
 
 def _check_state(key: str, values: np.ndarray, steps: int, dim: int, batched: bool) -> np.ndarray:

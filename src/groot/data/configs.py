@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
-from groot.data.embodiment import EMBODIMENT_TABLES
+from groot.data.embodiment import EMBODIMENT_TABLES, embodiment_index
 from groot.data.image_ops import IMAGE_RESIZE_MODES, ImageGeometry
 from groot.data.modality import ModalityConfig, ModalitySpec
 from groot.data.transforms import (
@@ -69,6 +69,7 @@ class DataConfig:
     relative_action_keys: list[str] = dataclasses.field(default_factory=list)
     clip_outliers: bool = False
     embodiment_table: str = "n1.5"
+    embodiment_index: int | None = None
 
     def __post_init__(self) -> None:
         source = f"data config {self.name!r}"
@@ -107,6 +108,10 @@ class DataConfig:
         if self.embodiment_table not in EMBODIMENT_TABLES:
             raise DatasetError(source, "embodiment_table", f"one of {tuple(EMBODIMENT_TABLES)}",
                                repr(self.embodiment_table))
+        index = self.embodiment_index
+        if index is not None and not (isinstance(index, int) and not isinstance(index, bool) and index >= 0):
+            raise DatasetError(source, "embodiment_index", "null or a projector index (integer >= 0)",
+                               repr(index))
         for key in self.relative_action_keys:
             state_key = RelativeAction.state_key(key) if key.startswith("action.") else None
             if key not in self.action_keys:
@@ -148,6 +153,13 @@ class DataConfig:
             "language": ModalityConfig(list(self.observation_indices), list(self.language_keys)),
         }
 
+    def projector_index(self, embodiment_tag: str) -> int:
+        """The action head's embodiment slot for `embodiment_tag`: `embodiment_index`, else the tag's
+        index in `embodiment_table` (an unknown tag raises ConfigError)."""
+        if self.embodiment_index is not None:
+            return self.embodiment_index
+        return embodiment_index(embodiment_tag, self.embodiment_table)
+
     def image_geometry(self) -> ImageGeometry:
         """The crop and resize of every camera frame (training: random crop; eval: centred)."""
         return ImageGeometry(self.image_resize, self.crop_scale, self.image_size, self.image_multiple)
@@ -172,7 +184,7 @@ class DataConfig:
             Concat(self.video_keys, self.state_keys, self.action_keys, self.action_target_rotations),
             GR00TPack(self.language_keys, self.max_state_dim, self.max_action_dim,
                       action_horizon=len(self.action_indices), max_action_horizon=self.max_action_horizon,
-                      embodiment_table=self.embodiment_table),
+                      embodiment_table=self.embodiment_table, embodiment_index=self.embodiment_index),
         ])
 
 

@@ -18,7 +18,6 @@ import numpy as np
 import torch.utils.data
 
 from groot.data.configs import DataConfig
-from groot.data.embodiment import embodiment_index
 from groot.data.lerobot import LeRobotDataset
 from groot.data.metadata import RELATIVE_ACTION, DatasetMetadata, merge_metadata
 from groot.data.relative import load_or_compute_relative_stats
@@ -46,7 +45,8 @@ class GrootDataset(torch.utils.data.Dataset):
     def __init__(self, path: str | Path, data_config: DataConfig, embodiment_tag: str,
                  video_backend: str = "pyav", transform: bool = True,
                  frame_cache_dir: str | Path | None = None):
-        embodiment_index(embodiment_tag, data_config.embodiment_table)  # unknown tags fail here
+        if transform:
+            data_config.projector_index(embodiment_tag)  # a tag the model cannot take fails here
         self.path = Path(path)
         self.data_config = data_config
         self.embodiment_tag = embodiment_tag

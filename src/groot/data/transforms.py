@@ -519,18 +519,20 @@ class GR00TPack(Transform):
     """Concatenated step -> model sample (docs/ARCHITECTURE.md): images uint8 [T*V, H, W, 3] in (t v)
     order, language str, state / state_mask [T, max_state_dim] (padded or truncated), action /
     action_mask [max_action_horizon, max_action_dim] (only when the step has actions; padded rows and
-    dims are zero and masked False), embodiment_id (index of the tag in `embodiment_table`).
+    dims are zero and masked False), embodiment_id (`embodiment_index` when given, else the index of the
+    tag in `embodiment_table`).
     `unapply` keeps the first `action_horizon` rows of a predicted `action` [..., H, A]."""
 
     def __init__(self, language_keys: Sequence[str], max_state_dim: int = 64, max_action_dim: int = 32,
                  default_instruction: str = DEFAULT_INSTRUCTION, action_horizon: int | None = None,
-                 max_action_horizon: int | None = None, embodiment_table: str = "n1.5"):
+                 max_action_horizon: int | None = None, embodiment_table: str = "n1.5",
+                 embodiment_index: int | None = None):
         super().__init__()
         self.language_keys = list(language_keys)
         self.max_state_dim, self.max_action_dim = max_state_dim, max_action_dim
         self.default_instruction = default_instruction
         self.action_horizon, self.max_action_horizon = action_horizon, max_action_horizon
-        self.embodiment_table = embodiment_table
+        self.embodiment_table, self.embodiment_index = embodiment_table, embodiment_index
 
     def apply(self, step: dict[str, Any]) -> dict[str, Any]:
         metadata = self._require_metadata()
@@ -551,7 +553,8 @@ class GR00TPack(Transform):
             if self.max_action_horizon is not None:
                 sample["action"], sample["action_mask"] = _pad_rows(sample["action"], sample["action_mask"],
                                                                     self.max_action_horizon)
-        sample["embodiment_id"] = embodiment_index(metadata.embodiment_tag, self.embodiment_table)
+        sample["embodiment_id"] = (self.embodiment_index if self.embodiment_index is not None
+                                   else embodiment_index(metadata.embodiment_tag, self.embodiment_table))
         return sample
 
     def unapply(self, step: dict[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,8 @@ class OpenLoopConfig:
                                                     "dict reply) or n1.6 (nested observation, [action, "
                                                     "info] reply), the generation `groot serve` serves")
     data_config: str | None = arg(None, "data config for --model-path; default: the checkpoint's "
-                                        "experiment_cfg/data_config.json")
+                                        "experiment_cfg/data_config.json, else the one its N1.6 "
+                                        "processor files give the embodiment tag")
     trajs: int = arg(1, "number of trajectories to evaluate (the dataset's first ones)")
     steps: int = arg(150, "steps evaluated per trajectory (fewer when a trajectory is shorter)")
     action_horizon: int = arg(16, "steps executed from each predicted chunk: the policy is queried every "

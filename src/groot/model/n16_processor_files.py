@@ -34,7 +34,8 @@ released `nvidia/GR00T-N1.6-3B` (`read_n16_processor_files`, `load_n16_metadata`
 relative (predicted as the difference to the last state) when its `action_configs` entry says `RELATIVE`
 and `use_relative_action` is on; groot writes `RELATIVE` (as `NON_EEF`, `DEFAULT`) for exactly the
 groups whose metadata carries `relative_action` statistics. Camera resolutions are not recorded by
-these files, so metadata read from them has no video entries.
+these files, so metadata read from them has no video entries. `n16_data_config` derives a tag's
+DataConfig from them (what `Policy` serves a directory without `experiment_cfg/` with).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,7 @@ def write_n16_processor_files(directory: str | Path, config: GR00TN16Config,
                                 "processor_kwargs": processor_kwargs(config, modality_configs, data_config)},
         STATISTICS_FILE: {tag: {modality: block["statistics"][modality] for modality in ARRAY_MODALITIES
                                 if modality in block["statistics"]} for tag, block in blocks.items()},
-        EMBODIMENT_ID_FILE: dict(N16_EMBODIMENT_INDICES),
+        EMBODIMENT_ID_FILE: embodiment_ids(blocks, data_config),
     }
     paths = []
     for name, content in files.items():
@@ -89,13 +90,27 @@ def write_n16_processor_files(directory: str | Path, config: GR00TN16Config,
     return paths
 
 
+def embodiment_ids(tags: Iterable[str], data_config: Any = None) -> dict[str, int]:
+    """The N1.6 table, each of `tags` at the data config's `embodiment_index` when it sets one."""
+    ids = dict(N16_EMBODIMENT_INDICES)
+    index = (data_config.get("embodiment_index") if isinstance(data_config, Mapping)
+             else getattr(data_config, "embodiment_index", None))
+    if index is not None:
+        ids.update({tag: index for tag in tags})
+    return ids
+
+
 def processor_kwargs(config: GR00TN16Config, modality_configs: dict[str, Any],
                      data_config: Any = None) -> dict[str, Any]:
-    """The `processor_kwargs` block: the model config's processing values, the release's image values
-    (`shortest_image_edge`, `crop_fraction`: the config's when it has them), evaluation-only augmentation
-    settings except the data config's colour jitter."""
+    """The `processor_kwargs` block: the model config's processing values, the image values
+    (`shortest_image_edge`, `crop_fraction`: a native-aspect data config's edge and crop, else the model
+    config's, else the release's), evaluation-only augmentation settings except the data config's colour
+    jitter."""
     head = config.action_head_cfg
     image = {name: getattr(config, name, default) for name, default in RELEASE_IMAGE_DEFAULTS.items()}
+    if data_config is not None and _field(data_config, "image_resize") == "shortest_edge":
+        image = {"shortest_image_edge": _field(data_config, "image_size"),
+                 "crop_fraction": _field(data_config, "crop_scale")}
     return {
         "modality_configs": modality_configs,
         "image_crop_size": None,
@@ -166,7 +181,7 @@ class N16ProcessorFiles:
     def modality_config(self, tag: str) -> dict[str, ModalityConfig]:
         """{"video" | "state" | "action" | "language": ModalityConfig} of `tag`, keys with their
         `video.` / `state.` / `action.` prefix (language keys as stored)."""
-        raw = self._raw_modality_config(tag)
+        raw = self.stored_modality_config(tag)
         configs = {}
         for modality in MODALITIES:
             keys = [KEY_PREFIXES[modality] + key for key in raw[modality]["modality_keys"]]
@@ -177,7 +192,7 @@ class N16ProcessorFiles:
         """Action groups of `tag` predicted relative to the state (RELATIVE and `use_relative_action`)."""
         if not self.processor_kwargs.get("use_relative_action", False):
             return []
-        action = self._raw_modality_config(tag)["action"]
+        action = self.stored_modality_config(tag)["action"]
         configs = action.get("action_configs") or []
         return [key for key, cfg in zip(action["modality_keys"], configs, strict=False)
                 if isinstance(cfg, Mapping) and cfg.get("rep") == "RELATIVE"]
@@ -219,7 +234,9 @@ class N16ProcessorFiles:
                                   f"{sorted(self.statistics)}")
         return tag
 
-    def _raw_modality_config(self, tag: str) -> dict[str, Any]:
+    def stored_modality_config(self, tag: str) -> dict[str, Any]:
+        """`tag`'s `modality_configs` entry as stored (keys without prefix, the embedding key lists and
+        `action_configs` as written), its four modalities checked."""
         path, where = self.root / PROCESSOR_CONFIG_FILE, f"processor_kwargs.modality_configs.{tag}"
         raw = self.processor_kwargs.get("modality_configs", {}).get(tag)
         if not isinstance(raw, Mapping):

@@ -22,7 +22,8 @@ class ServeConfig:
     embodiment_tag: str = arg(help="embodiment tag whose statistics and projector to use (e.g. gr1, "
                                    "new_embodiment)")
     data_config: str | None = arg(None, "data config name or module:Class; default: the checkpoint's "
-                                        "experiment_cfg/data_config.json")
+                                        "experiment_cfg/data_config.json, else the one its N1.6 "
+                                        "processor files give the embodiment tag")
     host: str = arg("127.0.0.1", "address to bind, IPv4 or IPv6 (::1); use 0.0.0.0 or :: (with an API "
                                  "token) to accept remote robots")
     port: int = arg(5555, "TCP port to bind; 0 picks a free one (logged at start)")
