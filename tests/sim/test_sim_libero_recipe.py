@@ -3,6 +3,7 @@ the wheel bundle's pip calls, and (with the simulator) a whole tiny run on the C
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -236,8 +237,10 @@ def test_training_stopped_after_a_checkpoint_resumes_to_the_same_weights(monkeyp
     work, args, state = works["stopped"]
     with monkeypatch.context() as patch:
         patch.setattr(recipe, "CheckpointWatch", StopAfterFirstCheckpoint)
+        # poll often: a tiny model trains the 20 steps after the first checkpoint in about a second
+        patch.setattr(recipe, "run_bounded", functools.partial(recipe.run_bounded, poll_s=0.02))
         assert recipe.stage_train(args, work, recipe.Budget(None), state) is False
-    assert recipe.latest_step(work / "train") in (10, 20)
+    assert 10 <= recipe.latest_step(work / "train") < 30
     assert recipe.stage_train(args, work, recipe.Budget(None), state) is True
     straight_work, straight_args, straight_state = works["straight"]
     assert recipe.stage_train(straight_args, straight_work, recipe.Budget(None), straight_state) is True
