@@ -112,3 +112,24 @@ def test_value_loss_clipping_and_huber():
         PPOLossConfig(value_clip=100.0, huber_delta=10.0),
     )
     assert float(huber) == pytest.approx(10.0 * (30.0 - 5.0))
+
+
+def test_losses_take_bf16_autocast_outputs_beside_float32_targets():
+    """Under bf16 autocast the value head and the log-probability come out in bf16 while the rollout's
+    returns, advantages and old values are float32: both losses run forward and backward, in float32,
+    and equal the all-float32 computation on the same (bf16-representable) numbers."""
+    cfg = PPOLossConfig()
+    values = torch.tensor([0.5, -1.25, 3.0], dtype=torch.bfloat16, requires_grad=True)
+    log_prob = torch.tensor([-1.5, -0.75, -2.0], dtype=torch.bfloat16, requires_grad=True)
+    old_values, returns = torch.tensor([0.25, -1.0, 2.0]), torch.tensor([1.0, 0.0, 2.5])
+    old_log_prob, advantages = torch.tensor([-1.25, -1.0, -2.0]), torch.tensor([1.0, -0.5, 2.0])
+
+    v_loss = value_loss(values, old_values, returns, cfg)
+    pg_loss, _ = policy_loss(log_prob, old_log_prob, advantages, cfg)
+    (v_loss + pg_loss).backward()
+
+    assert v_loss.dtype == pg_loss.dtype == torch.float32
+    assert values.grad.dtype == log_prob.grad.dtype == torch.bfloat16
+    torch.testing.assert_close(v_loss, value_loss(values.detach().float(), old_values, returns, cfg))
+    expected_pg, _ = policy_loss(log_prob.detach().float(), old_log_prob, advantages, cfg)
+    torch.testing.assert_close(pg_loss, expected_pg)

@@ -1,7 +1,8 @@
 """The clipped PPO objective (with dual clip) and the clipped value loss, on chunk-level transitions.
 
 Every tensor is [B] (one entry per transition: a chunk), and losses are means over the B entries
-("token-mean" at chunk level)."""
+("token-mean" at chunk level). Both losses are computed in float32 whatever the dtype of their inputs
+(bf16 under autocast); gradients flow back in the inputs' dtype."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ def policy_loss(
     """-> (loss, {"clip_fraction", "approx_kl", "ratio"}).
 
     r = exp(new - old); L = max(-A r, -A clip(r, 1 - lo, 1 + hi)), and for A < 0 min(L, -c A)."""
+    log_prob, old_log_prob, advantages = log_prob.float(), old_log_prob.float(), advantages.float()
     log_ratio = log_prob - old_log_prob
     if cfg.clip_log_ratio is not None:
         log_ratio = log_ratio.clamp(-cfg.clip_log_ratio, cfg.clip_log_ratio)
@@ -49,6 +51,7 @@ def value_loss(
     values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, cfg: PPOLossConfig
 ) -> torch.Tensor:
     """max(huber(R - V), huber(R - clip(V, V_old - c, V_old + c))), averaged."""
+    values, old_values, returns = values.float(), old_values.float(), returns.float()
     clipped = old_values + (values - old_values).clamp(-cfg.value_clip, cfg.value_clip)
     plain = F.huber_loss(values, returns, reduction="none", delta=cfg.huber_delta)
     clipped_loss = F.huber_loss(clipped, returns, reduction="none", delta=cfg.huber_delta)
