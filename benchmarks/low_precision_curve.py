@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from groot.data.synthetic import make_synthetic_dataset
+from groot.sim.libero import STATE_DIMS, STATE_ROTATIONS
 from groot.train.finetune import FinetuneConfig, finetune
 from groot.train.logging import read_metrics
 
@@ -72,7 +73,7 @@ def plot(curves: dict[str, np.ndarray], raw: dict[str, list[float]], path: Path,
     plt.close(figure)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="tiny", help="model preset (tiny on the CPU, small on a GPU)")
     parser.add_argument("--steps", type=int, default=200)
@@ -84,7 +85,10 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=8)
     parser.add_argument("--workers", type=int, default=0, help="loader workers")
     parser.add_argument("--tag", default=None, help="result name suffix (default: cpu, or the GPU's name)")
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, default=None,
+                        help="result JSON (default: benchmarks/results/low_precision_curve_<tag>.json); "
+                             "the PNG goes beside it")
+    args = parser.parse_args(argv)
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     tag = args.tag or ("cpu" if device == "cpu" else
@@ -93,7 +97,7 @@ def main() -> None:
         dataset = make_synthetic_dataset(
             Path(tmp) / "data", num_episodes=args.episodes, episode_length=32,
             cameras=("image", "wrist_image"), image_size=64,
-            state_dims={"eef_pos": 3, "eef_axis_angle": 3, "gripper_qpos": 2},
+            state_dims=STATE_DIMS, state_rotations=STATE_ROTATIONS,
             action_dims={"eef_delta_pos": 3, "eef_delta_rot": 3, "gripper": 1})
         runs = {mode: train_curve(dataset, Path(tmp) / mode, args, mode) for mode in MODES}
 
@@ -104,7 +108,7 @@ def main() -> None:
     result = {
         "benchmark": "low_precision_curve", "device": device, "device_name": tag,
         "host": platform.node(), "torch": torch.__version__,
-        "settings": {k: v for k, v in vars(args).items() if k != "tag"},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("tag", "out")},
         "smoothed_relative_difference": {"max": float(relative.max()), "mean": float(relative.mean()),
                                          "last_window_mean": float(relative[last].mean())},
         "final_smoothed_loss": {mode: float(curves[mode][-1]) for mode in MODES},
@@ -112,8 +116,8 @@ def main() -> None:
         "seconds": {mode: runs[mode]["seconds"] for mode in MODES},
         "losses": raw,
     }
-    RESULTS.mkdir(exist_ok=True)
-    json_path = RESULTS / f"low_precision_curve_{tag}.json"
+    json_path = args.out or RESULTS / f"low_precision_curve_{tag}.json"
+    json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(result, indent=1) + "\n")
     plot(curves, raw, json_path.with_suffix(".png"),
          f"{args.preset}, batch {args.batch_size}, lr {args.learning_rate:g}, {tag}: fp32 vs bf16 + SR")
@@ -123,6 +127,7 @@ def main() -> None:
           f"last window {difference['last_window_mean']:.4f}")
     print(f"final smoothed loss: fp32 {result['final_smoothed_loss']['fp32']:.4f}, "
           f"bf16 {result['final_smoothed_loss']['bf16']:.4f}; wrote {json_path}")
+    return result
 
 
 if __name__ == "__main__":
