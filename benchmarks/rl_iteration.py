@@ -40,14 +40,15 @@ epochs (every transition's model sample stays on the host until the update). For
 --micro-batch-size (the update's activations) and --num-envs (the rollout's batch); neither shrinks the
 float32 weights nor the trained parts' gradients and AdamW moments (`parameters` in the JSON).
 
-Scaling out: `groot rl --num-gpus N` runs N copies of this whole iteration under torchrun; every rank
-is both a rollout worker and a learner (no split of the roles across GPUs), with its own --num-envs
-environments, rollouts and transitions, and the gradients are averaged across ranks (data parallel, so
-an optimizer step covers N x --global-batch-size transitions). Rollout throughput and transitions per
-iteration grow N-fold; the per-GPU memory and per-step time measured here stay as they are (every rank
-holds the whole policy and its optimizer). The simulators run in `--workers` CPU processes per rank;
-here the synthetic environments step in this process and cost next to nothing, so `env` time is a
-floor, not LIBERO's.
+Scaling out: `groot rl --num-gpus N` runs N copies of this whole iteration under torchrun; every rank is
+both a rollout worker and a learner (no split of the roles across GPUs), with its own --num-envs
+environments, rollouts and transitions; advantages are normalized with every rank's statistics and the
+gradients summed with each rank weighted by its share of the rows (data parallel, so an optimizer step
+covers N x --global-batch-size transitions as one process holding them all would). Rollout throughput
+and transitions per iteration grow N-fold; the per-GPU memory and per-step time measured here stay as
+they are (every rank holds the whole policy and its optimizer). The simulators run in `--workers` CPU
+processes per rank; here the synthetic environments step in this process and cost next to nothing, so
+`env` time is a floor, not LIBERO's.
 """
 
 from __future__ import annotations

@@ -120,7 +120,8 @@ class RLConfig:
     num_gpus: int = arg(
         1,
         "learner processes: N > 1 relaunches under torchrun; each process runs --num-envs environments of "
-        "its own (global indices rank * num_envs ...) and the gradients are averaged (data parallel)",
+        "its own (global indices rank * num_envs ...); advantages and gradients are combined over every "
+        "process's transitions (data parallel: the update of one process holding all rollouts)",
     )
 
 

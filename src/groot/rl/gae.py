@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -30,9 +32,19 @@ def compute_gae(
     return advantages, advantages + values
 
 
-def normalize_advantages(advantages: torch.Tensor, valid: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """(A - mean) / (std + eps) over the valid entries; invalid entries become 0."""
-    chosen = advantages[valid]
-    std = chosen.std(unbiased=False) if chosen.numel() > 1 else torch.zeros((), dtype=advantages.dtype)
-    normalized = (advantages - chosen.mean()) / (std + eps)
+def advantage_moments(advantages: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """float64 [3]: count, sum and sum of squares of the valid entries (add them up across processes)."""
+    chosen = advantages[valid].double()
+    count = torch.tensor(float(chosen.numel()), dtype=torch.float64)
+    return torch.stack([count, chosen.sum(), chosen.square().sum()])
+
+
+def normalize_advantages(advantages: torch.Tensor, valid: torch.Tensor, eps: float = 1e-8,
+                         moments: torch.Tensor | None = None) -> torch.Tensor:
+    """(A - mean) / (std + eps), with the mean and population std of `moments` (`advantage_moments`, e.g.
+    summed over processes; default: the valid entries' own); invalid entries become 0."""
+    count, total, squares = (advantage_moments(advantages, valid) if moments is None else moments).tolist()
+    mean = total / max(count, 1.0)
+    std = math.sqrt(max(squares / count - mean * mean, 0.0)) if count > 1 else 0.0
+    normalized = (advantages - mean) / (std + eps)
     return torch.where(valid, normalized, torch.zeros_like(normalized))

@@ -29,10 +29,10 @@ import torch.distributed as dist
 
 from groot.errors import ConfigError
 from groot.rl.actor import ActorCritic
-from groot.rl.gae import compute_gae, normalize_advantages
+from groot.rl.gae import advantage_moments, compute_gae, normalize_advantages
 from groot.rl.ppo import PPOLossConfig, policy_loss, value_loss
 from groot.rl.rollout import EpisodeBatch, RolloutWorker
-from groot.train.distributed import DistributedContext, barrier, mean_across_ranks
+from groot.train.distributed import DistributedContext, barrier, mean_across_ranks, sum_across_ranks
 from groot.utils.seeding import hashed_seed
 
 logger = logging.getLogger(__name__)
@@ -52,8 +52,16 @@ class RolloutData:
     returns: torch.Tensor  # [M]
 
 
-def gather_rollouts(episodes: list[EpisodeBatch], gamma: float, lam: float, normalize: bool) -> RolloutData:
-    """GAE on each episode's [T, N] grid, then the valid transitions of all episodes in one batch."""
+def gather_rollouts(
+    episodes: list[EpisodeBatch],
+    gamma: float,
+    lam: float,
+    normalize: bool,
+    ctx: DistributedContext | None = None,
+) -> RolloutData:
+    """GAE on each episode's [T, N] grid, then the valid transitions of all episodes in one batch.
+    `normalize`: advantages normalized with the mean and std of every process's transitions (`ctx`), so
+    N processes update as one process holding all their rollouts would."""
     parts: dict[str, list] = {"advantages": [], "returns": [], "old_log_probs": [], "old_values": []}
     for ep in episodes:
         advantages, returns = compute_gae(ep.rewards, ep.values, ep.dones, gamma, lam)
@@ -63,9 +71,11 @@ def gather_rollouts(episodes: list[EpisodeBatch], gamma: float, lam: float, norm
         parts["old_values"].append(ep.values[ep.valid])
     flat = {key: torch.cat(value) for key, value in parts.items()}
     if normalize:
-        flat["advantages"] = normalize_advantages(
-            flat["advantages"], torch.ones_like(flat["advantages"], dtype=torch.bool)
-        )
+        valid = torch.ones_like(flat["advantages"], dtype=torch.bool)
+        moments = advantage_moments(flat["advantages"], valid)
+        if ctx is not None:
+            moments = sum_across_ranks(moments, ctx)
+        flat["advantages"] = normalize_advantages(flat["advantages"], valid, moments=moments)
     return RolloutData(
         samples=[s for ep in episodes for s in ep.samples],
         chains=torch.cat([ep.chains for ep in episodes]),
@@ -93,9 +103,10 @@ class Learner:
     """PPO updates of `actor` (its trainable model weights at `actor_lr`, its value head at `value_lr`).
 
     Under torchrun (`ctx.world_size` > 1) every process updates on its own rollouts and the gradients
-    are averaged across processes before clipping (data parallelism, as DDP): the weights stay equal on
-    every rank. Every rank takes the same number of optimizer steps (the most any rank needs; a rank
-    with fewer transitions starts its permutation again)."""
+    are summed across processes before clipping, each weighted by its share of the step's rows, so a step
+    follows the mean over every process's rows as one process holding them all would (data
+    parallelism; the weights stay equal on every rank). Every rank takes the same number of optimizer
+    steps (the most any rank needs; a rank with fewer transitions starts its permutation again)."""
 
     def __init__(
         self,
@@ -145,9 +156,10 @@ class Learner:
     def _optimizer_step(self, data: RolloutData, ids: torch.Tensor, train_actor: bool) -> dict[str, float]:
         self.optimizer.zero_grad(set_to_none=True)
         sums: dict[str, float] = {}
+        rows = int(sum_across_ranks(torch.tensor(len(ids), device=self.device), self.ctx))  # all processes'
         for start in range(0, len(ids), self.cfg.micro_batch_size):
             micro = ids[start : start + self.cfg.micro_batch_size]
-            weight = len(micro) / len(ids)
+            weight = len(micro) / len(ids)  # of this process's metrics
             batch = self.processor([data.samples[i] for i in micro.tolist()]).to(self.device)
             with self._autocast():
                 log_prob, value = self.actor.evaluate(batch, data.chains[micro], data.stochastic[micro])
@@ -169,25 +181,25 @@ class Learner:
                     f"PPO loss is {float(loss)} (policy {float(pg_loss)}, value "
                     f"{float(v_loss)}); no update was applied"
                 )
-            (loss * weight).backward()
+            (loss * (len(micro) / rows)).backward()  # summed over processes: the mean over every row
             for key, value in {"policy_loss": pg_loss, "value_loss": v_loss, **stats}.items():
                 sums[key] = sums.get(key, 0.0) + float(value.detach()) * weight
-        self._average_gradients()
+        self._sum_gradients()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
         if not torch.isfinite(grad_norm):
             raise FloatingPointError(f"gradient norm is {float(grad_norm)}; no update was applied")
         self.optimizer.step()
         return {**sums, "grad_norm": float(grad_norm)}
 
-    def _average_gradients(self) -> None:
-        """Gradients averaged over the processes (nothing to do in a single process)."""
+    def _sum_gradients(self) -> None:
+        """Gradients summed over the processes (each already weighted by its share of the step's rows);
+        nothing to do in a single process."""
         if not self.ctx.is_distributed:
             return
         for param in self.params:
             if param.grad is None:
                 param.grad = torch.zeros_like(param)
             dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
-            param.grad.div_(self.ctx.world_size)
 
     def _autocast(self):
         import contextlib
@@ -291,7 +303,7 @@ def train(
             ]
             rollout_s = time.perf_counter() - started
             data = gather_rollouts(
-                episodes, settings.gamma, settings.gae_lambda, settings.normalize_advantages
+                episodes, settings.gamma, settings.gae_lambda, settings.normalize_advantages, ctx
             )
             update = learner.update(
                 data,

@@ -72,13 +72,19 @@ def barrier(ctx: DistributedContext) -> None:
         dist.barrier()
 
 
-def mean_across_ranks(value: torch.Tensor, ctx: DistributedContext) -> torch.Tensor:
-    """The mean of a scalar tensor over all processes (the value itself when single-process)."""
+def sum_across_ranks(value: torch.Tensor, ctx: DistributedContext) -> torch.Tensor:
+    """The elementwise sum of a tensor over all processes, on the tensor's device (the value itself when
+    single-process); the collective runs on the process's device."""
     if not ctx.is_distributed:
         return value
-    value = value.detach().clone()
-    dist.all_reduce(value, op=dist.ReduceOp.SUM)
-    return value / ctx.world_size
+    total = value.detach().to(ctx.device, copy=True)
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return total.to(value.device)
+
+
+def mean_across_ranks(value: torch.Tensor, ctx: DistributedContext) -> torch.Tensor:
+    """The mean of a tensor over all processes (the value itself when single-process)."""
+    return sum_across_ranks(value, ctx) / ctx.world_size if ctx.is_distributed else value
 
 
 def config_to_argv(cfg) -> list[str]:
