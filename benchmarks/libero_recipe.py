@@ -262,19 +262,31 @@ def eval_groups(task_ids: Sequence[int], size: int) -> list[list[int]]:
 
 
 def stage_eval(args: argparse.Namespace, work: Path, budget: Budget, state: RecipeState) -> bool:
-    """`groot eval sim` on WORK/export, `--eval-workers` tasks per call (one process each) into
-    WORK/eval/tasks_<ids>; a group is done when its report.json exists. Then the results JSON."""
-    record = state.stage("eval")
+    """Closed-loop evaluation of WORK/export into WORK/eval (see `evaluate_checkpoint`), then the
+    results JSON."""
+    if not evaluate_checkpoint(args, work / "export", work / "eval", budget, state, "eval"):
+        return False
+    write_results(args, work, state)
+    return True
+
+
+def evaluate_checkpoint(args: argparse.Namespace, model_path: Path, eval_dir: Path, budget: Budget,
+                        state: RecipeState, stage: str) -> bool:
+    """`groot eval sim` on `model_path` with the protocol in `args` (suite, tasks, eval_episodes,
+    action_horizon, image_size, seed, eval_max_steps, video, eval_device), `--eval-workers` tasks per
+    call (one process each) into EVAL_DIR/tasks_<ids>; a group is done when its report.json exists, and
+    one is started only when the longest group so far fits the budget. -> every group done"""
+    record = state.stage(stage)
     record.setdefault("device", describe_device())
     durations: list[float] = record.setdefault("group_seconds", [])
     for group in eval_groups(resolve_tasks(args), args.eval_workers):
-        out = work / "eval" / ("tasks_" + "_".join(map(str, group)))
+        out = eval_dir / ("tasks_" + "_".join(map(str, group)))
         if (out / "report.json").is_file():
             continue
         if durations:
             budget.require(max(durations), f"evaluation of tasks {group}")
         shutil.rmtree(out, ignore_errors=True)
-        command = groot("eval", "sim", "--suite", args.suite, "--model-path", work / "export",
+        command = groot("eval", "sim", "--suite", args.suite, "--model-path", model_path,
                         "--embodiment-tag", TAG, "--tasks", *group, "--episodes-per-task", args.eval_episodes,
                         "--workers", len(group), "--action-horizon", args.action_horizon,
                         "--image-size", args.image_size, "--seed", args.seed, "--video", args.video,
@@ -288,7 +300,6 @@ def stage_eval(args: argparse.Namespace, work: Path, budget: Budget, state: Reci
             return False
         durations.append(time.perf_counter() - started)
         state.save()
-    write_results(args, work, state)
     return True
 
 
@@ -302,11 +313,11 @@ def resolve_tasks(args: argparse.Namespace) -> list[int]:
     return list(range(num_tasks(args.suite)))
 
 
-def merged_eval(work: Path) -> dict[str, Any]:
-    """The per-group reports under WORK/eval as one: tasks, episodes, successes."""
+def merged_eval(eval_dir: Path) -> dict[str, Any]:
+    """The per-group reports under `eval_dir` as one: protocol, tasks, episodes, successes."""
     tasks: dict[str, Any] = {}
     protocol = None
-    for report_json in sorted((work / "eval").glob("tasks_*/report.json")):
+    for report_json in sorted(eval_dir.glob("tasks_*/report.json")):
         report = json.loads(report_json.read_text())
         protocol = report["protocol"]
         tasks.update(report["tasks"])
@@ -318,7 +329,7 @@ def merged_eval(work: Path) -> dict[str, Any]:
 
 def write_results(args: argparse.Namespace, work: Path, state: RecipeState) -> Path:
     """benchmarks/results/<suite>_<preset>.json (or --results-dir)."""
-    evaluation = merged_eval(work)
+    evaluation = merged_eval(work / "eval")
     info = json.loads((work / "dataset" / "meta" / "info.json").read_text())
     export = work / "export"
     stages = state.data["stages"]
@@ -343,7 +354,7 @@ def write_results(args: argparse.Namespace, work: Path, state: RecipeState) -> P
         "command": "python benchmarks/libero_recipe.py " + shlex.join(settings_flags(state.data["settings"])),
         "recorded": time.strftime("%Y-%m-%d", time.gmtime()),
     }
-    path = Path(args.results_dir) / f"{args.suite}_{args.preset}.json"
+    path = Path(args.results_dir) / f"{args.results_name or f'{args.suite}_{args.preset}'}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1) + "\n")
     print(f"results: {path}  success {result['successes']}/{result['episodes']} ({result['success']:.1%})")
@@ -587,6 +598,9 @@ def parser() -> argparse.ArgumentParser:
                          help="groot finetune --compile (default: auto)")
     p.add_argument("--results-dir", default=str(RESULTS_DIR),
                    help=f"where <suite>_<preset>.json goes (default: {RESULTS_DIR.relative_to(REPO_ROOT)})")
+    p.add_argument("--results-name", default=None,
+                   help="name of the results JSON without .json, for a variant of the recipe (default: "
+                        "<suite>_<preset>)")
     bundle = p.add_argument_group("bundle stage")
     bundle.add_argument("--bundle-dir", default="libero_bundle",
                         help="output: wheels/, install.sh, manifest.json (default: libero_bundle)")

@@ -4,6 +4,7 @@ ranks' rollouts."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 
@@ -72,7 +73,9 @@ def test_two_learner_processes_stay_in_sync(tiny_libero_checkpoint, tmp_path):
     name = "action_head.action_decoder.layer2.W"
     assert not torch.equal(start[name], rank0[f"model.{name}"])
     assert (tmp_path / "checkpoint-1" / "training_state" / "trainer_state.json").is_file()
-    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1  # rank 0 alone logs
+    # rank 0 alone logs, one row with the episodes of both ranks: 1 + 2 environments
+    (row,) = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert row["episodes"] == 3.0
 
 
 def _update_main(rank: int, world: int, port: int, checkpoint: str, out: str) -> None:

@@ -94,6 +94,7 @@ def test_training_updates_logs_saves_and_resumes_exactly(tiny_libero_checkpoint,
     for key in ("return", "success_rate", "approx_kl", "clip_fraction", "value_loss", "grad_norm"):
         assert all(np.isfinite(r[key]) for r in rows), key
     assert "eval_success_rate" in rows[1] and list((tmp_path / "a" / "videos").glob("iter00002_env000_*.mp4"))
+    assert [r["episodes"] for r in rows] == [2.0, 2.0]  # 2 environments x 1 rollout epoch
     final = latest_checkpoint(tmp_path / "a")
     assert final.name == "checkpoint-2" and result["checkpoint"] == str(final)
     start = load_file(str(tiny_libero_checkpoint / "model.safetensors"))

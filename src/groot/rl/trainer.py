@@ -329,6 +329,10 @@ def train(
                 key: float(mean_across_ranks(torch.tensor(value, device=learner.device), ctx))
                 for key, value in metrics.items()
             }
+            # rollout episodes of every rank this iteration (the x axis of a learning curve)
+            metrics["episodes"] = float(
+                sum_across_ranks(torch.tensor(float(len(successes)), device=learner.device), ctx)
+            )
             if log is not None:
                 log.write(done, metrics)
             if settings.save_every > 0 and (done % settings.save_every == 0 or done == settings.iterations):
