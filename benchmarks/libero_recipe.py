@@ -589,7 +589,8 @@ def parser() -> argparse.ArgumentParser:
     machine.add_argument("--eval-device", default=None,
                          help="torch device of the evaluated policy (default: cuda if available)")
     machine.add_argument("--video", choices=["failures", "all", "none"], default="failures",
-                         help="which evaluation episodes get an MP4 (default: failures)")
+                         help="which evaluation episodes get an MP4; none also renders the cameras only "
+                              "before each policy query, several times faster (default: failures)")
     machine.add_argument("--dataloader-workers", type=int, default=max(1, (os.cpu_count() or 2) - 2),
                          help="training data-loader processes (default: CPU cores - 2)")
     machine.add_argument("--video-cache", action=argparse.BooleanOptionalAction, default=True,

@@ -29,3 +29,35 @@ def test_rollout_loop_with_a_policy_like_expert_writes_report_and_videos(tmp_pat
     assert saved["protocol"]["max_steps"] == 12 and saved["protocol"]["action_horizon"] == 4
     markdown = (tmp_path / "report.md").read_text()
     assert "pick up the salad dressing and place it in the basket" in markdown and "0/2" in markdown
+
+
+def test_without_videos_the_policy_sees_the_same_images(tmp_path):
+    """video="none" renders only the steps before a query; the policy's inputs stay bit for bit those of
+    an evaluation that renders every step for its videos."""
+    import hashlib
+
+    from groot.eval.closed_loop import evaluate
+    from groot.sim.experts import ExpertPolicy
+
+    seen: dict[str, list[str]] = {}
+
+    def recording(mode: str):
+        def make(env):
+            expert = ExpertPolicy(env)
+
+            class Recorder:
+                def get_action(self, observation):
+                    images = b"".join(observation[k].tobytes() for k in ("video.image", "video.wrist_image"))
+                    seen.setdefault(mode, []).append(hashlib.sha256(images).hexdigest())
+                    return expert.get_action(observation)
+
+            return Recorder()
+
+        return make
+
+    for mode in ("all", "none"):
+        evaluate(recording(mode), "libero_object", tmp_path / mode, tasks=[2], episodes_per_task=1,
+                 action_horizon=4, video=mode, image_size=48, max_steps=12, progress=False)
+    assert len(seen["all"]) == 3 and len(set(seen["all"])) == 3
+    assert seen["none"] == seen["all"]
+    assert not list((tmp_path / "none" / "videos").iterdir())

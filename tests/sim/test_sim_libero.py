@@ -70,3 +70,38 @@ def test_env_observation_layout_and_upright_images():
         assert obs["state.eef_pos"][0] > start[0] + 0.01 and not success and not done
         with pytest.raises(ValueError, match="init states"):
             env.reset(10_000)
+
+
+@pytest.mark.sim
+@pytest.mark.skipif(not libero.libero_available(), reason="LIBERO not installed (pip install 'groot[sim]')")
+def test_skipped_renders_leave_the_rendered_images_bit_identical():
+    """Steps taken with render=False return no images, and the images of the steps that render (and of
+    reset, which renders only its last settling step) equal those of rendering every step."""
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(-0.5, 0.5, size=(24, 7))
+    actions[:, 6] = np.sign(actions[:, 6])
+    video = ("video.image", "video.wrist_image")
+    with libero.LiberoEnv("libero_object", 1, image_size=48, seed=3) as every, \
+            libero.LiberoEnv("libero_object", 1, image_size=48, seed=3) as skipping, \
+            libero.LiberoEnv("libero_object", 1, image_size=48, seed=3, settle_steps=0) as settled_by_hand:
+        first = skipping.reset(2)
+        settled_by_hand.reset(2)
+        for _ in range(libero.SETTLE_STEPS):
+            by_hand, _, _ = settled_by_hand.step(libero.NOOP_ACTION)
+        every.reset(2)
+        for key in video:
+            np.testing.assert_array_equal(first[key], by_hand[key], err_msg=key)
+        rendered = 0
+        for i, action in enumerate(actions):
+            render = i % 8 == 7
+            want, _, _ = every.step(action)
+            got, _, _ = skipping.step(action, render=render)
+            np.testing.assert_array_equal(got["state.eef_pos"], want["state.eef_pos"])
+            if not render:
+                assert not set(video) & set(got) and not set(video) & set(skipping.observation())
+                continue
+            rendered += 1
+            for key in video:
+                np.testing.assert_array_equal(got[key], want[key], err_msg=f"step {i} {key}")
+            assert not np.array_equal(got["video.wrist_image"], first["video.wrist_image"])  # the arm moved
+        assert rendered == 3

@@ -4,7 +4,7 @@ Fixed protocol: task t, episode e starts from the suite's init state e (e = 0..E
 seeded with `seed`, torch (when loaded) with `seed + e`; each rollout ends at success or at the suite's
 step limit. The policy is queried for a 16-step chunk and the first `action_horizon` steps are executed
 before it is queried again. Writes `report.json`, `report.md` and MP4s (agent view | wrist view) under
-`out/videos/`.
+`out/videos/`; without videos the cameras render only the steps before a query (the same images).
 """
 
 from __future__ import annotations
@@ -186,7 +186,9 @@ def run_episode(env: libero.LiberoEnv, policy: PolicyLike, episode: int, protoco
         chunk = policy.get_action(libero.policy_observation(obs))
         queries += 1
         for step in range(protocol.action_horizon):
-            obs, success, done = env.step(libero.action_to_vector(chunk, step))
+            # images only where they are read: a video, or the next policy query
+            last = step == protocol.action_horizon - 1 or env.steps + 1 >= env.max_steps
+            obs, success, done = env.step(libero.action_to_vector(chunk, step), render=bool(frames) or last)
             if frames:
                 frames.append(video_frame(obs))
             if done:

@@ -4,7 +4,9 @@ Environment i runs task `tasks[i % len(tasks)]` and always starts from the suite
 `init_states[i]` (fixed reset states). `step` executes a chunk [k, 7] in each listed environment and
 returns the chunk reward: +1 at the first success step (the relative success reward), else 0; an
 episode ends at success or at `max_steps` and is not reset until the next `reset` (no auto-reset).
-Environments live in `workers` processes (0: in this process); the policy stays in the caller's.
+Camera images are rendered only for the steps whose observation is read (a chunk's last, or every step
+of a recorded episode). Environments live in `workers` processes (0: in this process); the policy stays
+in the caller's.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class EnvSpec:
 
 @dataclasses.dataclass
 class ChunkResult:
-    obs: dict[str, Any]  # the observation after the chunk (libero_panda keys)
+    obs: dict[str, Any]  # the observation after the chunk (libero_panda keys; no images once done)
     reward: float  # 1.0 when the episode succeeded during this chunk
     done: bool
     success: bool
@@ -94,10 +96,12 @@ class _EnvSlot:
         from groot.eval.closed_loop import video_frame
 
         obs, reward, frames = self.env.observation(), 0.0, []
-        for action in actions:
+        for j, action in enumerate(actions):
             if self.done:
                 break
-            obs, success, self.done = self.env.step(action)
+            # images only where they are read: the chunk's last step (the next policy call) or a video
+            last = j == len(actions) - 1 or self.env.steps + 1 >= self.env.max_steps
+            obs, success, self.done = self.env.step(action, render=record or last)
             if record:
                 frames.append(video_frame(obs))
             if success and not self.success:

@@ -66,7 +66,10 @@ class SimEvalConfig:
     workers: int = arg(1, "simulator processes in parallel (one task at a time each; with --model-path each "
                           "loads the model)")
     video: Literal["failures", "all", "none"] = arg("failures",
-                                                    "which episodes get an MP4 (agent view | wrist view)")
+                                                    "which episodes get an MP4 (agent view | wrist view); "
+                                                    "none also renders the cameras only before each "
+                                                    "policy query (several times faster with a software "
+                                                    "renderer)")
     out: str = arg("sim_eval", "output directory: report.json, report.md, videos/")
     seed: int = arg(0, "simulator seed; episode e also seeds torch with seed + e")
     image_size: int = arg(128, "camera resolution: the resolution the policy was trained on")

@@ -179,6 +179,27 @@ class LiberoEnv:
         self._env.seed(seed)
         self.raw_obs: dict[str, np.ndarray] = {}
         self.steps = 0
+        self._render = True  # read by the camera sensors (`_skippable_camera`)
+        if cameras:
+            for camera in CAMERAS.values():
+                # robosuite 1.4 has no public getter for an observable's sensor
+                observable = self.inner._observables[f"{camera}_image"]
+                observable.set_sensor(self._skippable_camera(observable._sensor))
+
+    def _skippable_camera(self, sensor: Any) -> Any:
+        """`sensor` (a robosuite camera sensor) that renders only while `self._render` is set and
+        otherwise hands back its last image. robosuite samples the cameras at a fixed sub-step of every
+        control step; skipping the render, not the sampling, keeps that timing, so the images of the
+        steps that do render are bit for bit those of rendering every step."""
+        last: list[np.ndarray] = []
+
+        def skippable(obs_cache: dict[str, Any]) -> np.ndarray:
+            if self._render or not last:
+                last[:] = [sensor(obs_cache)]
+            return last[0]
+
+        skippable.__modality__ = sensor.__modality__
+        return skippable
 
     @property
     def language(self) -> str:
@@ -194,28 +215,34 @@ class LiberoEnv:
         if not 0 <= init_state_index < len(self._init_states):
             raise ValueError(f"{self.task.suite} task {self.task.task_id} has init states "
                              f"0..{len(self._init_states) - 1}, got {init_state_index}")
+        self._render = self.settle_steps == 0  # only the returned observation's images are rendered
         self._env.reset()
         self.raw_obs = self._env.set_init_state(self._init_states[init_state_index])
-        for _ in range(self.settle_steps):
+        for i in range(self.settle_steps):
+            self._render = i == self.settle_steps - 1
             self.raw_obs, _, _, _ = self._env.step(NOOP_ACTION)
         self.steps = 0
         return self.observation()
 
-    def step(self, action: np.ndarray) -> tuple[dict[str, Any], bool, bool]:
+    def step(self, action: np.ndarray, render: bool = True) -> tuple[dict[str, Any], bool, bool]:
         """action [7] (OSC_POSE delta pos, delta axis-angle, gripper) -> (obs, success, done).
 
-        `done` is true on success or when the suite's step limit is reached."""
+        `done` is true on success or when the suite's step limit is reached. `render=False` skips this
+        step's camera images (most of a step's cost with a software renderer): the observation then has
+        no video keys."""
         action = np.asarray(action, dtype=np.float64).reshape(-1)
         if action.shape != (7,):
             raise ValueError(f"LIBERO action: expected 7 values (3 pos, 3 rot, 1 gripper), "
                              f"found shape {action.shape}")
+        self._render = render
         self.raw_obs, _, _, _ = self._env.step(action)
         self.steps += 1
         success = bool(self._env.check_success())
         return self.observation(), success, success or self.steps >= self.max_steps
 
     def observation(self) -> dict[str, Any]:
-        return map_observation(self.raw_obs, self.language, self.cameras)
+        """The last observation; without video keys when its step was not rendered."""
+        return map_observation(self.raw_obs, self.language, self.cameras and self._render)
 
     def close(self) -> None:
         self._env.close()
