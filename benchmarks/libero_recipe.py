@@ -516,13 +516,20 @@ def run(args: argparse.Namespace) -> int:
         "export": lambda: stage_export(args, work),
         "eval": lambda: stage_eval(args, work, budget, state),
     }
-    for name in STAGES:
-        if name not in stages:
+    return run_stages(state, budget, {name: actions[name] for name in STAGES if name in stages}, STAGES)
+
+
+def run_stages(state: RecipeState, budget: Budget, actions: dict[str, Callable[[], bool]],
+               order: Sequence[str]) -> int:
+    """Run `actions` in `order`, skipping those the state records as done; a stage needs the stages
+    before it in `order` done. -> 0 all done, EXIT_BUDGET the budget stopped one at a clean boundary"""
+    for name in order:
+        if name not in actions:
             continue
         if state.done(name):
             print(f"[{name}] done earlier: skipped", flush=True)
             continue
-        missing = [earlier for earlier in STAGES[:STAGES.index(name)] if not state.done(earlier)]
+        missing = [earlier for earlier in order[:order.index(name)] if not state.done(earlier)]
         if missing:
             raise RecipeError(f"stage {name} needs {', '.join(missing)} first (--stage {missing[0]})")
         print(f"[{name}] {'resuming' if state.stage(name)['seconds'] else 'starting'}", flush=True)

@@ -213,23 +213,7 @@ def run(args: argparse.Namespace) -> int:
         "rl": lambda: stage_rl(args, work, budget, state, before),
         "eval": lambda: stage_eval(args, work, budget, state, before),
     }
-    for name in STAGES:
-        if state.done(name):
-            print(f"[{name}] done earlier: skipped", flush=True)
-            continue
-        print(f"[{name}] {'resuming' if state.stage(name)['seconds'] else 'starting'}", flush=True)
-        try:
-            budget.require(sft.MIN_STAGE_S, f"stage {name}")
-            finished = sft.timed(state, name, actions[name])
-        except sft.BudgetSpent as stop:
-            print(f"[{name}] time budget: {stop}; run the same command again to continue", flush=True)
-            return sft.EXIT_BUDGET
-        if not finished:
-            print(f"[{name}] stopped for the time budget at a clean boundary; run the same command again "
-                  "to continue", flush=True)
-            return sft.EXIT_BUDGET
-        print(f"[{name}] done ({state.stage(name)['seconds']:.0f} s in all)", flush=True)
-    return 0
+    return sft.run_stages(state, budget, actions, STAGES)
 
 
 def parser() -> argparse.ArgumentParser:
