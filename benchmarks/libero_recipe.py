@@ -48,6 +48,8 @@ EXIT_BUDGET = 3
 # the scripted expert handles pick-and-place goals only (docs: LIBERO_NOTES)
 DEFAULT_TASKS = {"libero_goal": [1, 2, 4, 6, 8, 9]}
 # settings that define a run: a work dir holds one run
+# settings that decide the demonstrations (--dataset-from needs them equal)
+GENERATION_SETTINGS = ("suite", "tasks", "demos_per_task", "noise", "image_size", "seed")
 RUN_SETTINGS = ("suite", "preset", "tasks", "demos_per_task", "noise", "image_size", "seed", "max_steps",
                 "batch_size", "learning_rate", "save_steps", "eval_episodes", "action_horizon",
                 "eval_max_steps")
@@ -177,12 +179,17 @@ def timed(state: RecipeState, name: str, work: Callable[[], bool]) -> bool:
 
 
 # ---- stages ----------------------------------------------------------------------------------------
-def stage_generate(args: argparse.Namespace, work: Path, budget: Budget) -> bool:
+def stage_generate(args: argparse.Namespace, work: Path, budget: Budget, state: RecipeState) -> bool:
     """`groot sim generate` into WORK/dataset; an interrupted call keeps its finished demonstrations in
-    the scratch folder WORK/.dataset.episodes, which the next call resumes from."""
+    the scratch folder WORK/.dataset.episodes, which the next call resumes from. With --dataset-from,
+    WORK/dataset links to that run's dataset instead."""
     out = work / "dataset"
-    if out.exists():  # written only at the end: a write cut short
+    if out.is_symlink():
+        out.unlink()
+    elif out.exists():  # written only at the end: a write cut short
         shutil.rmtree(out)
+    if args.dataset_from:
+        return link_dataset(Path(args.dataset_from), out, args, state)
     command = groot("sim", "generate", "--suite", args.suite, "--out", out,
                     "--episodes-per-task", args.demos_per_task, "--workers", args.workers,
                     "--image-size", args.image_size, "--noise", args.noise, "--seed", args.seed)
@@ -190,6 +197,27 @@ def stage_generate(args: argparse.Namespace, work: Path, budget: Budget) -> bool
     if tasks:
         command += ["--tasks", *map(str, tasks)]
     return run_bounded(command, budget)
+
+
+def link_dataset(source: Path, out: Path, args: argparse.Namespace, state: RecipeState) -> bool:
+    """`out` as a link to the dataset of the run in `source`, whose generate stage finished with this
+    run's generation settings: variants of training or model share one set of demonstrations."""
+    source_state = source / STATE_FILE
+    if not source_state.is_file():
+        raise RecipeError(f"{source_state}: expected the state of a libero_recipe.py run, found no file")
+    other = json.loads(source_state.read_text())
+    if not other["stages"].get("generate", {}).get("done"):
+        raise RecipeError(f"{source_state}: key 'stages': expected generate done, found it unfinished; "
+                          "run that work dir's generate stage first")
+    theirs = other["settings"]
+    differ = [key for key in GENERATION_SETTINGS if theirs.get(key) != getattr(args, key)]
+    if differ:
+        found = ", ".join(f"{key}={theirs.get(key)!r} (here {getattr(args, key)!r})" for key in differ)
+        raise RecipeError(f"{source_state}: key 'settings': expected this run's generation settings, found "
+                          f"{found}")
+    out.symlink_to((source / "dataset").resolve(), target_is_directory=True)
+    state.stage("generate")["dataset_from"] = str(source.resolve())
+    return True
 
 
 class CheckpointWatch:
@@ -348,7 +376,8 @@ def write_results(args: argparse.Namespace, work: Path, state: RecipeState) -> P
         "protocol": evaluation["protocol"],
         "data_config": f"{DATA_CONFIG} (state: eef_pos, eef orientation as rotation_6d, gripper_qpos)",
         "dataset": {"episodes": info.get("total_episodes"), "frames": info.get("total_frames"),
-                    "generate_time_s": round(stages["generate"]["seconds"], 1)},
+                    "generate_time_s": round(stages["generate"]["seconds"], 1),
+                    "from": stages["generate"].get("dataset_from")},
         "checkpoint_bytes": sum(f.stat().st_size for f in export.rglob("*") if f.is_file()),
         "settings": state.data["settings"],
         "command": "python benchmarks/libero_recipe.py " + shlex.join(settings_flags(state.data["settings"])),
@@ -511,7 +540,7 @@ def run(args: argparse.Namespace) -> int:
     state = RecipeState(work, {key: getattr(args, key) for key in RUN_SETTINGS})
     budget = Budget(args.max_minutes)
     actions: dict[str, Callable[[], bool]] = {
-        "generate": lambda: stage_generate(args, work, budget),
+        "generate": lambda: stage_generate(args, work, budget, state),
         "train": lambda: stage_train(args, work, budget, state),
         "export": lambda: stage_export(args, work),
         "eval": lambda: stage_eval(args, work, budget, state),
@@ -557,6 +586,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=float, default=None,
                    help="wall-time budget of this call; stages stop at a clean boundary before it ends "
                         "and the same command continues (default: no limit)")
+    p.add_argument("--dataset-from", default=None, metavar="WORK",
+                   help="link the dataset of this other work dir (its generate stage done with the same "
+                        "suite, tasks, demos per task, noise, image size and seed) instead of generating one "
+                        "(default: generate)")
     run_group = p.add_argument_group("the run (fixed for a work dir)")
     run_group.add_argument("--suite", default="libero_object",
                            help="LIBERO suite: libero_object, libero_spatial, libero_goal (default: "

@@ -128,6 +128,32 @@ def test_a_stage_stopped_by_the_budget_exits_3_and_keeps_its_time(monkeypatch, t
     assert stage["done"] is False and stage["seconds"] > 0
 
 
+def test_a_variant_links_the_dataset_of_a_run_with_the_same_generation_settings(tmp_path, capsys):
+    source = tmp_path / "source"
+    (source / "dataset" / "meta").mkdir(parents=True)
+    (source / "dataset" / "meta" / "info.json").write_text("{}")
+    args = recipe.parser().parse_args(["--work-dir", str(source), "--demos-per-task", "5"])
+    state = recipe.RecipeState(source, {key: getattr(args, key) for key in recipe.RUN_SETTINGS})
+    variant = ["--stage", "generate", "--dataset-from", str(source), "--demos-per-task", "5",
+               "--max-steps", "100", "--preset", "n1.6-small"]
+    assert recipe.main(["--work-dir", str(tmp_path / "early"), *variant]) == 1
+    assert "expected generate done, found it unfinished" in capsys.readouterr().err
+    state.stage("generate")["done"] = True
+    state.save()
+    work = tmp_path / "variant"
+    assert recipe.main(["--work-dir", str(work), *variant]) == 0
+    assert (work / "dataset").is_symlink() and (work / "dataset" / "meta" / "info.json").is_file()
+    saved = json.loads((work / recipe.STATE_FILE).read_text())["stages"]["generate"]
+    assert saved["done"] and saved["dataset_from"] == str(source.resolve())
+    # other demonstrations: refused with the file, the key and both values
+    linked = ["--stage", "generate", "--dataset-from", str(source)]
+    assert recipe.main(["--work-dir", str(tmp_path / "other"), *linked, "--demos-per-task", "20",
+                        "--image-size", "224"]) == 1
+    error = capsys.readouterr().err
+    assert str(source / recipe.STATE_FILE) in error and "key 'settings'" in error
+    assert "demos_per_task=5 (here 20)" in error and "image_size=128 (here 224)" in error
+
+
 def test_evaluation_groups_cover_the_tasks_in_order():
     assert recipe.eval_groups([0, 1, 2, 3, 4], 2) == [[0, 1], [2, 3], [4]]
     assert recipe.eval_groups([1, 2, 4, 6, 8, 9], 10) == [[1, 2, 4, 6, 8, 9]]
