@@ -47,9 +47,9 @@ STAGES = ("generate", "train", "export", "eval")
 EXIT_BUDGET = 3
 # the scripted expert handles pick-and-place goals only (docs: LIBERO_NOTES)
 DEFAULT_TASKS = {"libero_goal": [1, 2, 4, 6, 8, 9]}
-# settings that define a run: a work dir holds one run
 # settings that decide the demonstrations (--dataset-from needs them equal)
 GENERATION_SETTINGS = ("suite", "tasks", "demos_per_task", "noise", "image_size", "seed")
+# settings that define a run: a work dir holds one run
 RUN_SETTINGS = ("suite", "preset", "tasks", "demos_per_task", "noise", "image_size", "seed", "max_steps",
                 "batch_size", "learning_rate", "save_steps", "eval_episodes", "action_horizon",
                 "eval_max_steps")
@@ -199,22 +199,28 @@ def stage_generate(args: argparse.Namespace, work: Path, budget: Budget, state: 
     return run_bounded(command, budget)
 
 
+def finished_run(work: Path, stages: Sequence[str]) -> dict[str, Any]:
+    """The recipe_state.json of another work dir whose `stages` are done (else RecipeError)."""
+    path = work / STATE_FILE
+    if not path.is_file():
+        raise RecipeError(f"{path}: expected the state of a libero_recipe.py run, found no file")
+    state = json.loads(path.read_text())
+    unfinished = [name for name in stages if not state["stages"].get(name, {}).get("done")]
+    if unfinished:
+        raise RecipeError(f"{path}: key 'stages': expected {' and '.join(stages)} done, found "
+                          f"{', '.join(unfinished)} unfinished; finish that run first")
+    return state
+
+
 def link_dataset(source: Path, out: Path, args: argparse.Namespace, state: RecipeState) -> bool:
     """`out` as a link to the dataset of the run in `source`, whose generate stage finished with this
     run's generation settings: variants of training or model share one set of demonstrations."""
-    source_state = source / STATE_FILE
-    if not source_state.is_file():
-        raise RecipeError(f"{source_state}: expected the state of a libero_recipe.py run, found no file")
-    other = json.loads(source_state.read_text())
-    if not other["stages"].get("generate", {}).get("done"):
-        raise RecipeError(f"{source_state}: key 'stages': expected generate done, found it unfinished; "
-                          "run that work dir's generate stage first")
-    theirs = other["settings"]
+    theirs = finished_run(source, ("generate",))["settings"]
     differ = [key for key in GENERATION_SETTINGS if theirs.get(key) != getattr(args, key)]
     if differ:
         found = ", ".join(f"{key}={theirs.get(key)!r} (here {getattr(args, key)!r})" for key in differ)
-        raise RecipeError(f"{source_state}: key 'settings': expected this run's generation settings, found "
-                          f"{found}")
+        raise RecipeError(f"{source / STATE_FILE}: key 'settings': expected this run's generation settings, "
+                          f"found {found}")
     out.symlink_to((source / "dataset").resolve(), target_is_directory=True)
     state.stage("generate")["dataset_from"] = str(source.resolve())
     return True
@@ -623,14 +629,7 @@ def parser() -> argparse.ArgumentParser:
     machine = p.add_argument_group("this machine (may change between calls)")
     machine.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1),
                          help="simulator processes for generation (default: CPU cores - 1)")
-    machine.add_argument("--eval-workers", type=int, default=min(10, max(1, (os.cpu_count() or 2) - 1)),
-                         help="tasks evaluated per call, one process each; a finished group is kept "
-                              "(default: min(10, CPU cores - 1))")
-    machine.add_argument("--eval-device", default=None,
-                         help="torch device of the evaluated policy (default: cuda if available)")
-    machine.add_argument("--video", choices=["failures", "all", "none"], default="failures",
-                         help="which evaluation episodes get an MP4; none also renders the cameras only "
-                              "before each policy query, several times faster (default: failures)")
+    add_eval_flags(machine)
     machine.add_argument("--dataloader-workers", type=int, default=max(1, (os.cpu_count() or 2) - 2),
                          help="training data-loader processes (default: CPU cores - 2)")
     machine.add_argument("--video-cache", action=argparse.BooleanOptionalAction, default=True,
@@ -660,13 +659,31 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def add_eval_flags(group: argparse._ArgumentGroup) -> None:
+    """The evaluation's machine flags (read by `evaluate_checkpoint`), shared with rl_recipe.py."""
+    group.add_argument("--eval-workers", type=int, default=min(10, max(1, (os.cpu_count() or 2) - 1)),
+                       help="tasks evaluated per call, one process each; a finished group is kept "
+                            "(default: min(10, CPU cores - 1))")
+    group.add_argument("--eval-device", default=None,
+                       help="torch device of the evaluated policy (default: cuda if available)")
+    group.add_argument("--video", choices=["failures", "all", "none"], default="failures",
+                       help="which evaluation episodes get an MP4; none also renders the cameras only "
+                            "before each policy query, several times faster (default: failures)")
+
+
+def command_main(make_parser: Callable[[], argparse.ArgumentParser],
+                 run_args: Callable[[argparse.Namespace], int], argv: Sequence[str] | None) -> int:
+    """Parse `argv`, run; a RecipeError is one `error:` line and exit status 1."""
+    args = make_parser().parse_args(argv)
     try:
-        return run(args)
+        return run_args(args)
     except RecipeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return command_main(parser, run, argv)
 
 
 if __name__ == "__main__":

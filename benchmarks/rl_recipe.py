@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -41,14 +42,7 @@ RUN_SETTINGS = ("sft_dir", "iterations", "init_states_per_task", "max_episode_st
 # ---- the supervised run this one starts from -------------------------------------------------------
 def supervised_run(sft_dir: Path) -> dict[str, Any]:
     """The settings, evaluation and exported policy of a finished libero_recipe.py work dir."""
-    state_path = sft_dir / sft.STATE_FILE
-    if not state_path.is_file():
-        raise sft.RecipeError(f"{state_path}: expected the state of a libero_recipe.py run, found no file")
-    state = json.loads(state_path.read_text())
-    unfinished = [name for name in ("export", "eval") if not state["stages"].get(name, {}).get("done")]
-    if unfinished:
-        raise sft.RecipeError(f"{state_path}: key 'stages': expected export and eval done, found "
-                              f"{', '.join(unfinished)} unfinished; finish that run first")
+    state = sft.finished_run(sft_dir, ("export", "eval"))
     evaluation = sft.merged_eval(sft_dir / "eval")
     return {"settings": state["settings"], "evaluation": evaluation, "export": sft_dir / "export",
             "eval_device": state["stages"]["eval"].get("device")}
@@ -249,27 +243,16 @@ def parser() -> argparse.ArgumentParser:
                            help="further groot rl flags, one quoted string, e.g. \"--actor-lr 5e-5 "
                                 "--noise-level 0.3\" (default: the small recipe's; see groot rl --help)")
     machine = p.add_argument_group("this machine (may change between calls)")
-    machine.add_argument("--workers", type=int, default=sft.parser().get_default("workers"),
+    machine.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1),
                          help="environment processes of groot rl (default: CPU cores - 1)")
     machine.add_argument("--device", default=None,
                          help="torch device of groot rl (default: cuda if available)")
-    machine.add_argument("--eval-workers", type=int, default=sft.parser().get_default("eval_workers"),
-                         help="tasks evaluated per call, one process each (default: min(10, CPU cores - 1))")
-    machine.add_argument("--eval-device", default=None,
-                         help="torch device of the evaluated policy (default: cuda if available)")
-    machine.add_argument("--video", choices=["failures", "all", "none"], default="failures",
-                         help="which evaluation episodes get an MP4; none also renders the cameras only "
-                              "before each policy query, several times faster (default: failures)")
+    sft.add_eval_flags(machine)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    try:
-        return run(args)
-    except sft.RecipeError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    return sft.command_main(parser, run, argv)
 
 
 if __name__ == "__main__":

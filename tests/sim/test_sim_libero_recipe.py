@@ -137,7 +137,7 @@ def test_a_variant_links_the_dataset_of_a_run_with_the_same_generation_settings(
     variant = ["--stage", "generate", "--dataset-from", str(source), "--demos-per-task", "5",
                "--max-steps", "100", "--preset", "n1.6-small"]
     assert recipe.main(["--work-dir", str(tmp_path / "early"), *variant]) == 1
-    assert "expected generate done, found it unfinished" in capsys.readouterr().err
+    assert "expected generate done, found generate unfinished" in capsys.readouterr().err
     state.stage("generate")["done"] = True
     state.save()
     work = tmp_path / "variant"

@@ -186,9 +186,8 @@ def run_episode(env: libero.LiberoEnv, policy: PolicyLike, episode: int, protoco
         chunk = policy.get_action(libero.policy_observation(obs))
         queries += 1
         for step in range(protocol.action_horizon):
-            # images only where they are read: a video, or the next policy query
-            last = step == protocol.action_horizon - 1 or env.steps + 1 >= env.max_steps
-            obs, success, done = env.step(libero.action_to_vector(chunk, step), render=bool(frames) or last)
+            render = bool(frames) or env.ends_chunk(step, protocol.action_horizon)  # images only where read
+            obs, success, done = env.step(libero.action_to_vector(chunk, step), render=render)
             if frames:
                 frames.append(video_frame(obs))
             if done:

@@ -99,9 +99,8 @@ class _EnvSlot:
         for j, action in enumerate(actions):
             if self.done:
                 break
-            # images only where they are read: the chunk's last step (the next policy call) or a video
-            last = j == len(actions) - 1 or self.env.steps + 1 >= self.env.max_steps
-            obs, success, self.done = self.env.step(action, render=record or last)
+            render = record or self.env.ends_chunk(j, len(actions))  # images only where they are read
+            obs, success, self.done = self.env.step(action, render=render)
             if record:
                 frames.append(video_frame(obs))
             if success and not self.success:

@@ -240,6 +240,11 @@ class LiberoEnv:
         success = bool(self._env.check_success())
         return self.observation(), success, success or self.steps >= self.max_steps
 
+    def ends_chunk(self, index: int, length: int) -> bool:
+        """Whether the next step, step `index` of a `length`-step chunk, is the last one before the policy
+        reads an observation again: the chunk's last, or the episode's last by the step limit."""
+        return index == length - 1 or self.steps + 1 >= self.max_steps
+
     def observation(self) -> dict[str, Any]:
         """The last observation; without video keys when its step was not rendered."""
         return map_observation(self.raw_obs, self.language, self.cameras and self._render)
