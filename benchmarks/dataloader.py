@@ -7,11 +7,20 @@ For each camera count, writes (once, then reuses) a synthetic dataset of --episo
 transforms: random crop 95 %, resize 224, colour jitter, min-max normalization) collated by the model's
 `GrootProcessor` (byte tokenizer, float pixels [N, 3, 224, 224]). It also reports the per-sample cost of
 decoding and of the transforms in one process. Results go to benchmarks/results/dataloader_<host>.json.
+
+`--boundary-batches N --step-ms MS` also times N batches taken by a consumer that spends MS per batch
+(a training step), once from a loader per epoch (its workers start at every epoch boundary, while the
+consumer waits) and once from the one `EpochStream` loader `finetune` uses (workers start once and
+prefetch across boundaries):
+
+    python benchmarks/dataloader.py --workers 2 --cameras 2 --batch-size 128 --episodes 36 --length 128 \
+        --image-size 128 --boundary-batches 72 --step-ms 400
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -28,6 +37,7 @@ from groot.data.dataset import GrootDataset
 from groot.data.synthetic import make_synthetic_dataset
 from groot.model.processor import GrootProcessor
 from groot.model.tokenizer import ByteTokenizer
+from groot.train.data import EpochStream, ResumableShardedSampler, build_loader
 
 CAMERA_NAMES = ("front", "wrist", "side", "top")
 
@@ -73,10 +83,14 @@ def per_sample_costs(dataset: GrootDataset, count: int) -> tuple[float, float]:
     return 1e3 * decode / count, 1e3 * transform / count
 
 
+def collate_for(args: argparse.Namespace):
+    return (GrootProcessor(ByteTokenizer(), image_size=224, num_image_tokens=256)
+            if args.processor else stack_samples)
+
+
 def loader_throughput(dataset: GrootDataset, args: argparse.Namespace) -> float:
     """Samples per second over --batches batches after --warmup batches."""
-    collate = (GrootProcessor(ByteTokenizer(), image_size=224, num_image_tokens=256)
-               if args.processor else stack_samples)
+    collate = collate_for(args)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers, collate_fn=collate,
         persistent_workers=args.workers > 0, drop_last=True,
@@ -96,6 +110,34 @@ def loader_throughput(dataset: GrootDataset, args: argparse.Namespace) -> float:
     return args.batches * args.batch_size / (time.perf_counter() - start)
 
 
+def boundary_throughput(dataset: GrootDataset, args: argparse.Namespace) -> dict[str, float]:
+    """Samples/s of --boundary-batches batches taken --step-ms apart, from a loader per epoch and from
+    one EpochStream loader (the first batch of each is not timed)."""
+    collate = collate_for(args)
+
+    def loader_per_epoch():
+        for epoch in itertools.count():
+            sampler = ResumableShardedSampler(len(dataset), 0)
+            sampler.set_epoch(epoch)
+            yield from build_loader(dataset, sampler, args.batch_size, collate, args.workers, False)
+
+    def one_stream():
+        stream = EpochStream(len(dataset), 0, 0, 1, args.batch_size, 0, 0)
+        yield from build_loader(dataset, stream, args.batch_size, collate, args.workers, False)
+
+    rates = {}
+    for name, batches in (("loader_per_epoch", loader_per_epoch()), ("epoch_stream", one_stream())):
+        next(batches)
+        start = time.perf_counter()
+        for _ in range(args.boundary_batches):
+            next(batches)
+            time.sleep(args.step_ms / 1e3)
+        rates[name] = args.boundary_batches * args.batch_size / (time.perf_counter() - start)
+        batches.close()
+    rates["consumer_limit"] = args.batch_size / (args.step_ms / 1e3)
+    return rates
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -109,6 +151,10 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=10, help="timed batches")
     parser.add_argument("--processor", action=argparse.BooleanOptionalAction, default=True,
                         help="collate with GrootProcessor (float pixels, token ids), not numpy stacking")
+    parser.add_argument("--boundary-batches", type=int, default=0,
+                        help="also time this many batches across epoch boundaries (see above; 0: skip)")
+    parser.add_argument("--step-ms", type=float, default=100.0,
+                        help="with --boundary-batches: the consumer's time per batch")
     parser.add_argument("--data-dir", type=Path,
                         default=Path(tempfile.gettempdir()) / "groot_dataloader_bench",
                         help="where the synthetic datasets are written and reused")
@@ -124,6 +170,10 @@ def main() -> None:
         decode_ms, transform_ms = per_sample_costs(dataset, count=20)
         rows.append({"cameras": cameras, "samples_per_s": loader_throughput(dataset, args),
                      "decode_ms_per_sample": decode_ms, "transform_ms_per_sample": transform_ms})
+        if args.boundary_batches:
+            rows[-1]["batches_per_epoch"] = len(dataset) // args.batch_size
+            rows[-1]["epoch_boundaries"] = {"batches": args.boundary_batches, "step_ms": args.step_ms,
+                                            "samples_per_s": boundary_throughput(dataset, args)}
         print(json.dumps(rows[-1]), flush=True)
     result = {"host": host, "cpu_count": os.cpu_count(), "python": platform.python_version(),
               "torch": torch.__version__, "workers": args.workers, "batch_size": args.batch_size,

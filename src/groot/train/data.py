@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import itertools
 import os
 import random
 from collections.abc import Callable, Iterable, Iterator
@@ -122,8 +123,12 @@ class SeededSamples(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, key: tuple[int, int]):
-        index, seed = key
+    def __getitem__(self, key: tuple[int, int] | tuple[int, int, int]):
+        """key: (index, seed) or (index, seed, epoch); an epoch is first set on a dataset that has
+        `set_epoch` (a mixture draws each epoch's samples anew), here, where the copy that loads lives."""
+        index, seed = key[:2]
+        if len(key) == 3 and hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(key[2])
         python_state, numpy_state = random.getstate(), np.random.get_state()
         try:
             with torch.random.fork_rng(devices=[]):
@@ -170,15 +175,38 @@ class ResumableShardedSampler(Sampler):
             yield index, hashed_seed(self.seed, self.epoch, index, bits=63)
 
 
-def build_loader(dataset: Dataset, sampler: ResumableShardedSampler, batch_size: int, collate: Callable,
+class EpochStream(Sampler):
+    """Epoch after epoch of `ResumableShardedSampler`'s order from (`epoch`, `start_batch`), each epoch
+    cut to its whole batches of `batch_size`, as `(index, seed, epoch)` keys without end.
+
+    One loader over this stream serves the whole run: its workers start once and prefetch across
+    epoch boundaries, where a loader per epoch would leave the GPU idle while new workers start and
+    fill their queues. The batches are the ones a loader per epoch with `drop_last` yields."""
+
+    def __init__(self, num_samples: int, seed: int, rank: int, world_size: int, batch_size: int,
+                 epoch: int, start_batch: int):
+        self.order, self.seed = ResumableShardedSampler(num_samples, seed, rank, world_size), seed
+        self.per_epoch = num_samples // world_size // batch_size * batch_size
+        self.epoch, self.start = epoch, start_batch * batch_size
+
+    def __iter__(self) -> Iterator[tuple[int, int, int]]:
+        epoch, start = self.epoch, self.start
+        while True:
+            self.order.set_epoch(epoch, start)
+            for index, seed in itertools.islice(self.order, self.per_epoch - start):
+                yield index, seed, epoch
+            epoch, start = epoch + 1, 0
+
+
+def build_loader(dataset: Dataset, sampler: Sampler, batch_size: int, collate: Callable,
                  num_workers: int, pin_memory: bool) -> DataLoader:
-    """Batches of `batch_size` (the last partial batch of an epoch is dropped: static shapes).
+    """Batches of `batch_size` (a last partial batch is dropped: static shapes).
 
     Workers start from a forkserver (a clean process with torch and groot imported), not by forking the
-    trainer: a new loader is made every epoch, when the trainer already runs threads (torch.compile's
-    compile workers, the pin-memory thread, CUDA), and a fork of a threaded process can inherit a
-    lock held by another thread and hang. That hang was seen on a GPU: a loader forked after a
-    compiled run never delivered its first batch.
+    trainer: loaders are made when the trainer already runs threads (torch.compile's compile workers,
+    the pin-memory thread, CUDA; the held-out evaluation's loader, a resumed run's), and a fork of a
+    threaded process can inherit a lock held by another thread and hang. That hang was seen on a GPU:
+    a loader forked after a compiled run never delivered its first batch.
 
     Each worker kills itself when the trainer ends: a worker's parent is the forkserver, which stays up
     as long as a worker does, so a SIGKILLed trainer would otherwise leave both (and the resource

@@ -232,17 +232,22 @@ class Trainer:
 
     # ---- training ----------------------------------------------------------------------------------
     def _micro_batches(self):
-        """Endless (epoch, batch) stream starting where the run stands; tracks the position."""
-        from groot.train.data import batches_on_device
+        """Endless (epoch, batch) stream starting where the run stands, from one loader; tracks the
+        position."""
+        from groot.train.data import EpochStream, batches_on_device, build_loader
 
         per_epoch = self._batches_per_epoch()
-        while True:
-            if self.batches_into_epoch >= per_epoch:
+        if self.batches_into_epoch >= per_epoch:
+            self.epoch, self.batches_into_epoch = self.epoch + 1, 0
+        stream = EpochStream(len(self.dataset), self.cfg.seed, self.ctx.rank, self.ctx.world_size,
+                             self.cfg.batch_size, self.epoch, self.batches_into_epoch)
+        loader = build_loader(self.dataset, stream, self.cfg.batch_size, self.processor,
+                              self.plan.loader_workers, pin_memory=self.plan.pin_memory)
+        for batch in batches_on_device(loader, self.ctx.device, self.prepared.host_embedding):
+            if self.batches_into_epoch == per_epoch:
                 self.epoch, self.batches_into_epoch = self.epoch + 1, 0
-            loader = self._loader(self.dataset, self.epoch, self.batches_into_epoch, self.cfg.seed)
-            for batch in batches_on_device(loader, self.ctx.device, self.prepared.host_embedding):
-                self.batches_into_epoch += 1  # counted when handed out
-                yield batch
+            self.batches_into_epoch += 1  # counted when handed out
+            yield batch
 
     def _train(self) -> None:
         from tqdm import tqdm
