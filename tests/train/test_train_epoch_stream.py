@@ -7,6 +7,7 @@ import shutil
 import pytest
 from test_train_finetune import _config
 
+from groot.errors import ConfigError
 from groot.train import data as train_data
 from groot.train.data import EpochStream, ResumableShardedSampler
 from groot.train.finetune import finetune
@@ -26,7 +27,8 @@ def per_epoch_batches(num_samples, seed, rank, world, batch_size, epoch, start_b
     return batches[:count]
 
 
-@pytest.mark.parametrize("rank, world, epoch, start_batch", [(0, 1, 0, 0), (1, 2, 3, 2), (0, 3, 1, 1)])
+@pytest.mark.parametrize("rank, world, epoch, start_batch", [(0, 1, 0, 0), (1, 2, 3, 2), (0, 3, 1, 1),
+                                                                (0, 1, 2, 15)])  # 15: at an epoch's end
 def test_stream_yields_the_batches_of_a_loader_per_epoch(rank, world, epoch, start_batch):
     num_samples, batch_size = 61, 4
     stream = EpochStream(num_samples, 5, rank, world, batch_size, epoch, start_batch)
@@ -34,6 +36,11 @@ def test_stream_yields_the_batches_of_a_loader_per_epoch(rank, world, epoch, sta
     got = [keys[i:i + batch_size] for i in range(0, len(keys), batch_size)]
     assert got == per_epoch_batches(num_samples, 5, rank, world, batch_size, epoch, start_batch, 20)
     assert len({key[2] for key in keys}) >= 2  # it crossed an epoch boundary
+
+
+def test_stream_refuses_a_dataset_smaller_than_one_batch_per_process():
+    with pytest.raises(ConfigError, match="need a batch of 4 per process"):
+        EpochStream(7, 0, 0, 2, 4, 0, 0)
 
 
 def test_finetune_crosses_epochs_and_resumes_on_one_loader(libero_dataset, tmp_path, monkeypatch):

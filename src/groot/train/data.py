@@ -187,6 +187,9 @@ class EpochStream(Sampler):
                  epoch: int, start_batch: int):
         self.order, self.seed = ResumableShardedSampler(num_samples, seed, rank, world_size), seed
         self.per_epoch = num_samples // world_size // batch_size * batch_size
+        if self.per_epoch == 0:  # the stream would never yield
+            raise ConfigError(f"dataset has {num_samples} samples; need a batch of {batch_size} per process "
+                              f"({world_size})")
         self.epoch, self.start = epoch, start_batch * batch_size
 
     def __iter__(self) -> Iterator[tuple[int, int, int]]:

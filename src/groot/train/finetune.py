@@ -237,8 +237,6 @@ class Trainer:
         from groot.train.data import EpochStream, batches_on_device, build_loader
 
         per_epoch = self._batches_per_epoch()
-        if self.batches_into_epoch >= per_epoch:
-            self.epoch, self.batches_into_epoch = self.epoch + 1, 0
         stream = EpochStream(len(self.dataset), self.cfg.seed, self.ctx.rank, self.ctx.world_size,
                              self.cfg.batch_size, self.epoch, self.batches_into_epoch)
         loader = build_loader(self.dataset, stream, self.cfg.batch_size, self.processor,
