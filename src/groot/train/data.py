@@ -175,6 +175,16 @@ class ResumableShardedSampler(Sampler):
             yield index, hashed_seed(self.seed, self.epoch, index, bits=63)
 
 
+def batches_per_epoch(num_samples: int, world_size: int, batch_size: int, source: str = "dataset") -> int:
+    """Whole batches of `batch_size` each of `world_size` processes takes from an epoch (ConfigError if
+    none: training would never take a step)."""
+    count = num_samples // world_size // batch_size
+    if count == 0:
+        raise ConfigError(f"{source}: {num_samples} samples; need a batch of {batch_size} per process "
+                          f"({world_size} processes)")
+    return count
+
+
 class EpochStream(Sampler):
     """Epoch after epoch of `ResumableShardedSampler`'s order from (`epoch`, `start_batch`), each epoch
     cut to its whole batches of `batch_size`, as `(index, seed, epoch)` keys without end.
@@ -186,10 +196,7 @@ class EpochStream(Sampler):
     def __init__(self, num_samples: int, seed: int, rank: int, world_size: int, batch_size: int,
                  epoch: int, start_batch: int):
         self.order, self.seed = ResumableShardedSampler(num_samples, seed, rank, world_size), seed
-        self.per_epoch = num_samples // world_size // batch_size * batch_size
-        if self.per_epoch == 0:  # the stream would never yield
-            raise ConfigError(f"dataset has {num_samples} samples; need a batch of {batch_size} per process "
-                              f"({world_size})")
+        self.per_epoch = batches_per_epoch(num_samples, world_size, batch_size) * batch_size
         self.epoch, self.start = epoch, start_batch * batch_size
 
     def __iter__(self) -> Iterator[tuple[int, int, int]]:

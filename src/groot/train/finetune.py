@@ -213,22 +213,21 @@ class Trainer:
                                         cfg.max_steps)
         return optimizer, schedule
 
-    def _loader(self, dataset, epoch: int, start_batch: int, seed: int):
+    def _eval_loader(self, dataset):
+        """Held-out batches: the first epoch of `dataset` in the run's seeded order."""
         from groot.train.data import ResumableShardedSampler, build_loader
 
         if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(epoch)
-        sampler = ResumableShardedSampler(len(dataset), seed, self.ctx.rank, self.ctx.world_size)
-        sampler.set_epoch(epoch, start=start_batch * self.cfg.batch_size)
+            dataset.set_epoch(0)
+        sampler = ResumableShardedSampler(len(dataset), self.cfg.seed, self.ctx.rank, self.ctx.world_size)
         return build_loader(dataset, sampler, self.cfg.batch_size, self.processor,
                             self.plan.loader_workers, pin_memory=self.plan.pin_memory)
 
     def _batches_per_epoch(self) -> int:
-        count = len(self.dataset) // self.ctx.world_size // self.cfg.batch_size
-        if count == 0:
-            raise ConfigError(f"{self.cfg.dataset_path}: {len(self.dataset)} samples are fewer than one "
-                              f"batch of {self.cfg.batch_size} per process ({self.ctx.world_size} processes)")
-        return count
+        from groot.train.data import batches_per_epoch
+
+        return batches_per_epoch(len(self.dataset), self.ctx.world_size, self.cfg.batch_size,
+                                 str(self.cfg.dataset_path))
 
     # ---- training ----------------------------------------------------------------------------------
     def _micro_batches(self):
@@ -367,7 +366,7 @@ class Trainer:
         total, count = torch.zeros((), device=self.ctx.device), 0
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.cfg.seed)
-            loader = self._loader(dataset, epoch=0, start_batch=0, seed=self.cfg.seed)
+            loader = self._eval_loader(dataset)
             for batch in batches_on_device(loader, self.ctx.device, self.prepared.host_embedding):
                 with autocast(self.ctx.device, self.plan.bf16):
                     total += self.model(batch)["loss"].float()
